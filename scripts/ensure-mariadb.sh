@@ -1,0 +1,30 @@
+#!/bin/sh
+# Makes sure the MariaDB server and client that goneaway's tests and demo run are installed.
+# On Debian as root it installs them; otherwise it says exactly what to install.
+set -eu
+
+# Debian installs mariadbd in /usr/sbin, which a non-root PATH often lacks.
+PATH="$PATH:/usr/sbin:/usr/local/sbin"
+
+missing=""
+command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || missing="$missing mariadb-server"
+command -v mariadb >/dev/null 2>&1 || missing="$missing mariadb-client"
+for extra in "$@"; do
+    command -v "$extra" >/dev/null 2>&1 || missing="$missing $extra"
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "goneaway: installing Debian packages:$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Debian's postinst would start a system-wide server; goneaway starts its own.
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    exit 0
+fi
+
+echo "goneaway: missing:$missing" >&2
+echo "goneaway: install them with:  sudo apt-get install$missing" >&2
+echo "goneaway: (or point GONEAWAY_MARIADBD and GONEAWAY_MARIADB_INSTALL_DB at your own build)" >&2
+exit 1
