@@ -1,1 +1,67 @@
-fn main() {}
+//! The `goneaway` command: argument parsing and glue; the work happens in the library crates.
+//!
+//! Each subcommand lives in `cmd/<name>.rs` as a clap `Args` struct and a `run` function that
+//! returns the process's exit code; `demo/` is the guided tour, one file a step.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod demo;
+mod output;
+
+/// MySQL connections that don't go away.
+///
+/// goneaway explains "MySQL server has gone away" (2006), "Lost connection to MySQL server
+/// during query" (2013) and their relatives from any ecosystem, and reproduces them on
+/// purpose.
+#[derive(Debug, Parser)]
+#[command(name = "goneaway", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter for diagnostics on stderr (`RUST_LOG` syntax), e.g. `debug` or
+    /// `goneaway_relay=trace`.
+    #[arg(long, global = true, env = "GONEAWAY_LOG", default_value = "warn")]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Explain(cmd::explain::Args),
+    Chaos(cmd::chaos::Args),
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("goneaway: cannot start the async runtime: {e}");
+            return ExitCode::from(cmd::EXIT_INTERNAL);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Explain(args) => cmd::explain::run(args).await,
+            Command::Chaos(args) => cmd::chaos::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("goneaway: {e:#}");
+            ExitCode::from(cmd::EXIT_INTERNAL)
+        }
+    }
+}

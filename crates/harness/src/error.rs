@@ -36,7 +36,9 @@ pub enum HarnessError {
         output: String,
     },
     /// The server exited or never became ready.
-    #[error("mariadbd did not become ready within {seconds} s: {reason}; error log {log}:\n{tail}")]
+    #[error(
+        "mariadbd did not become ready within {seconds} s: {reason}; error log {log}:\n{tail}"
+    )]
     NotReady {
         /// How long the harness waited.
         seconds: u64,

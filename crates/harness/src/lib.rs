@@ -32,4 +32,4 @@ mod server;
 
 pub use binaries::Binaries;
 pub use error::HarnessError;
-pub use server::{Server, ServerBuilder, APP_PASSWORD, APP_USER};
+pub use server::{Server, ServerBuilder, APP_PASSWORD, APP_USER, DATABASE};

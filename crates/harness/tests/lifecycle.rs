@@ -28,7 +28,9 @@ async fn starts_with_chosen_variables() {
     assert_eq!(var(&server.url(), "net_read_timeout").await, "5");
     assert!(server.error_log().exists());
     assert!(server.error_log_text().contains("ready for connections"));
-    assert!(!server.url_redacted().contains(goneaway_harness::APP_PASSWORD));
+    assert!(!server
+        .url_redacted()
+        .contains(goneaway_harness::APP_PASSWORD));
 }
 
 #[tokio::test]
@@ -66,7 +68,9 @@ async fn crash_then_start_recovers() {
         .is_err());
     server.start().await.unwrap();
     assert!(server.is_running());
-    let mut conn = mysql_async::Conn::from_url(server.url().as_str()).await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(server.url().as_str())
+        .await
+        .unwrap();
     conn.ping().await.unwrap();
     conn.disconnect().await.unwrap();
 }
@@ -100,7 +104,10 @@ async fn missing_mariadbd_is_a_clear_error() {
         let error = Server::start_default().await.unwrap_err();
         let message = error.to_string();
         assert!(message.contains("mariadbd not found"), "{message}");
-        assert!(message.contains("apt-get install mariadb-server"), "{message}");
+        assert!(
+            message.contains("apt-get install mariadb-server"),
+            "{message}"
+        );
         return;
     }
     let status = std::process::Command::new(std::env::current_exe().unwrap())

@@ -1,0 +1,111 @@
+//! `goneaway explain`: which cause is behind a pasted error, whether a retry is safe, what fixes it.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::output::{use_color, Format};
+
+/// Exit code when at least one error was explained.
+pub const EXIT_EXPLAINED: u8 = 0;
+/// Exit code when the input holds no error goneaway recognises.
+pub const EXIT_NOTHING_FOUND: u8 = 1;
+/// Exit code when the input cannot be read as a log: empty, binary, not UTF-8, too large,
+/// or an unreadable file.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Explain MySQL/MariaDB errors pasted from any ecosystem.
+///
+/// Reads the error text from the arguments, from --file, or from standard input (a whole log
+/// may be piped in). Finds every error in it, groups repeats, and prints for each: the cause,
+/// whether a retry is safe, why, the fixes, and which facts would tell candidate causes
+/// apart.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  goneaway explain 'ERROR 2006 (HY000): MySQL server has gone away'
+  kubectl logs deploy/api | goneaway explain --format json
+  goneaway explain --file /var/log/mysql/error.log --format markdown
+
+Exit codes:
+  0  at least one error explained
+  1  no MySQL/MariaDB error found in the input
+  2  unusable input (empty, binary, not UTF-8, over 16 MiB, unreadable file) or bad arguments
+  70 internal error")]
+pub struct Args {
+    /// The error text; several arguments are joined with spaces. Without it (or with `-`),
+    /// standard input is read.
+    text: Vec<String>,
+    /// Read the log from this file instead.
+    #[arg(short, long, conflicts_with = "text")]
+    file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let input = match read_input(&args) {
+        Ok(input) => input,
+        Err(message) => {
+            eprintln!("goneaway explain: {message}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    let report = match goneaway_core::scan_bytes(&input) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("goneaway explain: {e}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("serialising the report")?
+        ),
+        Format::Markdown => print!("{}", report.render_markdown()),
+        Format::Text => print!("{}", report.render_text(use_color())),
+    }
+    if report.findings.is_empty() {
+        if args.format == Format::Text {
+            eprintln!(
+                "goneaway explain: no MySQL/MariaDB error recognised in {} line(s); paste the \
+                 whole error line or stack trace",
+                report.lines_scanned
+            );
+        }
+        return Ok(ExitCode::from(EXIT_NOTHING_FOUND));
+    }
+    Ok(ExitCode::from(EXIT_EXPLAINED))
+}
+
+/// The raw input, read with a bound so a huge pipe is refused rather than held in memory.
+fn read_input(args: &Args) -> Result<Vec<u8>, String> {
+    // One byte over the limit is enough for the scanner to say "too large".
+    let limit = goneaway_core::MAX_INPUT_BYTES as u64 + 1;
+    if let Some(path) = &args.file {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut input = Vec::new();
+        file.take(limit)
+            .read_to_end(&mut input)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return Ok(input);
+    }
+    if !args.text.is_empty() && args.text != ["-"] {
+        return Ok(args.text.join(" ").into_bytes());
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("goneaway explain: paste the error or log, then press Ctrl-D");
+    }
+    let mut input = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limit)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    Ok(input)
+}

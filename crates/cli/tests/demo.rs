@@ -1,0 +1,19 @@
+//! `goneaway demo` end to end, on the throwaway server it starts itself.
+
+use crate::util::{run, stderr, stdout};
+
+#[test]
+fn demo_shows_the_real_error_and_its_explanation() {
+    let output = run(&["demo", "--wait-timeout", "1"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}\n{}", stderr(&output));
+    // The real client error from the real mariadb client, and its explanation.
+    assert!(text.contains("ERROR 2006 (HY000)"), "{text}");
+    assert!(text.contains("idle_timeout"), "{text}");
+    assert!(
+        text.contains("Got timeout reading communication packets"),
+        "{text}"
+    );
+    // The password is never printed.
+    assert!(!text.contains(goneaway_harness::APP_PASSWORD), "{text}");
+}

@@ -1,0 +1,159 @@
+//! `goneaway explain` on pasted text, files and standard input, in every format, and on bad input.
+
+use crate::util::{run, run_with_stdin, stderr, stdout};
+
+#[test]
+fn explains_an_argument() {
+    let output = run(&["explain", "ERROR 2006 (HY000): MySQL server has gone away"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("idle_timeout"), "{text}");
+    assert!(text.contains("2006"), "{text}");
+    assert!(text.contains("reconnect_then_retry"), "{text}");
+}
+
+#[test]
+fn explains_a_whole_log_from_stdin_and_groups_repeats() {
+    let log = "\
+2024-05-01 10:00:01 ERROR app: pymysql.err.OperationalError: (2013, 'Lost connection to MySQL server during query')
+2024-05-01 10:00:02 INFO app: request served
+2024-05-01 10:05:01 ERROR app: pymysql.err.OperationalError: (2013, 'Lost connection to MySQL server during query')
+2024-05-01 10:09:00 ERROR app: SQLSTATE[HY000] [1040] Too many connections
+";
+    let output = run_with_stdin(&["explain", "--format", "json"], log.as_bytes());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{json:#}");
+    assert_eq!(findings[0]["code"], 2013);
+    assert_eq!(findings[0]["count"], 2);
+    // 2013 mid-query: the server may have run it.
+    assert_eq!(findings[0]["retry"], "retry_if_idempotent");
+    assert_eq!(findings[1]["cause"], "too_many_connections");
+    assert_eq!(json["lines_scanned"], 4);
+}
+
+#[test]
+fn json_field_names_are_stable() {
+    let output = run(&[
+        "explain",
+        "--format",
+        "json",
+        "ERROR 1153 (08S01): Got a packet bigger than 'max_allowed_packet' bytes",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let finding = &json["findings"][0];
+    for field in [
+        "cause",
+        "title",
+        "code",
+        "sqlstate",
+        "symbol",
+        "retry",
+        "count",
+        "first_line",
+        "lines",
+        "example",
+        "source",
+        "diagnosis",
+    ] {
+        assert!(
+            finding.get(field).is_some(),
+            "missing {field} in {finding:#}"
+        );
+    }
+    for field in [
+        "causes",
+        "retry",
+        "explanation",
+        "fixes",
+        "tell_apart",
+        "connection_lost",
+    ] {
+        assert!(
+            finding["diagnosis"].get(field).is_some(),
+            "missing diagnosis.{field}"
+        );
+    }
+    assert_eq!(finding["cause"], "packet_too_large");
+    assert_eq!(finding["retry"], "do_not_retry");
+}
+
+#[test]
+fn markdown_is_ready_for_a_ticket() {
+    let output = run(&[
+        "explain",
+        "--format",
+        "markdown",
+        "ERROR 2013 (HY000): Lost connection to MySQL server during query",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert!(text.starts_with('#'), "{text}");
+    assert!(text.contains("2013"));
+}
+
+#[test]
+fn reads_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("error.log");
+    std::fs::write(
+        &path,
+        "2026-11-21 17:23:09 6 [Warning] Aborted connection 6 to db: 'goneaway' user: 'goneaway' host: '127.0.0.1' (Got timeout reading communication packets)\n",
+    )
+    .unwrap();
+    let output = run(&["explain", "--file", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    // Honest about the ambiguity: idle timeout or net_read_timeout.
+    assert!(
+        text.contains("idle_timeout") && text.contains("net_timeout"),
+        "{text}"
+    );
+}
+
+#[test]
+fn text_without_errors_exits_1() {
+    let output = run_with_stdin(&["explain"], b"everything is fine\nreally\n");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no MySQL/MariaDB error recognised"));
+}
+
+#[test]
+fn empty_input_is_a_clear_error() {
+    let output = run_with_stdin(&["explain"], b"  \n\n");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("empty"), "{}", stderr(&output));
+}
+
+#[test]
+fn binary_input_is_a_clear_error() {
+    let output = run_with_stdin(&["explain"], b"\x7fELF\x02\x01\x01\x00\x00\x00garbage");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("binary"), "{}", stderr(&output));
+}
+
+#[test]
+fn huge_input_is_refused_without_reading_it_all() {
+    let huge = vec![b'x'; goneaway_core::MAX_INPUT_BYTES + 4096];
+    let output = run_with_stdin(&["explain"], &huge);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("limit"), "{}", stderr(&output));
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let output = run(&["explain", "--file", "/nonexistent/app.log"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("/nonexistent/app.log"));
+}
+
+#[test]
+fn passwords_in_pasted_urls_are_masked() {
+    let output = run(&[
+        "explain",
+        "sqlalchemy.exc.OperationalError: (pymysql.err.OperationalError) (2006, 'MySQL server has gone away') url=mysql+pymysql://app:s3cretpw@db:3306/app",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!stdout(&output).contains("s3cretpw"), "{}", stdout(&output));
+}
