@@ -2,11 +2,16 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test bench deps lint fmt
+.PHONY: demo test bench deps bench-deps lint fmt
 
-## Install Debian's mariadb-server and mariadb-client when they are missing.
+## Install Debian's mariadb-server, mariadb-client and sysbench when they are missing
+## (the proxy's tests drive it with the real mariadb client and sysbench).
 deps:
-	@sh scripts/ensure-mariadb.sh
+	@sh scripts/ensure-mariadb.sh sysbench
+
+## The benchmarks also compare against HAProxy.
+bench-deps:
+	@sh scripts/ensure-mariadb.sh sysbench haproxy
 
 ## Run goneaway's demo on a throwaway local MariaDB it starts itself.
 demo: deps
@@ -24,6 +29,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Benchmarks against a throwaway server; results go to BENCHMARKS.md.
-bench: deps
-	$(CARGO) bench --workspace
+## Benchmarks against throwaway servers; results and commands are in BENCHMARKS.md.
+## bench/ is its own Cargo workspace so `make test` never builds the baselines (sqlx).
+bench: bench-deps
+	cd bench && $(CARGO) run --release

@@ -31,6 +31,10 @@ struct Cli {
 enum Command {
     Explain(cmd::explain::Args),
     Chaos(cmd::chaos::Args),
+    Proxy(cmd::proxy::Args),
+    Doctor(cmd::doctor::Args),
+    Ping(cmd::ping::Args),
+    Watch(cmd::watch::Args),
     Demo(demo::Args),
 }
 
@@ -54,6 +58,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Explain(args) => cmd::explain::run(args).await,
             Command::Chaos(args) => cmd::chaos::run(args).await,
+            Command::Proxy(args) => cmd::proxy::run(args).await,
+            Command::Doctor(args) => cmd::doctor::run(args).await,
+            Command::Ping(args) => cmd::ping::run(args).await,
+            Command::Watch(args) => cmd::watch::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }
     });

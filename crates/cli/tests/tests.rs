@@ -7,9 +7,15 @@
 //! - `explain`: `goneaway explain` on pasted text, files, stdin, JSON, and bad input.
 //! - `chaos`: `goneaway chaos` relaying to a real server, switched through `chaos ctl`.
 //! - `demo`: `goneaway demo` end to end.
+//! - `doctor`: `goneaway doctor` on staged causes, flags and option files, failed connections.
+//! - `ping`: `goneaway ping` exit codes, JSON, `--wait` across a start.
+//! - `watch`: `goneaway watch` serving /metrics and logging a restart.
 
 mod causes;
 mod chaos;
 mod demo;
+mod doctor;
 mod explain;
+mod ping;
 mod util;
+mod watch;

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use goneaway_harness::Server;
 
+mod doctor;
+mod library;
 mod plain;
+mod proxy;
 
 /// See "MySQL server has gone away" happen, explained, on a throwaway local MariaDB.
 ///
@@ -57,6 +60,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let idle = Duration::from_secs(args.wait_timeout) + Duration::from_millis(1500);
 
     plain::run(&tour, &server, idle).await?;
+    library::run(&server).await?;
+    proxy::run(&server).await?;
+    doctor::run(&server).await?;
 
     tour.heading("Done");
     if args.keep {

@@ -1,0 +1,175 @@
+//! `goneaway doctor`: why does my application get 2006/2013 from this server, and what
+//! exactly do I change?
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use goneaway_connect::{parse_duration, ConnectArgs};
+use goneaway_doctor::{diagnose, Options, Progress};
+
+use crate::output::{use_color, Format};
+
+/// Diagnose lost connections on a live MySQL/MariaDB server.
+///
+/// Connects read-only (a monitoring account is enough) and reads the timeout and packet
+/// settings at GLOBAL and SESSION scope, Uptime, Aborted_clients/Aborted_connects,
+/// Connection_errors_*, the process list and the error log; samples the counters for rates;
+/// classifies the application's own errors; then ranks the causes with their evidence and
+/// prints the server settings (my.cnf and SET statements) and the pool settings for
+/// SQLAlchemy, Django, HikariCP, Node mysql2, PHP PDO, Go, sqlx, mysql_async and goneaway.
+///
+/// It changes nothing on the server. Probes (--probe-idle, --probe-packet) open extra
+/// connections but change no setting.
+#[derive(Debug, clap::Args)]
+#[command(
+    disable_help_flag = true,
+    after_help = "\
+Connection: --url, else MYSQL_URL, else a mysql:// DATABASE_URL; the mysql CLI's -h -P -u -p -S -D
+flags override it; --defaults-file or ~/.my.cnf ([client]) fill in the rest; MYSQL_PWD supplies
+a missing password. Passwords never appear in the output.
+
+Examples:
+  goneaway doctor --url mysql://monitor@db:3306
+  goneaway doctor -h db -u monitor --pool-lifetime 30m --error \"(2006, 'MySQL server has gone away')\"
+  journalctl -k | goneaway doctor --kernel-log - --since 24h --format markdown
+
+Exit codes:
+  0  nothing found
+  1  findings (causes of lost connections)
+  2  could not diagnose: the connection failed (the failure itself is diagnosed: unreachable,
+     access denied, too many connections, host blocked), or bad arguments
+  70 internal error"
+)]
+pub struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Read the counters twice this far apart and report rates (0 to read once), e.g. 30s.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    sample: Duration,
+    /// The server's error log; without it, the server's own log_error is read when this host
+    /// can read it.
+    #[arg(long, value_name = "PATH")]
+    error_log: Option<PathBuf>,
+    /// Do not read the server's log_error file.
+    #[arg(long, conflicts_with = "error_log")]
+    no_server_log: bool,
+    /// Only consider log events since then: a duration back (24h) or a date (2024-05-01).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// A kernel log (dmesg, journalctl -k) to scan for OOM kills; `-` reads standard input.
+    #[arg(long, value_name = "PATH")]
+    kernel_log: Option<PathBuf>,
+    /// An error the application saw, pasted (repeatable).
+    #[arg(long = "error", value_name = "TEXT")]
+    errors: Vec<String>,
+    /// An application log to classify (repeatable).
+    #[arg(long, value_name = "PATH")]
+    app_log: Vec<PathBuf>,
+    /// The pool's idle timeout: how long the application keeps an idle connection.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    app_timeout: Option<Duration>,
+    /// The pool's maximum connection lifetime (HikariCP maxLifetime, SQLAlchemy pool_recycle,
+    /// Go SetConnMaxLifetime).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pool_lifetime: Option<Duration>,
+    /// How long connecting may take.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Hold connections idle this long and report when they die (finds NAT gateways and load
+    /// balancers that drop flows before wait_timeout).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    probe_idle: Option<Duration>,
+    /// Send growing packets to measure the effective max_allowed_packet both ways.
+    #[arg(long)]
+    probe_packet: bool,
+}
+
+/// Progress on standard error while something slow runs, only on a terminal.
+pub(crate) fn progress() -> Progress {
+    if !std::io::stderr().is_terminal() {
+        return Progress::default();
+    }
+    Progress::new(|message| {
+        let mut err = std::io::stderr();
+        match message {
+            Some(m) => {
+                let _ = write!(err, "\r\x1b[2K{m}…");
+            }
+            None => {
+                let _ = write!(err, "\r\x1b[2K");
+            }
+        }
+        let _ = err.flush();
+    })
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let target = match args.connect.resolve() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("goneaway doctor: {e}");
+            return Ok(ExitCode::from(goneaway_doctor::report::EXIT_FAILED));
+        }
+    };
+    let now = goneaway_doctor::time::now_unix();
+    let since = match &args.since {
+        Some(s) => match goneaway_doctor::time::parse_since(s, now) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("goneaway doctor: --since: {e}");
+                return Ok(ExitCode::from(goneaway_doctor::report::EXIT_FAILED));
+            }
+        },
+        None => None,
+    };
+    let kernel_log = match &args.kernel_log {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the kernel log from standard input")?;
+            Some(s)
+        }
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading the kernel log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut app_text = args.errors.clone();
+    for p in &args.app_log {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        app_text.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let options = Options {
+        sample: args.sample,
+        error_log: args.error_log.clone(),
+        read_server_log: !args.no_server_log,
+        kernel_log,
+        since,
+        app_text,
+        app_timeout: args.app_timeout,
+        pool_lifetime: args.pool_lifetime,
+        connect_timeout: args.connect_timeout,
+        probe_idle: args.probe_idle,
+        probe_packet: args.probe_packet,
+        progress: progress(),
+    };
+    let report = diagnose(&target, &options).await;
+    let out = match args.format {
+        Format::Text => report.render_text(use_color()),
+        Format::Json => report.to_json() + "\n",
+        Format::Markdown => report.render_markdown(),
+    };
+    print!("{out}");
+    Ok(ExitCode::from(report.exit_code))
+}

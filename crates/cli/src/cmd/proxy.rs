@@ -1,0 +1,171 @@
+//! `goneaway proxy`: a MySQL-protocol proxy that keeps application sessions alive.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use goneaway_proxy::{Account, BackendTarget, Proxy, ProxyConfig};
+
+/// A MySQL-protocol proxy: applications in any language, unchanged, stop seeing "server has
+/// gone away".
+///
+/// Point the application at --listen instead of the server. The proxy keeps backend
+/// connections healthy (it reads the server's wait_timeout and recycles or pings below it),
+/// replaces a backend that died while the client was idle (timeout, KILL, restart, crash,
+/// 4031), restores the session's database and variables and prepared statements on the
+/// fresh one, replays only statements that are safe to run twice, and answers oversized
+/// packets with ERR 1153 instead of a dead connection. State it cannot restore (an open
+/// transaction, user variables, temporary tables, locks) is reported in a clear error, and
+/// the session goes on.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Clients log in to the proxy with --user and the password from --password-env or
+--password-file (or, without --user, with the backend URL's own account); the proxy logs
+in to the server with the backend URL's account. TLS to clients is not supported yet:
+connect with --ssl=0 / --skip-ssl.
+
+Examples:
+  goneaway proxy --backend mysql://app:secret@127.0.0.1:3306/app
+  APP_PW=s3cret goneaway proxy --listen 127.0.0.1:6033 --backend \"$DATABASE_URL\" \\
+      --user app --password-env APP_PW --metrics 127.0.0.1:9633
+  goneaway proxy --config /etc/goneaway/proxy.toml
+
+Exit codes:
+  0  stopped cleanly (Ctrl-C or SIGTERM), sessions drained
+  2  bad arguments
+  70 the proxy could not start (address in use, bad configuration)")]
+pub struct Args {
+    /// Where clients connect.
+    #[arg(long, default_value = "127.0.0.1:6033")]
+    listen: String,
+    /// The server behind the proxy, as mysql://user:password@host:port/db (also
+    /// MYSQL_URL / DATABASE_URL).
+    #[arg(long, env = "MYSQL_URL", hide_env_values = true)]
+    backend: Option<String>,
+    /// A TOML configuration file; flags given on the command line win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// The account clients log in to the proxy with.
+    #[arg(long)]
+    user: Option<String>,
+    /// The environment variable holding --user's password.
+    #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
+    password_env: Option<String>,
+    /// A file holding --user's password (its first line).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics (/metrics) and a health check (/health) here; keep it on
+    /// loopback.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// How long a command waits for a restarting server, in seconds.
+    #[arg(long, value_name = "SECS")]
+    server_wait: Option<f64>,
+    /// Client connections at most.
+    #[arg(long)]
+    max_clients: Option<usize>,
+    /// Backend connections at most.
+    #[arg(long)]
+    max_backends: Option<usize>,
+    /// Worker threads for the proxy (default: half the cores, at least one; a proxy
+    /// shares the machine with the application or the server, and on few cores a single
+    /// worker relays faster than several).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            ProxyConfig::from_toml(&text)?
+        }
+        None => {
+            let url = args
+                .backend
+                .clone()
+                .or_else(|| std::env::var("DATABASE_URL").ok())
+                .context("--backend URL is required (or MYSQL_URL / DATABASE_URL, or --config)")?;
+            ProxyConfig::new("127.0.0.1:6033".parse()?, BackendTarget::from_url(&url)?)
+        }
+    };
+    if args.config.is_none() || args.listen != "127.0.0.1:6033" {
+        config.listen = args
+            .listen
+            .parse()
+            .with_context(|| format!("--listen: not an address: {}", args.listen))?;
+    }
+    if let (Some(url), Some(_)) = (&args.backend, &args.config) {
+        config.backend = BackendTarget::from_url(url)?;
+    }
+    if let Some(user) = &args.user {
+        let password = if let Some(var) = &args.password_env {
+            std::env::var(var).with_context(|| format!("--password-env: ${var} is not set"))?
+        } else if let Some(path) = &args.password_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            text.lines().next().unwrap_or_default().to_owned()
+        } else {
+            anyhow::bail!("--user needs --password-env or --password-file (passwords never go on the command line)");
+        };
+        config.accounts = vec![Account {
+            user: user.clone(),
+            password,
+        }];
+    }
+    if let Some(m) = &args.metrics {
+        config.metrics_listen = Some(
+            m.parse()
+                .with_context(|| format!("--metrics: not an address: {m}"))?,
+        );
+    }
+    if let Some(s) = args.server_wait {
+        config.server_wait = Duration::from_secs_f64(s.max(0.0));
+    }
+    if let Some(n) = args.max_clients {
+        config.max_clients = n;
+    }
+    if let Some(n) = args.max_backends {
+        config.max_backends = n;
+    }
+    // The proxy runs on its own runtime, sized for relaying (see --threads); this one only
+    // waits for the signal.
+    let threads = args
+        .threads
+        .unwrap_or_else(goneaway_proxy::default_worker_threads)
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("goneaway-proxy")
+        .enable_all()
+        .build()
+        .context("starting the proxy's runtime")?;
+    let proxy = runtime.spawn(Proxy::start(config.clone())).await??;
+    eprintln!(
+        "goneaway proxy: listening on {} for {} (server {}){}",
+        proxy.local_addr(),
+        config
+            .effective_accounts()
+            .iter()
+            .map(|a| a.user.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.backend.addr(),
+        proxy
+            .metrics_addr()
+            .map(|a| format!("; metrics on http://{a}/metrics"))
+            .unwrap_or_default()
+    );
+    crate::cmd::chaos::shutdown_signal().await;
+    eprintln!("goneaway proxy: shutting down, draining sessions …");
+    let stats = proxy.stats();
+    runtime.spawn(proxy.shutdown()).await?;
+    // Dropping a runtime blocks; this one has nothing left to wait for.
+    runtime.shutdown_background();
+    let absorbed = stats.absorbed_by_cause();
+    if !absorbed.is_empty() {
+        eprintln!("goneaway proxy: backend losses absorbed: {absorbed:?}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,420 @@
+//! What the server says about itself: version, variables at both scopes, counters, the
+//! process list — read-only queries a monitoring account may run.
+
+use std::collections::BTreeMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use serde::Serialize;
+
+use crate::time::{format_utc, now_unix};
+
+/// The variables the doctor reads at GLOBAL and SESSION scope.
+pub const VARIABLES: &[&str] = &[
+    "version",
+    "version_comment",
+    "version_compile_os",
+    "version_compile_machine",
+    "basedir",
+    "hostname",
+    "wait_timeout",
+    "interactive_timeout",
+    "net_read_timeout",
+    "net_write_timeout",
+    "connect_timeout",
+    "max_allowed_packet",
+    "max_connections",
+    "max_user_connections",
+    "max_connect_errors",
+    "max_statement_time",
+    "max_execution_time",
+    "thread_handling",
+    "thread_pool_size",
+    "thread_pool_idle_timeout",
+    "log_error",
+    "log_error_verbosity",
+    "log_warnings",
+    "skip_networking",
+    "skip_name_resolve",
+    "aurora_version",
+    "aurora_server_id",
+    "rds_version",
+    "cloudsql_iam_authentication",
+    "azure_server_name",
+    "wsrep_on",
+    "wsrep_provider",
+    "group_replication_group_name",
+    "performance_schema",
+];
+
+/// The counters the doctor reads (plus every `Connection_errors_*` and `wsrep_*` one).
+pub const STATUS: &[&str] = &[
+    "Uptime",
+    "Aborted_clients",
+    "Aborted_connects",
+    "Max_used_connections",
+    "Threads_connected",
+    "Threads_running",
+    "Connections",
+    "Bytes_received",
+    "Bytes_sent",
+];
+
+/// One variable at both scopes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Scoped {
+    /// The server-wide value new connections start from.
+    pub global: Option<String>,
+    /// The value in the doctor's own session (differs when `init_connect` or the account
+    /// changes it).
+    pub session: Option<String>,
+}
+
+/// Which server this is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServerInfo {
+    /// `@@version`, such as `10.11.6-MariaDB-0+deb12u1`.
+    pub version: String,
+    /// `mariadb`, `mysql` or `percona`.
+    pub flavour: String,
+    /// `@@version_comment`.
+    pub version_comment: String,
+    /// A managed service, when recognised: `aws_rds`, `aws_aurora`, `google_cloud_sql`,
+    /// `azure`.
+    pub managed: Option<String>,
+    /// A cluster technology, when recognised: `galera`, `group_replication`.
+    pub cluster: Option<String>,
+}
+
+/// A connection in the process list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Process {
+    /// Connection id.
+    pub id: u64,
+    /// Account.
+    pub user: String,
+    /// Client host and port.
+    pub host: String,
+    /// `Sleep`, `Query`, `Killed`…
+    pub command: String,
+    /// Seconds in the current state.
+    pub time: u64,
+    /// Thread state.
+    pub state: String,
+    /// The statement's first 200 characters, if any.
+    pub info: String,
+}
+
+/// What the process list shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Processes {
+    /// Client connections seen (background threads and the doctor's own excluded).
+    pub total: usize,
+    /// Of those, idle (`Sleep`).
+    pub sleeping: usize,
+    /// Idle for at least half of `wait_timeout`: the server will close them if they stay idle.
+    pub near_wait_timeout: Vec<Process>,
+    /// Statements running longer than 60 s.
+    pub long_running: Vec<Process>,
+    /// Threads marked killed.
+    pub killed: Vec<Process>,
+    /// Whether only the doctor's own account's connections could be seen (no PROCESS
+    /// privilege).
+    pub own_only: bool,
+}
+
+/// Everything read from the server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Facts {
+    /// Which server this is.
+    pub server: ServerInfo,
+    /// `Uptime` in seconds.
+    pub uptime_seconds: u64,
+    /// When the server last started (now minus `Uptime`), UTC.
+    pub started_at: String,
+    /// The variables in [`VARIABLES`] the server has, at both scopes.
+    pub variables: BTreeMap<String, Scoped>,
+    /// The counters in [`STATUS`], `Connection_errors_*` and `wsrep_*` (numbers only).
+    pub status: BTreeMap<String, u64>,
+    /// Text-valued cluster status (`wsrep_cluster_status`, `wsrep_ready`…).
+    pub status_text: BTreeMap<String, String>,
+    /// The process list.
+    pub processes: Processes,
+    /// What could not be read, and why (missing privileges).
+    pub unreadable: Vec<String>,
+}
+
+impl Facts {
+    /// A variable's global value.
+    pub fn global(&self, name: &str) -> Option<&str> {
+        self.variables.get(name)?.global.as_deref()
+    }
+
+    /// A variable's global value as a number.
+    pub fn global_u64(&self, name: &str) -> Option<u64> {
+        self.global(name)?.parse().ok()
+    }
+
+    /// A counter.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.status.get(name).copied()
+    }
+
+    /// Whether this is MariaDB.
+    pub fn is_mariadb(&self) -> bool {
+        self.server.flavour == "mariadb"
+            || self
+                .global("version")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"))
+    }
+
+    /// Whether `SET PERSIST` exists (MySQL 8.0+).
+    pub fn has_set_persist(&self) -> bool {
+        !self.is_mariadb()
+            && self
+                .global("version")
+                .unwrap_or(&self.server.version)
+                .split('.')
+                .next()
+                .and_then(|m| m.parse::<u32>().ok())
+                .is_some_and(|m| m >= 8)
+    }
+}
+
+fn in_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads the variables and counters (without the process list).
+pub async fn read_status(
+    conn: &mut Conn,
+) -> Result<(BTreeMap<String, u64>, BTreeMap<String, String>), mysql_async::Error> {
+    let rows: Vec<(String, String)> = conn
+        .query(format!(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ({}) OR Variable_name LIKE 'Connection_errors_%' OR Variable_name LIKE 'wsrep_%'",
+            in_list(STATUS)
+        ))
+        .await?;
+    let mut numbers = BTreeMap::new();
+    let mut text = BTreeMap::new();
+    for (name, value) in rows {
+        match value.parse::<u64>() {
+            Ok(n) => {
+                numbers.insert(name, n);
+            }
+            Err(_) => {
+                text.insert(name, value);
+            }
+        }
+    }
+    Ok((numbers, text))
+}
+
+/// Reads every fact. Failing queries are noted in [`Facts::unreadable`], not fatal, except
+/// for the variables and counters without which there is no diagnosis.
+pub async fn gather(conn: &mut Conn) -> Result<Facts, mysql_async::Error> {
+    let mut facts = Facts::default();
+    let names = in_list(VARIABLES);
+    let global: Vec<(String, String)> = conn
+        .query(format!(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})"
+        ))
+        .await?;
+    for (name, value) in global {
+        facts.variables.entry(name).or_default().global = Some(value);
+    }
+    let session: Vec<(String, String)> = conn
+        .query(format!(
+            "SHOW SESSION VARIABLES WHERE Variable_name IN ({names})"
+        ))
+        .await?;
+    for (name, value) in session {
+        facts.variables.entry(name).or_default().session = Some(value);
+    }
+    let (status, status_text) = read_status(conn).await?;
+    facts.status = status;
+    facts.status_text = status_text;
+    facts.uptime_seconds = facts.counter("Uptime").unwrap_or(0);
+    facts.started_at = format_utc(now_unix() - facts.uptime_seconds as i64);
+    facts.server = recognise(&facts);
+    match read_processes(conn, facts.global_u64("wait_timeout")).await {
+        Ok(p) => {
+            if p.own_only {
+                facts.unreadable.push(
+                    "the process list shows only this account's connections (grant PROCESS to see all)".into(),
+                );
+            }
+            facts.processes = p;
+        }
+        Err(e) => facts.unreadable.push(format!("the process list: {e}")),
+    }
+    Ok(facts)
+}
+
+/// Recognises the flavour, managed services and clusters from variables.
+fn recognise(facts: &Facts) -> ServerInfo {
+    let version = facts.global("version").unwrap_or_default().to_string();
+    let comment = facts
+        .global("version_comment")
+        .unwrap_or_default()
+        .to_string();
+    let lower = format!("{version} {comment}").to_ascii_lowercase();
+    let flavour = if lower.contains("mariadb") {
+        "mariadb"
+    } else if lower.contains("percona") {
+        "percona"
+    } else {
+        "mysql"
+    };
+    let basedir = facts.global("basedir").unwrap_or_default();
+    let has = |n: &str| facts.global(n).is_some_and(|v| !v.is_empty());
+    let managed = if has("aurora_version") || has("aurora_server_id") {
+        Some("aws_aurora")
+    } else if basedir.starts_with("/rdsdbbin") || has("rds_version") {
+        Some("aws_rds")
+    } else if has("cloudsql_iam_authentication") || lower.contains("google") {
+        Some("google_cloud_sql")
+    } else if has("azure_server_name") || lower.contains("azure") {
+        Some("azure")
+    } else {
+        None
+    };
+    let cluster = if facts
+        .global("wsrep_on")
+        .is_some_and(|v| v.eq_ignore_ascii_case("ON"))
+    {
+        Some("galera")
+    } else if has("group_replication_group_name") {
+        Some("group_replication")
+    } else {
+        None
+    };
+    ServerInfo {
+        version,
+        flavour: flavour.into(),
+        version_comment: comment,
+        managed: managed.map(Into::into),
+        cluster: cluster.map(Into::into),
+    }
+}
+
+async fn read_processes(
+    conn: &mut Conn,
+    wait_timeout: Option<u64>,
+) -> Result<Processes, mysql_async::Error> {
+    let own: Option<(u64, String)> = conn
+        .query_first("SELECT CONNECTION_ID(), CURRENT_USER()")
+        .await?;
+    let (own_id, _current_user) = own.unwrap_or_default();
+    let rows: Vec<(u64, String, String, String, u64, String, String)> = conn
+        .query(
+            "SELECT ID, COALESCE(USER,''), COALESCE(HOST,''), COALESCE(COMMAND,''), COALESCE(TIME,0), \
+             COALESCE(STATE,''), LEFT(COALESCE(INFO,''), 200) FROM information_schema.PROCESSLIST",
+        )
+        .await?;
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
+    let can_see_all = grants.iter().any(|g| {
+        let g = g.to_ascii_uppercase();
+        g.contains(" ON *.*") && (g.contains("ALL PRIVILEGES") || g.contains("PROCESS"))
+    });
+    let mut p = Processes {
+        own_only: !can_see_all,
+        ..Processes::default()
+    };
+    for (id, user, host, command, time, state, info) in rows {
+        // Background threads have no host (MariaDB) or are `system user`/`event_scheduler`.
+        if id == own_id || host.is_empty() || user == "system user" || user == "event_scheduler" {
+            continue;
+        }
+        let proc_ = Process {
+            id,
+            user,
+            host,
+            command,
+            time,
+            state,
+            info,
+        };
+        p.total += 1;
+        let killed = proc_.command.eq_ignore_ascii_case("Killed")
+            || proc_.state.to_ascii_lowercase().contains("killed");
+        if killed {
+            p.killed.push(proc_);
+        } else if proc_.command == "Sleep" {
+            p.sleeping += 1;
+            if let Some(wt) = wait_timeout {
+                if wt > 0 && proc_.time * 2 >= wt {
+                    p.near_wait_timeout.push(proc_);
+                }
+            }
+        } else if proc_.command == "Query" && proc_.time > 60 {
+            p.long_running.push(proc_);
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(vars: &[(&str, &str)]) -> Facts {
+        let mut f = Facts::default();
+        for (k, v) in vars {
+            f.variables.insert(
+                k.to_string(),
+                Scoped {
+                    global: Some(v.to_string()),
+                    session: None,
+                },
+            );
+        }
+        f
+    }
+
+    #[test]
+    fn recognises_managed_and_clustered_servers() {
+        let r = recognise(&facts(&[
+            ("version", "8.0.28"),
+            ("aurora_version", "3.02.0"),
+        ]));
+        assert_eq!(
+            (r.flavour.as_str(), r.managed.as_deref()),
+            ("mysql", Some("aws_aurora"))
+        );
+        let r = recognise(&facts(&[
+            ("version", "8.0.35"),
+            ("basedir", "/rdsdbbin/mysql-8.0.35/"),
+        ]));
+        assert_eq!(r.managed.as_deref(), Some("aws_rds"));
+        let r = recognise(&facts(&[
+            ("version", "8.0.31-google"),
+            ("cloudsql_iam_authentication", "OFF"),
+        ]));
+        assert_eq!(r.managed.as_deref(), Some("google_cloud_sql"));
+        let r = recognise(&facts(&[
+            ("version", "10.11.6-MariaDB"),
+            ("wsrep_on", "ON"),
+        ]));
+        assert_eq!(
+            (r.flavour.as_str(), r.cluster.as_deref()),
+            ("mariadb", Some("galera"))
+        );
+        let r = recognise(&facts(&[
+            ("version", "8.0.36"),
+            ("group_replication_group_name", "aaaa-bbbb"),
+        ]));
+        assert_eq!(r.cluster.as_deref(), Some("group_replication"));
+        let r = recognise(&facts(&[
+            ("version", "8.0.36"),
+            ("version_comment", "MySQL Community Server - GPL"),
+        ]));
+        assert_eq!((r.managed, r.cluster), (None, None));
+        assert!(facts(&[("version", "8.0.36")]).has_set_persist());
+        assert!(!facts(&[("version", "10.11.6-MariaDB")]).has_set_persist());
+    }
+}

@@ -1,0 +1,135 @@
+//! Findings: a cause, the evidence for and against it, and a confidence computed from it.
+
+use std::collections::BTreeMap;
+
+use goneaway_core::Cause;
+use serde::Serialize;
+
+/// One fact or log line that supports (positive weight) or argues against (negative weight)
+/// a cause.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// Where it comes from: `error_log`, `kernel_log`, `status`, `rate`, `variable`,
+    /// `process_list`, `uptime`, `application`, `pool_settings`, `probe`, `connection`.
+    pub source: &'static str,
+    /// What was seen, in words.
+    pub detail: String,
+    /// How strongly it supports the cause (0 to 1), against it (negative), or is only
+    /// context (0).
+    pub weight: f64,
+}
+
+/// A probable cause with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// The cause, from the shared vocabulary.
+    pub cause: Cause,
+    /// The cause in a few words.
+    pub title: &'static str,
+    /// Between 0 and 1: every supporting item combined (each can alone make the case,
+    /// so they combine as independent witnesses), reduced by every item against.
+    pub confidence: f64,
+    /// Supporting items first, then context, then items against.
+    pub evidence: Vec<Evidence>,
+}
+
+/// Collects evidence per cause and turns it into ranked findings.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    items: BTreeMap<Cause, Vec<Evidence>>,
+}
+
+impl Ledger {
+    pub(crate) fn add(
+        &mut self,
+        cause: Cause,
+        source: &'static str,
+        weight: f64,
+        detail: impl Into<String>,
+    ) {
+        self.items.entry(cause).or_default().push(Evidence {
+            source,
+            detail: detail.into(),
+            weight,
+        });
+    }
+
+    /// Whether some evidence supports `cause`.
+    pub(crate) fn supports(&self, cause: Cause) -> bool {
+        self.items
+            .get(&cause)
+            .is_some_and(|v| v.iter().any(|e| e.weight > 0.0))
+    }
+
+    /// Whether evidence from `source` supports `cause`.
+    pub(crate) fn supports_from(&self, cause: Cause, source: &str) -> bool {
+        self.items
+            .get(&cause)
+            .is_some_and(|v| v.iter().any(|e| e.weight > 0.0 && e.source == source))
+    }
+
+    /// Findings for every cause with supporting evidence, most confident first.
+    pub(crate) fn findings(self) -> Vec<Finding> {
+        let mut out: Vec<Finding> = self
+            .items
+            .into_iter()
+            .filter(|(_, ev)| ev.iter().any(|e| e.weight > 0.0))
+            .map(|(cause, mut evidence)| {
+                let not_for: f64 = evidence
+                    .iter()
+                    .filter(|e| e.weight > 0.0)
+                    .map(|e| 1.0 - e.weight.min(0.99))
+                    .product();
+                let against: f64 = evidence
+                    .iter()
+                    .filter(|e| e.weight < 0.0)
+                    .map(|e| 1.0 + e.weight.max(-0.99))
+                    .product();
+                let confidence = ((1.0 - not_for) * against * 100.0).round() / 100.0;
+                evidence.sort_by(|a, b| {
+                    let rank = |w: f64| {
+                        if w > 0.0 {
+                            0
+                        } else if w == 0.0 {
+                            1
+                        } else {
+                            2
+                        }
+                    };
+                    rank(a.weight)
+                        .cmp(&rank(b.weight))
+                        .then(b.weight.abs().total_cmp(&a.weight.abs()))
+                });
+                Finding {
+                    cause,
+                    title: cause.title(),
+                    confidence,
+                    evidence,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combines_and_ranks() {
+        let mut l = Ledger::default();
+        l.add(Cause::IdleTimeout, "error_log", 0.75, "a");
+        l.add(Cause::IdleTimeout, "status", 0.2, "b");
+        l.add(Cause::ServerRestart, "uptime", 0.5, "c");
+        l.add(Cause::ServerRestart, "error_log", -0.5, "d");
+        l.add(Cause::NetTimeout, "variable", 0.0, "context only");
+        let f = l.findings();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].cause, Cause::IdleTimeout);
+        assert_eq!(f[0].confidence, 0.8);
+        assert_eq!(f[1].confidence, 0.25);
+        assert_eq!(f[1].evidence[1].weight, -0.5);
+    }
+}

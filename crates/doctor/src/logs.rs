@@ -1,0 +1,329 @@
+//! Server error logs and kernel logs: restarts, crashes, OOM kills and aborted connections,
+//! with their times. Each line's cause comes from the core classifier.
+
+use std::sync::LazyLock;
+
+use goneaway_core::{classify_text, Cause};
+use regex::Regex;
+use serde::Serialize;
+
+use crate::time::{format_utc, parse_log_timestamp};
+
+/// How many example lines a group keeps.
+const MAX_EXAMPLES: usize = 3;
+
+/// One event with its place in the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEvent {
+    /// 1-based line number.
+    pub line: usize,
+    /// UTC time, when the line carries one.
+    pub time: Option<String>,
+    /// The line, trimmed (at most 300 characters).
+    pub text: String,
+}
+
+/// A server start seen in the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Start {
+    /// The "ready for connections" line.
+    pub event: LogEvent,
+    /// `clean` (after a completed shutdown), `unclean` (no completed shutdown before it: a
+    /// crash, SIGKILL or the OOM killer) or `first` (the first start in the log).
+    pub after: String,
+}
+
+/// Aborted connections with the same cause, reason, user and host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AbortedGroup {
+    /// The cause the classifier gives the reason.
+    pub cause: Cause,
+    /// The reason in parentheses, such as `Got timeout reading communication packets`.
+    pub reason: String,
+    /// The account.
+    pub user: String,
+    /// The client host.
+    pub host: String,
+    /// How many lines.
+    pub count: usize,
+    /// First and last time seen.
+    pub first: Option<String>,
+    /// Last time seen.
+    pub last: Option<String>,
+    /// A few of the lines.
+    pub examples: Vec<LogEvent>,
+}
+
+/// What a server error log says.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ErrorLogScan {
+    /// Where it was read from: a path, `performance_schema.error_log` or `stdin`.
+    pub source: String,
+    /// Lines read.
+    pub lines_scanned: usize,
+    /// Lines at or after `--since` (all lines without it).
+    pub lines_in_window: usize,
+    /// Every start ("ready for connections").
+    pub starts: Vec<Start>,
+    /// Completed shutdowns.
+    pub shutdowns: Vec<LogEvent>,
+    /// Crash banners, assertion failures and crash recovery.
+    pub crashes: Vec<LogEvent>,
+    /// Aborted connections, grouped, most frequent first.
+    pub aborted: Vec<AbortedGroup>,
+    /// Other lines the classifier recognised (host blocked, access denied, OOM…), with cause.
+    pub other: Vec<(Cause, LogEvent)>,
+}
+
+impl ErrorLogScan {
+    /// Starts not preceded by a completed shutdown.
+    pub fn unclean_starts(&self) -> impl Iterator<Item = &Start> {
+        self.starts.iter().filter(|s| s.after == "unclean")
+    }
+
+    /// Starts after a completed shutdown.
+    pub fn clean_starts(&self) -> impl Iterator<Item = &Start> {
+        self.starts.iter().filter(|s| s.after == "clean")
+    }
+
+    /// Aborted-connection lines whose cause is `cause`.
+    pub fn aborted_count(&self, cause: Cause) -> usize {
+        self.aborted
+            .iter()
+            .filter(|g| g.cause == cause)
+            .map(|g| g.count)
+            .sum()
+    }
+}
+
+static ABORTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"Aborted connection \d+ to db: '(?P<db>[^']*)' user: '(?P<user>[^']*)' host: '(?P<host>[^']*)'.*\((?P<reason>[^()]*)\)\s*\.?\s*$",
+    )
+    .expect("valid regex")
+});
+static READY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bready for connections\b").expect("valid regex"));
+static SHUTDOWN_COMPLETE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bShutdown complete\b").expect("valid regex"));
+static CRASH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:mysqld|mariadbd)\b.*got signal \d+|Assertion failure|Starting crash recovery|was not shut ?down normally")
+        .expect("valid regex")
+});
+static OOM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:Kill(?:ed)? process \d+ \((?:mysqld|mariadbd)\)|oom-kill:.*\btask=(?:mysqld|mariadbd)\b)")
+        .expect("valid regex")
+});
+
+fn event(line: usize, time: Option<i64>, text: &str) -> LogEvent {
+    let trimmed = text.trim();
+    let text = if trimmed.chars().count() > 300 {
+        let mut s: String = trimmed.chars().take(300).collect();
+        s.push('…');
+        s
+    } else {
+        trimmed.to_string()
+    };
+    LogEvent {
+        line,
+        time: time.map(format_utc),
+        text,
+    }
+}
+
+/// Scans a server error log (MySQL 5.7, 8.0 or MariaDB). Only events at or after `since`
+/// (Unix seconds) are reported; earlier lines still tell whether a later start was clean.
+pub fn scan_error_log(text: &str, source: &str, since: Option<i64>) -> ErrorLogScan {
+    #[derive(PartialEq)]
+    enum Last {
+        Nothing,
+        Started,
+        CleanShutdown,
+        Crashed,
+    }
+    let mut scan = ErrorLogScan {
+        source: source.to_string(),
+        ..ErrorLogScan::default()
+    };
+    let mut last = Last::Nothing;
+    let mut current_time: Option<i64> = None;
+    for (index, line) in text.lines().enumerate() {
+        let n = index + 1;
+        scan.lines_scanned = n;
+        // Continuation lines (stack traces) carry no time: they belong to the last stamped line.
+        if let Some(t) = parse_log_timestamp(line) {
+            current_time = Some(t);
+        }
+        let in_window = match (since, current_time) {
+            (Some(s), Some(t)) => t >= s,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        if in_window {
+            scan.lines_in_window += 1;
+        }
+        if READY.is_match(line) {
+            let after = match last {
+                Last::Nothing => "first",
+                Last::CleanShutdown => "clean",
+                Last::Started | Last::Crashed => "unclean",
+            };
+            last = Last::Started;
+            if in_window {
+                scan.starts.push(Start {
+                    event: event(n, current_time, line),
+                    after: after.into(),
+                });
+            }
+            continue;
+        }
+        if SHUTDOWN_COMPLETE.is_match(line) {
+            last = Last::CleanShutdown;
+            if in_window {
+                scan.shutdowns.push(event(n, current_time, line));
+            }
+            continue;
+        }
+        if CRASH.is_match(line) {
+            last = Last::Crashed;
+            if in_window {
+                scan.crashes.push(event(n, current_time, line));
+            }
+            continue;
+        }
+        if !in_window {
+            continue;
+        }
+        if let Some(c) = ABORTED.captures(line) {
+            let (reason, user, host) = (&c["reason"], &c["user"], &c["host"]);
+            // MariaDB writes "(KILLED)" for a connection ended by KILL; the classifier's
+            // generic aborted-connection reading does not know that word.
+            let cause = if reason.trim().eq_ignore_ascii_case("killed") {
+                Cause::ConnectionKilled
+            } else {
+                classify_text(line).primary()
+            };
+            let ev = event(n, current_time, line);
+            match scan.aborted.iter_mut().find(|g| {
+                g.cause == cause && g.reason == reason && g.user == user && g.host == host
+            }) {
+                Some(g) => {
+                    g.count += 1;
+                    g.last = ev.time.clone();
+                    if g.examples.len() < MAX_EXAMPLES {
+                        g.examples.push(ev);
+                    }
+                }
+                None => scan.aborted.push(AbortedGroup {
+                    cause,
+                    reason: reason.to_string(),
+                    user: user.to_string(),
+                    host: host.to_string(),
+                    count: 1,
+                    first: ev.time.clone(),
+                    last: ev.time.clone(),
+                    examples: vec![ev],
+                }),
+            }
+            continue;
+        }
+        // Anything else the classifier knows (host blocked, access denied, packet errors).
+        if line.contains("[ERROR]") || line.contains("[Warning]") || line.contains("[Note]") {
+            let d = classify_text(line);
+            let cause = d.primary();
+            if cause != Cause::Unknown && scan.other.len() < 200 {
+                scan.other.push((cause, event(n, current_time, line)));
+            }
+        }
+    }
+    scan.aborted.sort_by_key(|g| std::cmp::Reverse(g.count));
+    scan
+}
+
+/// Scans a kernel log (`dmesg`, `journalctl -k`) for OOM kills of mysqld or mariadbd.
+pub fn scan_kernel_log(text: &str, since: Option<i64>) -> Vec<LogEvent> {
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if !OOM.is_match(line) {
+            continue;
+        }
+        // journalctl -k prints "May 01 10:00:00 host kernel: …" (no year); dmesg -T prints
+        // "[Wed May  1 10:00:00 2024]"; raw dmesg has seconds since boot. Only ISO times
+        // (journalctl -o short-iso) can be compared with --since.
+        let time = parse_log_timestamp(line);
+        if let (Some(s), Some(t)) = (since, time) {
+            if t < s {
+                continue;
+            }
+        }
+        if classify_text(line).primary() == Cause::OutOfMemory {
+            out.push(event(index + 1, time, line));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARIADB: &str = "\
+2024-05-01 10:00:00 0 [Note] /usr/sbin/mariadbd: ready for connections.
+Version: '10.11.6-MariaDB-0+deb12u1'  socket: '/run/mysqld/mysqld.sock'  port: 3306  Debian 12
+2024-05-01 10:05:00 31 [Warning] Aborted connection 31 to db: 'shop' user: 'app' host: '10.0.0.7' real ip: '10.0.0.7' (Got timeout reading communication packets)
+2024-05-01 10:06:00 32 [Warning] Aborted connection 32 to db: 'shop' user: 'app' host: '10.0.0.7' (Got timeout reading communication packets)
+2024-05-01 10:07:00 33 [Warning] Aborted connection 33 to db: 'shop' user: 'app' host: '10.0.0.8' (Got a packet bigger than 'max_allowed_packet' bytes)
+2024-05-01 10:08:00 34 [Warning] Aborted connection 34 to db: 'shop' user: 'app' host: '10.0.0.8' real ip: '10.0.0.8' (KILLED)
+2024-05-01 11:00:00 0 [Note] /usr/sbin/mariadbd (initiated by: unknown): Normal shutdown
+2024-05-01 11:00:01 0 [Note] /usr/sbin/mariadbd: Shutdown complete
+2024-05-01 11:00:05 0 [Note] /usr/sbin/mariadbd: ready for connections.
+2024-05-01 12:00:05 0 [Note] /usr/sbin/mariadbd: ready for connections.
+";
+
+    #[test]
+    fn mariadb_lifecycle_and_aborted() {
+        let s = scan_error_log(MARIADB, "t", None);
+        let afters: Vec<&str> = s.starts.iter().map(|s| s.after.as_str()).collect();
+        assert_eq!(afters, ["first", "clean", "unclean"]);
+        assert_eq!(s.aborted_count(Cause::IdleTimeout), 2);
+        assert_eq!(s.aborted_count(Cause::PacketTooLarge), 1);
+        assert_eq!(s.aborted_count(Cause::ConnectionKilled), 1);
+        assert_eq!(s.aborted[0].count, 2);
+        assert_eq!(s.aborted[0].user, "app");
+        assert_eq!(s.aborted[0].last.as_deref(), Some("2024-05-01T10:06:00Z"));
+    }
+
+    #[test]
+    fn since_keeps_history_for_cleanliness() {
+        let since = parse_log_timestamp("2024-05-01 11:00:02").unwrap();
+        let s = scan_error_log(MARIADB, "t", Some(since));
+        let afters: Vec<&str> = s.starts.iter().map(|s| s.after.as_str()).collect();
+        assert_eq!(afters, ["clean", "unclean"]);
+        assert!(s.aborted.is_empty());
+    }
+
+    #[test]
+    fn mysql_8_and_5_7_lines() {
+        let log = "\
+2024-05-01T10:00:00.000000Z 0 [System] [MY-010931] [Server] /usr/sbin/mysqld: ready for connections. Version: '8.0.36'  socket: '/var/run/mysqld/mysqld.sock'  port: 3306  MySQL Community Server - GPL.
+2024-05-01T10:10:00.000000Z 12 [Note] [MY-010914] [Server] Aborted connection 12 to db: 'app' user: 'app' host: '172.17.0.1' (Got timeout reading communication packets).
+2024-05-01T10:20:00.000000Z 0 [ERROR] [MY-013183] [InnoDB] Assertion failure: btr0cur.cc:336 thread 140
+2024-05-01T10:20:05.000000Z 0 [System] [MY-010931] [Server] /usr/sbin/mysqld: ready for connections.
+2017-01-01T10:00:00.000000Z 5 [Note] Aborted connection 5 to db: 'x' user: 'y' host: 'localhost' (Got an error reading communication packets)
+";
+        let s = scan_error_log(log, "t", None);
+        assert_eq!(s.starts.len(), 2);
+        assert_eq!(s.starts[1].after, "unclean");
+        assert_eq!(s.crashes.len(), 1);
+        assert_eq!(s.aborted_count(Cause::IdleTimeout), 1);
+        assert_eq!(s.aborted_count(Cause::NetworkDrop), 1);
+    }
+
+    #[test]
+    fn kernel_oom() {
+        let log = "2024-05-01T10:00:00+0000 host kernel: Out of memory: Killed process 1234 (mariadbd) total-vm:4000000kB\nkernel: Killed process 99 (python3)\n";
+        let ev = scan_kernel_log(log, None);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].line, 1);
+    }
+}

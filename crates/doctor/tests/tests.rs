@@ -1,0 +1,34 @@
+//! goneaway-doctor against real throwaway MariaDB servers (the harness), each cause staged
+//! for real.
+//!
+//! Modules:
+//! - `causes`: idle timeout, restart, crash, oversized packet and a pool lifetime longer
+//!   than `wait_timeout` — the doctor must put the staged cause first, with its evidence.
+//! - `connection`: connection failures diagnosed (access denied, unreachable), exit codes,
+//!   JSON field names, passwords never in a report.
+//! - `ping`: up, refused, wrong password, waiting for a server that is starting.
+//! - `probes`: `--probe-idle` through a relay that drops idle flows (network_drop, which the
+//!   server never sees), `--probe-packet` against a small `max_allowed_packet`.
+
+mod causes;
+mod connection;
+mod ping;
+mod probes;
+
+use std::time::Duration;
+
+use goneaway_connect::Target;
+use goneaway_doctor::Options;
+
+/// The doctor's options for tests: no sampling (tests that want it say so).
+pub fn quick() -> Options {
+    Options {
+        sample: Duration::ZERO,
+        ..Options::default()
+    }
+}
+
+/// The harness server's application account as a target.
+pub fn target(server: &goneaway_harness::Server) -> Target {
+    Target::from_url(&server.url()).expect("the harness URL parses")
+}

@@ -1,0 +1,65 @@
+//! A pool of `mysql_async` connections that never hands out a dead connection and retries
+//! only what is safe — so "MySQL server has gone away" (2006) and "Lost connection to MySQL
+//! server during query" (2013) never reach your users when they need not.
+//!
+//! - [`Pool`] is a cheap-to-clone handle. [`Pool::get`] checks out a [`PooledConn`],
+//!   pinging it first when it has been idle (see [`Validation`]); a dead one is discarded
+//!   and another tried, invisibly. Dropping the `PooledConn` returns it.
+//! - Recycling, keepalive and sizing are in [`PoolOptions`]. The time limits are derived
+//!   from the server's own `wait_timeout`, read on every new connection (see [`Limits`]).
+//! - [`Pool::query`], [`Pool::exec`], [`Pool::exec_drop`] retry on a fresh connection when
+//!   it is safe: nothing reached the server, or the [`Statement`] is read-only or marked
+//!   idempotent. [`Pool::transaction`] reruns a whole transaction on a connection loss
+//!   before `COMMIT` or a deadlock, and reports a loss during `COMMIT` as
+//!   [`Error::CommitOutcomeUnknown`].
+//! - [`Pool::bulk_insert`] packs rows into multi-row `INSERT`s by bytes against
+//!   `max_allowed_packet`; [`Pool::batched`] runs `UPDATE/DELETE … LIMIT n` until done.
+//! - [`Pool::with_conn`] runs one unit of work on a connection known good, for workers.
+//! - [`Pool::status`] is a snapshot; counters and histograms go through the `metrics`
+//!   facade under the names in [`metrics_names`], events through `tracing`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use goneaway::{Pool, PoolOptions, Statement, Validation};
+//!
+//! # async fn run() -> Result<(), goneaway::Error> {
+//! let pool = Pool::with_options(
+//!     "mysql://app:secret@127.0.0.1:3306/app",
+//!     PoolOptions::new()
+//!         .max_size(20)
+//!         .validation(Validation::when_idle_over(Duration::from_secs(1)))
+//!         .init_statement("SET time_zone = '+00:00'"),
+//! )?;
+//!
+//! // Read-only: retried on a fresh connection if the connection is lost mid-result.
+//! let names: Vec<String> = pool.query("SELECT name FROM users ORDER BY id").await?;
+//!
+//! // A write: retried only if the server never saw it; otherwise `OutcomeUnknown`.
+//! pool.exec_drop("INSERT INTO audit (what) VALUES (?)", ("login",)).await?;
+//!
+//! // Idempotent by the caller's word: retried after any connection loss.
+//! pool.exec_drop(Statement::new("UPDATE users SET seen = 1 WHERE id = ?").idempotent(), (7,))
+//!     .await?;
+//!
+//! println!("{:?} {:?}", names, pool.status());
+//! # Ok(()) }
+//! ```
+mod bulk;
+mod conn;
+mod error;
+mod jitter;
+pub mod metrics_names;
+mod options;
+mod pool;
+mod retry;
+mod sql;
+
+pub use bulk::{BulkInsert, Progress};
+pub use conn::PooledConn;
+pub use error::Error;
+pub use options::{Limits, PoolOptions, RetryPolicy, Validation};
+pub use pool::{Pool, Status};
+pub use retry::{BoxFuture, Statement};
+
+/// The driver, re-exported so callers use the same version (`goneaway::mysql_async::Value`).
+pub use mysql_async;

@@ -1,0 +1,31 @@
+//! The names of the metrics the pool records through the `metrics` facade, and the reasons
+//! used as labels. Install any `metrics` recorder (such as metrics-exporter-prometheus) to
+//! collect them; without one they cost nothing.
+
+/// Counter: connections opened.
+pub const OPENED: &str = "goneaway_pool_connections_opened_total";
+/// Counter: connections closed, by `reason` (one of the `REASON_*` values).
+pub const CLOSED: &str = "goneaway_pool_connections_closed_total";
+/// Counter: dead connections caught before use, by `by` (`validation` or `keepalive`).
+pub const STALE_CAUGHT: &str = "goneaway_pool_stale_caught_total";
+/// Counter: background keepalive pings sent.
+pub const KEEPALIVE_PINGS: &str = "goneaway_pool_keepalive_pings_total";
+/// Counter: retries of statements and transactions, by `cause`.
+pub const RETRIES: &str = "goneaway_pool_retries_total";
+/// Counter: connections that went away while in use, by `cause`.
+pub const GONE_AWAY: &str = "goneaway_pool_gone_away_total";
+/// Counter: checkouts refused because the wait queue was full.
+pub const QUEUE_FULL: &str = "goneaway_pool_queue_full_total";
+/// Histogram: seconds a checkout waited (validation and connecting included).
+pub const CHECKOUT_WAIT: &str = "goneaway_pool_checkout_wait_seconds";
+
+/// Closed because it was found dead (failed ping, lost mid-statement, timed out).
+pub const REASON_DEAD: &str = "dead";
+/// Closed because it reached its maximum lifetime.
+pub const REASON_LIFETIME: &str = "max_lifetime";
+/// Closed because it was silent longer than the limit derived from `wait_timeout`.
+pub const REASON_MAX_IDLE: &str = "max_idle";
+/// Closed because it was a surplus connection unused for `idle_timeout`.
+pub const REASON_IDLE_TIMEOUT: &str = "idle_timeout";
+/// Closed because the pool was closed.
+pub const REASON_POOL_CLOSED: &str = "pool_closed";

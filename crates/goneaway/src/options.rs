@@ -1,0 +1,338 @@
+//! Pool options: every knob, its default, and the advice it implements.
+
+use std::time::Duration;
+
+/// When a connection is validated (pinged with `COM_PING`) before it is handed out.
+///
+/// Advice implemented: SQLAlchemy's `pool_pre_ping`, HikariCP's `connectionTestQuery`/
+/// `isValid()` — but only when it is due, so a busy service pays no extra round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Validation {
+    /// Ping on every checkout (what sqlx does): one extra round trip per checkout.
+    Always,
+    /// Ping a connection that sat unused longer than this (the default, with 1 s). A
+    /// connection used a moment ago is handed out as it is.
+    WhenIdleOver(Duration),
+    /// Never ping at checkout (what mysql_async's own pool does). Statement retry and
+    /// keepalive still apply.
+    Never,
+}
+
+impl Validation {
+    /// Ping a connection idle longer than `d`.
+    pub fn when_idle_over(d: Duration) -> Self {
+        Validation::WhenIdleOver(d)
+    }
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        // One second: a connection in steady use is never pinged, and anything that sat
+        // long enough for a timeout, a restart or a middlebox to intervene is.
+        Validation::WhenIdleOver(Duration::from_secs(1))
+    }
+}
+
+/// How failed work is retried.
+///
+/// Advice implemented: "retry with a fresh connection, but only what is safe", bounded,
+/// with exponential backoff and jitter so a restarting server is not stampeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 4). `1` disables retry.
+    pub max_attempts: u32,
+    /// The first backoff (default 25 ms); each further one doubles.
+    pub initial_backoff: Duration,
+    /// The longest backoff (default 1 s).
+    pub max_backoff: Duration,
+    /// No new attempt starts after this much time since the first (default 30 s).
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_secs(1),
+            deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff before attempt `attempt + 1` (attempt counts from 1): exponential with
+    /// "full jitter" between half and all of the nominal value.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let nominal = exp.min(self.max_backoff);
+        nominal / 2 + nominal.mul_f64(crate::jitter::unit() / 2.0)
+    }
+}
+
+/// Options of a [`Pool`](crate::Pool). Build with [`PoolOptions::new`] and the setters; every
+/// value has a default, and the three time limits that depend on the server (`max_idle`,
+/// `keepalive_interval`, `max_lifetime`) are derived from the session's own `wait_timeout`
+/// unless set.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Connections kept open even when unused (default 1). HikariCP `minimumIdle`.
+    pub(crate) min_idle: usize,
+    /// Connections open at most, in use or idle (default 10). HikariCP `maximumPoolSize`;
+    /// keep the sum over all application instances below the server's `max_connections`.
+    pub(crate) max_size: usize,
+    /// How long a checkout may wait for a connection, connecting included (default 30 s).
+    /// HikariCP `connectionTimeout`.
+    pub(crate) checkout_timeout: Duration,
+    /// Callers that may wait at once for a busy pool before checkouts fail fast with
+    /// [`Error::QueueFull`](crate::Error::QueueFull) (default 1024). mysql2's `queueLimit`:
+    /// an unbounded queue turns an overload into a latency collapse.
+    pub(crate) max_waiters: usize,
+    /// See [`Validation`] (default `WhenIdleOver(1 s)`).
+    pub(crate) validation: Validation,
+    /// How long a validation or keepalive ping may take before the connection is declared
+    /// dead (default 2 s). A silently dropped flow never answers; this is what ends it.
+    pub(crate) ping_timeout: Duration,
+    /// How long one statement may wait for the server (default 60 s; `None` for no limit).
+    /// The per-query read timeout that turns a blackholed flow into an error in seconds
+    /// instead of the kernel's 15 minutes of retransmissions.
+    pub(crate) statement_timeout: Option<Duration>,
+    /// How long opening a connection may take (default 10 s).
+    pub(crate) connect_timeout: Duration,
+    /// Recycle a connection idle (no traffic at all) longer than this. Default derived:
+    /// `wait_timeout` minus a margin of 10 % (at least 1 s), less up to 10 % jitter — so
+    /// the pool never hands out a connection the server has already closed. SQLAlchemy
+    /// `pool_recycle` below `wait_timeout`; HikariCP `idleTimeout`.
+    pub(crate) max_idle: Option<Duration>,
+    /// Ping idle connections in the background after this much silence. Default derived:
+    /// a third of `wait_timeout`, at most 2 minutes — below AWS NAT/NLB's 350 s and Azure
+    /// LB's 4 min idle limits. HikariCP `keepaliveTime`. `Some(Duration::ZERO)` disables.
+    pub(crate) keepalive_interval: Option<Duration>,
+    /// Close a connection this long after it was opened, once it is returned. Default
+    /// 30 minutes less up to 2.5 % jitter, so connections do not all expire at once.
+    /// HikariCP `maxLifetime`: "several seconds shorter than any infrastructure limit".
+    pub(crate) max_lifetime: Option<Duration>,
+    /// Close connections above `min_idle` unused this long (default 10 minutes).
+    pub(crate) idle_timeout: Duration,
+    /// Statements run on every new connection, in order (`SET NAMES utf8mb4`,
+    /// `SET time_zone = '+00:00'`), so a replacement is indistinguishable from the original.
+    pub(crate) init: Vec<String>,
+    /// TCP keepalive idle time on every socket (default 30 s); the kernel probes a silent
+    /// flow so a dead peer is noticed and middleboxes see traffic. mysql_async sets only
+    /// the idle time (not the interval, the probe count or Linux's `TCP_USER_TIMEOUT`): it
+    /// does not expose the socket, so `statement_timeout` and `ping_timeout` are what bound
+    /// a blackholed flow.
+    pub(crate) tcp_keepalive: Option<Duration>,
+    /// See [`RetryPolicy`].
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            min_idle: 1,
+            max_size: 10,
+            checkout_timeout: Duration::from_secs(30),
+            max_waiters: 1024,
+            validation: Validation::default(),
+            ping_timeout: Duration::from_secs(2),
+            statement_timeout: Some(Duration::from_secs(60)),
+            connect_timeout: Duration::from_secs(10),
+            max_idle: None,
+            keepalive_interval: None,
+            max_lifetime: None,
+            idle_timeout: Duration::from_secs(600),
+            init: Vec::new(),
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl PoolOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Connections kept open even when unused (default 1). HikariCP `minimumIdle`.
+    pub fn min_idle(mut self, n: usize) -> Self {
+        self.min_idle = n;
+        self
+    }
+    /// Connections open at most, in use or idle (default 10). HikariCP `maximumPoolSize`;
+    /// keep the sum over all application instances below the server's `max_connections`.
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.max_size = n.max(1);
+        self
+    }
+    /// How long a checkout may wait for a connection, connecting included (default 30 s).
+    /// HikariCP `connectionTimeout`.
+    pub fn checkout_timeout(mut self, d: Duration) -> Self {
+        self.checkout_timeout = d;
+        self
+    }
+    /// Callers that may wait at once for a busy pool before checkouts fail fast with
+    /// [`Error::QueueFull`](crate::Error::QueueFull) (default 1024). mysql2's `queueLimit`:
+    /// an unbounded queue turns an overload into a latency collapse.
+    pub fn max_waiters(mut self, n: usize) -> Self {
+        self.max_waiters = n;
+        self
+    }
+    /// See [`Validation`] (default `WhenIdleOver(1 s)`).
+    pub fn validation(mut self, v: Validation) -> Self {
+        self.validation = v;
+        self
+    }
+    /// How long a validation or keepalive ping may take before the connection is declared
+    /// dead (default 2 s). A silently dropped flow never answers; this is what ends it.
+    pub fn ping_timeout(mut self, d: Duration) -> Self {
+        self.ping_timeout = d;
+        self
+    }
+    /// How long one statement may wait for the server (default 60 s; `None` for no limit).
+    /// The per-query read timeout that turns a blackholed flow into an error in seconds
+    /// instead of the kernel's 15 minutes of retransmissions.
+    pub fn statement_timeout(mut self, d: Option<Duration>) -> Self {
+        self.statement_timeout = d;
+        self
+    }
+    /// How long opening a connection may take (default 10 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Recycle a connection idle (no traffic at all) longer than this. Default derived:
+    /// `wait_timeout` minus a margin of 10 % (at least 1 s), less up to 10 % jitter — so
+    /// the pool never hands out a connection the server has already closed. SQLAlchemy
+    /// `pool_recycle` below `wait_timeout`; HikariCP `idleTimeout`.
+    pub fn max_idle(mut self, d: Duration) -> Self {
+        self.max_idle = Some(d);
+        self
+    }
+    /// Ping idle connections in the background after this much silence. Default derived:
+    /// a third of `wait_timeout`, at most 2 minutes — below AWS NAT/NLB's 350 s and Azure
+    /// LB's 4 min idle limits. HikariCP `keepaliveTime`. `Some(Duration::ZERO)` disables.
+    pub fn keepalive_interval(mut self, d: Duration) -> Self {
+        self.keepalive_interval = Some(d);
+        self
+    }
+    /// Close a connection this long after it was opened, once it is returned. Default
+    /// 30 minutes less up to 2.5 % jitter, so connections do not all expire at once.
+    /// HikariCP `maxLifetime`: "several seconds shorter than any infrastructure limit".
+    pub fn max_lifetime(mut self, d: Duration) -> Self {
+        self.max_lifetime = Some(d);
+        self
+    }
+    /// Close connections above `min_idle` unused this long (default 10 minutes).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+    /// Statements run on every new connection, in order (`SET NAMES utf8mb4`,
+    /// `SET time_zone = '+00:00'`), so a replacement is indistinguishable from the original.
+    pub fn init_statement(mut self, sql: impl Into<String>) -> Self {
+        self.init.push(sql.into());
+        self
+    }
+    /// TCP keepalive idle time on every socket (default 30 s); the kernel probes a silent
+    /// flow so a dead peer is noticed and middleboxes see traffic. mysql_async sets only
+    /// the idle time (not the interval, the probe count or Linux's `TCP_USER_TIMEOUT`): it
+    /// does not expose the socket, so `statement_timeout` and `ping_timeout` are what bound
+    /// a blackholed flow.
+    pub fn tcp_keepalive(mut self, d: Option<Duration>) -> Self {
+        self.tcp_keepalive = d;
+        self
+    }
+    /// See [`RetryPolicy`].
+    pub fn retry(mut self, r: RetryPolicy) -> Self {
+        self.retry = r;
+        self
+    }
+}
+
+/// The time limits in force, derived from the server's `wait_timeout` where not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The session `wait_timeout` the pool read from the server.
+    pub wait_timeout: Duration,
+    /// The session `max_allowed_packet` in bytes.
+    pub max_allowed_packet: usize,
+    /// Connections silent longer than this are recycled, not handed out.
+    pub max_idle: Duration,
+    /// Idle connections are pinged after this much silence (`None`: keepalive off).
+    pub keepalive_interval: Option<Duration>,
+    /// Nominal maximum age of a connection (each connection gets its own jittered value).
+    pub max_lifetime: Duration,
+}
+
+impl Limits {
+    pub(crate) fn derive(opts: &PoolOptions, wait_timeout: Duration, max_packet: usize) -> Self {
+        let margin = (wait_timeout / 10).max(Duration::from_secs(1));
+        let max_idle = opts
+            .max_idle
+            .unwrap_or_else(|| wait_timeout.saturating_sub(margin).max(wait_timeout / 2));
+        let keepalive = match opts.keepalive_interval {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => {
+                Some((wait_timeout / 3).clamp(Duration::from_millis(200), Duration::from_secs(120)))
+            }
+        };
+        Limits {
+            wait_timeout,
+            max_allowed_packet: max_packet,
+            max_idle,
+            keepalive_interval: keepalive,
+            max_lifetime: opts.max_lifetime.unwrap_or(Duration::from_secs(1800)),
+        }
+    }
+
+    /// The idle limit of one connection: `max_idle` less up to 10 % jitter when derived.
+    pub(crate) fn jittered_idle(&self, derived: bool) -> Duration {
+        if derived {
+            self.max_idle.mul_f64(1.0 - 0.1 * crate::jitter::unit())
+        } else {
+            self.max_idle
+        }
+    }
+
+    pub(crate) fn jittered_lifetime(&self) -> Duration {
+        self.max_lifetime
+            .mul_f64(1.0 - 0.025 * crate::jitter::unit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_from_wait_timeout() {
+        let l = Limits::derive(&PoolOptions::new(), Duration::from_secs(60), 1 << 20);
+        assert_eq!(l.max_idle, Duration::from_secs(54));
+        assert_eq!(l.keepalive_interval, Some(Duration::from_secs(20)));
+        let l = Limits::derive(&PoolOptions::new(), Duration::from_secs(28800), 1 << 20);
+        assert_eq!(l.keepalive_interval, Some(Duration::from_secs(120)));
+        let l = Limits::derive(&PoolOptions::new(), Duration::from_secs(2), 1 << 20);
+        assert_eq!(l.max_idle, Duration::from_secs(1));
+        let l = Limits::derive(
+            &PoolOptions::new().keepalive_interval(Duration::ZERO),
+            Duration::from_secs(2),
+            1,
+        );
+        assert_eq!(l.keepalive_interval, None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let p = RetryPolicy::default();
+        for attempt in 1..20 {
+            let b = p.backoff(attempt);
+            assert!(b <= p.max_backoff, "{b:?}");
+        }
+        assert!(p.backoff(1) >= Duration::from_millis(12));
+    }
+}

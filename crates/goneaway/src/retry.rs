@@ -1,0 +1,339 @@
+//! Retry that is correct: statements retried only when safe, transactions rerun whole,
+//! `COMMIT` never replayed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use goneaway_core::{Cause, Retry};
+use mysql_async::prelude::{FromRow, Queryable};
+use mysql_async::{Conn, Params};
+
+use crate::conn::{Failure, PooledConn};
+use crate::{Error, Pool};
+
+/// A boxed future, as returned by the closures given to [`Pool::transaction`] and
+/// [`Pool::with_conn`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// SQL text and what the caller knows about retrying it.
+///
+/// A plain `&str` or `String` converts into a statement whose safety the pool judges
+/// itself: read-only statements (`SELECT`, `SHOW`, …) may be retried after a connection
+/// loss; anything else only when the classifier says nothing reached the server.
+/// [`Statement::idempotent`] tells the pool that running it twice is harmless.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    sql: String,
+    idempotent: bool,
+}
+
+impl Statement {
+    /// A statement whose safety the pool judges from its text.
+    pub fn new(sql: impl Into<String>) -> Self {
+        Statement {
+            sql: sql.into(),
+            idempotent: false,
+        }
+    }
+
+    /// Marks the statement idempotent (`UPDATE t SET a = 1 WHERE id = 7`, `INSERT …
+    /// ON DUPLICATE KEY UPDATE` with fixed values, `DELETE … WHERE id = 7`): it may be
+    /// retried even when the server may have run it.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Whether it may be retried when its outcome is unknown.
+    pub fn retry_when_outcome_unknown(&self) -> bool {
+        self.idempotent || crate::sql::is_read_only(&self.sql)
+    }
+}
+
+impl From<&str> for Statement {
+    fn from(sql: &str) -> Self {
+        Statement::new(sql)
+    }
+}
+
+impl From<String> for Statement {
+    fn from(sql: String) -> Self {
+        Statement::new(sql)
+    }
+}
+
+/// What to do after a failed attempt.
+pub(crate) enum Verdict {
+    /// Safe to run again; the error is what the caller gets if attempts run out.
+    Retry(Cause, Error),
+    Fail(Error),
+}
+
+impl Pool {
+    /// The retry loop for one statement: checkout (never failing on a dead connection),
+    /// run, and on failure retry on a fresh connection when it is safe.
+    pub(crate) async fn run_statement<T, F>(&self, may_repeat: bool, op: F) -> Result<T, Error>
+    where
+        F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, mysql_async::Error>>,
+    {
+        let policy = self.inner.cfg.retry;
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut pc = self.get().await?;
+            let not_run_if_lost = pc.loss_means_not_run();
+            let failure = match pc.run(&op).await {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            drop(pc);
+            let verdict = judge(failure, attempt, may_repeat, not_run_if_lost);
+            match verdict {
+                Verdict::Retry(cause, _)
+                    if attempt < policy.max_attempts && start.elapsed() < policy.deadline =>
+                {
+                    self.inner.note_retry(cause);
+                    tracing::info!(attempt, %cause, "retrying statement on a fresh connection");
+                    // The first retry after a dead connection goes at once: it runs on
+                    // another connection (validated, since the pool is now suspicious),
+                    // and the server is not the one in trouble. Later ones back off.
+                    if attempt > 1 {
+                        tokio::time::sleep(policy.backoff(attempt - 1)).await;
+                    }
+                }
+                // Out of attempts or time: the last failure, as it was.
+                Verdict::Retry(_, e) | Verdict::Fail(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs a query and collects its rows, retrying on a fresh connection when safe
+    /// (always when nothing reached the server; after a loss mid-statement only if it is
+    /// read-only or [`Statement::idempotent`]).
+    pub async fn query<T>(&self, stmt: impl Into<Statement>) -> Result<Vec<T>, Error>
+    where
+        T: FromRow + Send + 'static,
+    {
+        let stmt = stmt.into();
+        let sql = stmt.sql.clone();
+        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
+            let sql = sql.clone();
+            Box::pin(async move { c.query(sql).await })
+        })
+        .await
+    }
+
+    /// Runs a query and returns its first row, retrying like [`Pool::query`].
+    pub async fn query_first<T>(&self, stmt: impl Into<Statement>) -> Result<Option<T>, Error>
+    where
+        T: FromRow + Send + 'static,
+    {
+        let stmt = stmt.into();
+        let sql = stmt.sql.clone();
+        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
+            let sql = sql.clone();
+            Box::pin(async move { c.query_first(sql).await })
+        })
+        .await
+    }
+
+    /// Executes a prepared statement with parameters and collects its rows, retrying like
+    /// [`Pool::query`].
+    pub async fn exec<T>(
+        &self,
+        stmt: impl Into<Statement>,
+        params: impl Into<Params>,
+    ) -> Result<Vec<T>, Error>
+    where
+        T: FromRow + Send + 'static,
+    {
+        let stmt = stmt.into();
+        let params: Params = params.into();
+        let sql = stmt.sql.clone();
+        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
+            let (sql, params) = (sql.clone(), params.clone());
+            Box::pin(async move { c.exec(sql, params).await })
+        })
+        .await
+    }
+
+    /// Executes a prepared statement and returns its first row, retrying like
+    /// [`Pool::query`].
+    pub async fn exec_first<T>(
+        &self,
+        stmt: impl Into<Statement>,
+        params: impl Into<Params>,
+    ) -> Result<Option<T>, Error>
+    where
+        T: FromRow + Send + 'static,
+    {
+        let stmt = stmt.into();
+        let params: Params = params.into();
+        let sql = stmt.sql.clone();
+        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
+            let (sql, params) = (sql.clone(), params.clone());
+            Box::pin(async move { c.exec_first(sql, params).await })
+        })
+        .await
+    }
+
+    /// Executes a statement and returns the rows it affected, retrying like
+    /// [`Pool::query`]. An `INSERT` lost mid-flight fails with
+    /// [`Error::OutcomeUnknown`] instead of risking a second row.
+    pub async fn exec_drop(
+        &self,
+        stmt: impl Into<Statement>,
+        params: impl Into<Params>,
+    ) -> Result<u64, Error> {
+        let stmt = stmt.into();
+        let params: Params = params.into();
+        let sql = stmt.sql.clone();
+        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
+            let (sql, params) = (sql.clone(), params.clone());
+            Box::pin(async move {
+                c.exec_drop(sql, params).await?;
+                Ok(c.affected_rows())
+            })
+        })
+        .await
+    }
+
+    /// Runs `work` inside a transaction and commits it. The whole transaction is rerun on a
+    /// fresh connection when the connection is lost before `COMMIT`, on deadlock (1213) and
+    /// whenever the classifier advises `retry_transaction`; bounded by the retry policy.
+    ///
+    /// A connection lost *during* `COMMIT` is [`Error::CommitOutcomeUnknown`]: it is never
+    /// replayed. An error from `work` rolls the transaction back and is returned.
+    ///
+    /// `work` may run more than once, so it must not have effects outside the database
+    /// that cannot be repeated.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: goneaway::Pool) -> Result<(), goneaway::Error> {
+    /// let moved = pool
+    ///     .transaction(|tx| Box::pin(async move {
+    ///         tx.exec_drop("UPDATE account SET balance = balance - 10 WHERE id = 1", ()).await?;
+    ///         tx.exec_drop("UPDATE account SET balance = balance + 10 WHERE id = 2", ()).await?;
+    ///         Ok(10)
+    ///     }))
+    ///     .await?;
+    /// # let _: i32 = moved; Ok(()) }
+    /// ```
+    pub async fn transaction<T, F>(&self, mut work: F) -> Result<T, Error>
+    where
+        F: for<'t> FnMut(&'t mut PooledConn) -> BoxFuture<'t, Result<T, Error>>,
+    {
+        let policy = self.inner.cfg.retry;
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut pc = self.get().await?;
+            // The attempt's error; success returns from inside.
+            let e: Error = match pc.run(|c| c.query_drop("START TRANSACTION")).await {
+                // Nothing ran yet: a lost connection here is always safe to retry.
+                Err(f) => f.into_error(attempt, false),
+                Ok(()) => match work(&mut pc).await {
+                    Err(e) => e,
+                    Ok(value) => match pc.run(|c| c.query_drop("COMMIT")).await {
+                        Ok(()) => return Ok(value),
+                        Err(f) => {
+                            let e = f.into_error(attempt, true);
+                            if e.is_disconnect() {
+                                tracing::warn!(error = %e, "connection lost during COMMIT: outcome unknown, not replayed");
+                                return Err(Error::CommitOutcomeUnknown {
+                                    cause: e.cause().unwrap_or(Cause::Unknown),
+                                    source: Box::new(e),
+                                });
+                            }
+                            e
+                        }
+                    },
+                },
+            };
+            let rerun = e.is_disconnect()
+                || matches!(
+                    e,
+                    Error::Statement {
+                        retry: Retry::RetryTransaction,
+                        ..
+                    }
+                )
+                || e.cause() == Some(Cause::Deadlock);
+            if !e.is_disconnect() {
+                // The connection is healthy: end the transaction before it goes back.
+                if pc.query_drop("ROLLBACK").await.is_err() {
+                    pc.discard();
+                }
+            }
+            drop(pc);
+            if rerun && attempt < policy.max_attempts && start.elapsed() < policy.deadline {
+                let cause = e.cause().unwrap_or(Cause::Unknown);
+                self.inner.note_retry(cause);
+                tracing::info!(attempt, %cause, error = %e, "rerunning transaction");
+                tokio::time::sleep(policy.backoff(attempt)).await;
+                continue;
+            }
+            return Err(e);
+        }
+    }
+
+    /// Runs one unit of work on a connection that has just proved alive (pinged, or just
+    /// opened), whatever the validation mode: for workers and cron jobs that idle for
+    /// hours between units. The work runs once; it is not retried.
+    pub async fn with_conn<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        F: for<'c> FnOnce(&'c mut PooledConn) -> BoxFuture<'c, Result<T, Error>>,
+    {
+        let mut pc = self.get_validated().await?;
+        work(&mut pc).await
+    }
+}
+
+/// Decides whether a failed statement may run again.
+///
+/// `may_repeat`: read-only or marked idempotent. `not_run_if_lost`: the connection had
+/// sat past `wait_timeout`, so a loss proves the statement never reached a live session.
+pub(crate) fn judge(
+    failure: Failure,
+    attempt: u32,
+    may_repeat: bool,
+    not_run_if_lost: bool,
+) -> Verdict {
+    match failure {
+        Failure::Timeout(d) => {
+            if may_repeat {
+                Verdict::Retry(Cause::NetworkDrop, Error::StatementTimeout(d))
+            } else {
+                Verdict::Fail(Error::StatementTimeout(d))
+            }
+        }
+        Failure::Driver(e, d) => {
+            let nothing_ran = d.is_safe_to_retry() || (d.connection_lost && not_run_if_lost);
+            let allowed = match d.retry {
+                Retry::SafeToRetry | Retry::ReconnectThenRetry => true,
+                // Outside a transaction, a statement rolled back alone is safe to rerun.
+                Retry::RetryTransaction => true,
+                Retry::RetryIfIdempotent => nothing_ran || may_repeat,
+                _ => false,
+            };
+            // Errors on a healthy connection that are not about the connection or
+            // rollback (syntax, constraint) are the caller's.
+            let relevant = d.connection_lost || d.retry == Retry::RetryTransaction;
+            let cause = d.primary();
+            let error = Failure::Driver(e, d).into_error(attempt, !nothing_ran);
+            if allowed && relevant {
+                Verdict::Retry(cause, error)
+            } else {
+                Verdict::Fail(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The proxy's benchmark: sysbench `oltp_point_select` and `oltp_read_only` against one
+//! throwaway server three ways, interleaved — directly, through HAProxy in TCP mode (a byte
+//! relay that parses nothing: the floor any proxy can reach on this machine) and through
+//! goneaway proxy — at 1, 8 and 32 threads. Prints throughput, p95 latency, the ratios
+//! goneaway/HAProxy and goneaway/direct, and the CPU each proxy process used.
+//!
+//! Run with `cargo bench -p goneaway-proxy --bench sysbench` (part of `make bench`).
+//! `GONEAWAY_BENCH_SECS` sets each run's length (default 10 s), `GONEAWAY_BENCH_THREADS` the
+//! thread counts (default `1,8,32`). Needs `sysbench` and `haproxy` (`make bench-deps`).
+//!
+//! The proxy runs in its own process (this binary, re-executed with
+//! `GONEAWAY_PROXY_BENCH_CHILD` set), so that its CPU use can be read from `/proc` apart
+//! from the harness's and sysbench's.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use goneaway_harness::Server;
+
+const CHILD_ENV: &str = "GONEAWAY_PROXY_BENCH_CHILD";
+const USER: &str = "goneaway";
+const PASSWORD: &str = "goneaway-test-password";
+const TABLES: u32 = 4;
+const TABLE_SIZE: u32 = 10_000;
+
+fn main() {
+    if let Ok(backend) = std::env::var(CHILD_ENV) {
+        run_child(&backend);
+        return;
+    }
+    // `cargo bench` passes `--bench`; a filter that is not ours (another bench's name)
+    // means this bench was not asked for.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !filter.is_empty() && !filter.iter().any(|f| "sysbench".contains(f.as_str())) {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("proxy benchmark failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The child: a goneaway proxy in front of `backend`; prints its address, runs until its
+/// stdin closes.
+fn run_child(backend: &str) {
+    // As `goneaway proxy` runs it (its --threads default), unless
+    // GONEAWAY_BENCH_PROXY_WORKERS says otherwise (to compare settings).
+    let workers = std::env::var("GONEAWAY_BENCH_PROXY_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(goneaway_proxy::default_worker_threads);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let target = goneaway_proxy::BackendTarget::from_url(backend).expect("backend URL");
+        let mut config =
+            goneaway_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target);
+        config.max_clients = 200;
+        config.max_backends = 150;
+        let proxy = goneaway_proxy::Proxy::start(config).await.expect("proxy");
+        println!("{}", proxy.local_addr());
+        std::io::stdout().flush().unwrap();
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+        })
+        .await
+        .unwrap();
+        proxy.shutdown().await;
+    });
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run() -> Result<(), BoxError> {
+    let secs: u64 = env_or("GONEAWAY_BENCH_SECS", "10").parse()?;
+    let threads: Vec<u32> = env_or("GONEAWAY_BENCH_THREADS", "1,8,32")
+        .split(',')
+        .map(|t| t.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let server = Server::builder()
+        .var("max_connections", 300)
+        .var("innodb_buffer_pool_size", "64M")
+        .start()
+        .await?;
+    let direct = server.addr();
+    eprintln!("server on {direct}; preparing {TABLES} tables of {TABLE_SIZE} rows");
+    sysbench(direct, "oltp_read_only", 4, 0, &["prepare"])?;
+
+    let haproxy = HaProxy::start(direct)?;
+    let goneaway = GoneawayChild::start(&server.url())?;
+    let targets = [
+        ("direct", direct, None),
+        ("haproxy", haproxy.addr, Some(haproxy.child.id())),
+        ("goneaway", goneaway.addr, Some(goneaway.child.id())),
+    ];
+    // Warm the buffer pool and every path once, briefly.
+    for (_, addr, _) in &targets {
+        sysbench(*addr, "oltp_read_only", 4, 2, &["run"])?;
+    }
+    let mut results = Vec::new();
+    let workloads = env_or("GONEAWAY_BENCH_WORKLOADS", "oltp_point_select,oltp_read_only");
+    for workload in workloads.split(',') {
+        for &n in &threads {
+            let mut row = Vec::new();
+            for (name, addr, pid) in &targets {
+                let cpu_before = pid.map(cpu_ticks).transpose()?;
+                let started = Instant::now();
+                let out = sysbench(*addr, workload, n, secs, &["run"])?;
+                let wall = started.elapsed().as_secs_f64();
+                let cpu = match (pid, cpu_before) {
+                    (Some(pid), Some(before)) => {
+                        Some((cpu_ticks(*pid)? - before) as f64 / 100.0 / wall * 100.0)
+                    }
+                    _ => None,
+                };
+                let r = Outcome::parse(&out)?;
+                eprintln!(
+                    "{workload:18} {n:>2} threads {name:9} {:>9.1} tps {:>7.2} ms p95 {} errors{}",
+                    r.tps,
+                    r.p95_ms,
+                    r.errors,
+                    cpu.map(|c| format!(", proxy CPU {c:.0}%")).unwrap_or_default()
+                );
+                row.push((r, cpu));
+            }
+            results.push((workload, n, row));
+        }
+    }
+    drop(goneaway);
+    drop(haproxy);
+
+    println!();
+    println!("sysbench {TABLES} tables × {TABLE_SIZE} rows, {secs} s per run, MariaDB from the harness, {} cores", cores());
+    println!();
+    println!("| workload | threads | direct tps | HAProxy tps | goneaway tps | goneaway/HAProxy | goneaway/direct | p95 ms direct / HAProxy / goneaway | proxy CPU HAProxy / goneaway | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
+    for (workload, n, row) in &results {
+        let (d, h, g) = (&row[0].0, &row[1].0, &row[2].0);
+        println!(
+            "| {workload} | {n} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} / {:.2} / {:.2} | {:.0}% / {:.0}% | {} |",
+            d.tps,
+            h.tps,
+            g.tps,
+            g.tps / h.tps,
+            g.tps / d.tps,
+            d.p95_ms,
+            h.p95_ms,
+            g.p95_ms,
+            row[1].1.unwrap_or(0.0),
+            row[2].1.unwrap_or(0.0),
+            d.errors + h.errors + g.errors,
+        );
+    }
+    Ok(())
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// One sysbench invocation against `addr`; its stdout. A zero `secs` runs the command
+/// without a time bound (prepare).
+fn sysbench(
+    addr: SocketAddr,
+    workload: &str,
+    threads: u32,
+    secs: u64,
+    command: &[&str],
+) -> Result<String, BoxError> {
+    let mut cmd = Command::new("sysbench");
+    cmd.arg(workload)
+        .arg("--db-driver=mysql")
+        .arg(format!("--mysql-host={}", addr.ip()))
+        .arg(format!("--mysql-port={}", addr.port()))
+        .arg(format!("--mysql-user={USER}"))
+        .arg(format!("--mysql-password={PASSWORD}"))
+        .arg("--mysql-db=goneaway")
+        .arg(format!("--tables={TABLES}"))
+        .arg(format!("--table-size={TABLE_SIZE}"))
+        .arg(format!("--threads={threads}"))
+        .arg("--percentile=95");
+    if secs > 0 {
+        cmd.arg(format!("--time={secs}"));
+    }
+    let out = cmd.args(command).stdin(Stdio::null()).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "sysbench {workload} {command:?} against {addr} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(stdout)
+}
+
+/// What one sysbench run reported.
+struct Outcome {
+    tps: f64,
+    p95_ms: f64,
+    errors: u64,
+}
+
+impl Outcome {
+    fn parse(out: &str) -> Result<Outcome, BoxError> {
+        let field = |label: &str| -> Option<&str> {
+            out.lines()
+                .find_map(|l| l.trim_start().strip_prefix(label))
+                .map(str::trim)
+        };
+        let per_sec = |label: &str| -> Option<f64> {
+            let v = field(label)?;
+            let inner = v.split('(').nth(1)?;
+            inner.split_whitespace().next()?.parse().ok()
+        };
+        let count = |label: &str| -> Option<u64> { field(label)?.split_whitespace().next()?.parse().ok() };
+        Ok(Outcome {
+            tps: per_sec("transactions:").ok_or("no transactions line")?,
+            p95_ms: field("95th percentile:")
+                .and_then(|v| v.parse().ok())
+                .ok_or("no 95th percentile line")?,
+            errors: count("ignored errors:").unwrap_or(0) + count("reconnects:").unwrap_or(0),
+        })
+    }
+}
+
+/// utime + stime of a process, in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')').ok_or("bad /proc stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+fn free_addr() -> Result<SocketAddr, BoxError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn wait_listening(addr: SocketAddr) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("nothing listens on {addr}").into())
+}
+
+/// HAProxy in TCP mode, in the foreground, configured in a temporary directory.
+struct HaProxy {
+    addr: SocketAddr,
+    child: Child,
+    _dir: tempfile_dir::Dir,
+}
+
+impl HaProxy {
+    fn start(upstream: SocketAddr) -> Result<HaProxy, BoxError> {
+        let addr = free_addr()?;
+        let dir = tempfile_dir::Dir::new("goneaway-haproxy")?;
+        let cfg = dir.path.join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  maxconn 1000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n\
+                 listen mysql\n  bind {addr}\n  server db {upstream}\n"
+            ),
+        )?;
+        let child = Command::new(haproxy_path())
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting haproxy (make bench-deps installs it): {e}"))?;
+        let h = HaProxy {
+            addr,
+            child,
+            _dir: dir,
+        };
+        wait_listening(addr)?;
+        Ok(h)
+    }
+}
+
+fn haproxy_path() -> &'static str {
+    if std::path::Path::new("/usr/sbin/haproxy").exists() {
+        "/usr/sbin/haproxy"
+    } else {
+        "haproxy"
+    }
+}
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// This binary, re-executed as a goneaway proxy.
+struct GoneawayChild {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl GoneawayChild {
+    fn start(backend_url: &str) -> Result<GoneawayChild, BoxError> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(CHILD_ENV, backend_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+        let addr = line.trim().parse()?;
+        wait_listening(addr)?;
+        Ok(GoneawayChild { addr, child })
+    }
+}
+
+impl Drop for GoneawayChild {
+    fn drop(&mut self) {
+        // Closing stdin asks for a graceful shutdown; kill if it takes too long.
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory removed on drop (the harness's tempfile is not a dependency here).
+mod tempfile_dir {
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+
+    impl Dir {
+        pub fn new(prefix: &str) -> std::io::Result<Dir> {
+            let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+            std::fs::create_dir_all(&path)?;
+            Ok(Dir { path })
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! One connection to the server: login as a client, session tracking, internal statements.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::codec::Framed;
+
+use crate::backend::reply::{Expect, ReplyTracker, Step};
+use crate::config::BackendTarget;
+use crate::net::packet::{self, caps, com, ErrInfo, Greeting, HandshakeResponse, Reader};
+use crate::net::{Packet, PacketCodec};
+use crate::stats::Stats;
+use crate::ProxyError;
+
+/// What a session asks of its backend connection.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The client's capabilities, so that replies have the shape the client expects.
+    pub client_capabilities: u32,
+    /// The client's character set id.
+    pub charset: u8,
+    /// The database to start in.
+    pub database: Option<String>,
+    /// Bound on connect plus login plus setup.
+    pub timeout: Duration,
+}
+
+/// What happened to an idle backend connection.
+#[derive(Debug)]
+pub enum IdleEvent {
+    /// The server sent an unsolicited packet (an ERR such as 4031 or 1927) — it is closing.
+    Packet(Packet),
+    /// The server closed the connection.
+    Eof,
+    /// The connection failed.
+    Error(std::io::Error),
+}
+
+/// A logged-in connection to the server, with session tracking on.
+#[derive(Debug)]
+pub struct Backend {
+    framed: Framed<TcpStream, PacketCodec>,
+    /// The server's thread id for this connection (what `KILL` takes).
+    pub connection_id: u32,
+    /// Capabilities in effect on this connection.
+    pub capabilities: u32,
+    /// The server's greeting version string.
+    pub server_version: String,
+    /// The server's capabilities, from the greeting.
+    pub server_capabilities: u32,
+    /// The session's `wait_timeout` as the server reported it at login.
+    pub wait_timeout: Duration,
+    /// The server's `max_allowed_packet`.
+    pub max_allowed_packet: usize,
+    /// When the connection was opened.
+    pub opened: Instant,
+    /// When the last command finished: the server's idle clock starts here.
+    pub last_used: Instant,
+    stats: Arc<Stats>,
+    /// Counts against the proxy's backend limit while the connection lives.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stats
+            .backends
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn io_err(context: &str) -> impl FnOnce(std::io::Error) -> ProxyError + '_ {
+    move |e| ProxyError::io(context, e)
+}
+
+fn eof(context: &str) -> ProxyError {
+    ProxyError::io(
+        context,
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ),
+    )
+}
+
+/// The session variables a fresh connection gets so that the proxy can follow the state
+/// the client sets.
+const TRACKING_SETUP: &str = "SET SESSION session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON";
+
+impl Backend {
+    /// Connects, logs in and turns session tracking on, within `opts.timeout`.
+    pub async fn connect(
+        target: &BackendTarget,
+        opts: &ConnectOptions,
+        stats: Arc<Stats>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<Backend, ProxyError> {
+        let addr = target.addr();
+        tokio::time::timeout(
+            opts.timeout,
+            Self::connect_inner(target, opts, stats, permit),
+        )
+        .await
+        .map_err(|_| ProxyError::Timeout(format!("connecting to {addr}")))?
+    }
+
+    async fn connect_inner(
+        target: &BackendTarget,
+        opts: &ConnectOptions,
+        stats: Arc<Stats>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<Backend, ProxyError> {
+        let addr = target.addr();
+        let stream = TcpStream::connect(&addr)
+            .await
+            .map_err(io_err("connecting to the server"))?;
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, PacketCodec);
+        let greeting_packet = framed
+            .next()
+            .await
+            .ok_or_else(|| eof("reading the greeting"))?
+            .map_err(io_err("reading the greeting"))?;
+        if greeting_packet.is_err() {
+            return Err(ProxyError::Server(
+                packet::parse_err(&greeting_packet.payload).unwrap_or_else(unknown_err),
+            ));
+        }
+        let greeting = Greeting::parse(&greeting_packet.payload)
+            .ok_or_else(|| ProxyError::Protocol("unreadable server greeting".into()))?;
+        let wanted = (opts.client_capabilities & caps::PROXY_SUPPORTED & !caps::CONNECT_ATTRS)
+            | caps::LONG_PASSWORD
+            | caps::PROTOCOL_41
+            | caps::SECURE_CONNECTION
+            | caps::PLUGIN_AUTH
+            | caps::TRANSACTIONS
+            | caps::SESSION_TRACK;
+        let mut capabilities = wanted & greeting.capabilities;
+        if opts.database.is_some() {
+            capabilities |= caps::CONNECT_WITH_DB & greeting.capabilities;
+        } else {
+            capabilities &= !caps::CONNECT_WITH_DB;
+        }
+        let plugin = greeting.auth_plugin.clone();
+        let response = HandshakeResponse {
+            capabilities,
+            max_packet: 1 << 30,
+            charset: opts.charset,
+            user: target.user.clone(),
+            auth_response: scramble(&plugin, &greeting.scramble, &target.password)?,
+            database: opts.database.clone(),
+            auth_plugin: Some(plugin),
+            attributes: None,
+        };
+        framed
+            .send(Packet::new(1, response.encode()))
+            .await
+            .map_err(io_err("sending the login"))?;
+        // The authentication exchange: OK, ERR, a switch to another plugin, or more data.
+        for _ in 0..4 {
+            let p = framed
+                .next()
+                .await
+                .ok_or_else(|| eof("logging in"))?
+                .map_err(io_err("logging in"))?;
+            match p.first() {
+                Some(0x00) => {
+                    let mut backend = Backend {
+                        framed,
+                        connection_id: greeting.connection_id,
+                        capabilities,
+                        server_version: greeting.server_version.clone(),
+                        server_capabilities: greeting.capabilities,
+                        wait_timeout: Duration::from_secs(28800),
+                        max_allowed_packet: 16 << 20,
+                        opened: Instant::now(),
+                        last_used: Instant::now(),
+                        stats: stats.clone(),
+                        _permit: permit,
+                    };
+                    stats
+                        .backends
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stats
+                        .backend_connects
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    backend.setup().await?;
+                    return Ok(backend);
+                }
+                Some(0xff) => {
+                    return Err(ProxyError::Server(
+                        packet::parse_err(&p.payload).unwrap_or_else(unknown_err),
+                    ));
+                }
+                Some(0xfe) => {
+                    let mut r = Reader::new(&p.payload[1..]);
+                    let plugin = String::from_utf8_lossy(r.nul_bytes()).into_owned();
+                    let nonce = r.rest();
+                    let nonce = nonce.strip_suffix(&[0]).unwrap_or(nonce);
+                    let data = scramble(&plugin, nonce, &target.password)?;
+                    framed
+                        .send(Packet::new(p.seq.wrapping_add(1), data))
+                        .await
+                        .map_err(io_err("logging in"))?;
+                }
+                Some(0x01) if p.payload.get(1) == Some(&0x03) => {
+                    // caching_sha2_password fast authentication succeeded; OK follows.
+                }
+                Some(0x01) => {
+                    return Err(ProxyError::Protocol(
+                        "the server wants caching_sha2_password full authentication, which needs TLS; \
+                         log in once with the mysql client to fill the server's cache, or use mysql_native_password"
+                            .into(),
+                    ));
+                }
+                _ => {
+                    return Err(ProxyError::Protocol(
+                        "unexpected packet during login".into(),
+                    ))
+                }
+            }
+        }
+        Err(ProxyError::Protocol(
+            "the login exchange did not end".into(),
+        ))
+    }
+
+    /// Turns session tracking on and reads the limits the proxy works within.
+    async fn setup(&mut self) -> Result<(), ProxyError> {
+        self.simple(TRACKING_SETUP).await?;
+        let rows = self
+            .simple("SELECT @@wait_timeout, @@max_allowed_packet")
+            .await?;
+        if let Some(row) = rows.first() {
+            let num = |i: usize| {
+                row.get(i)
+                    .and_then(|v| v.as_deref())
+                    .and_then(|v| v.parse::<f64>().ok())
+            };
+            if let Some(w) = num(0) {
+                self.wait_timeout = Duration::from_secs_f64(w.max(1.0));
+            }
+            if let Some(m) = num(1) {
+                self.max_allowed_packet = m as usize;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the connection count against the proxy's backend limit while it lives.
+    pub fn attach_permit(&mut self, permit: OwnedSemaphorePermit) {
+        self._permit = Some(permit);
+    }
+
+    /// Re-applies session tracking after `COM_RESET_CONNECTION` reset it.
+    pub async fn retrack(&mut self) -> Result<(), ProxyError> {
+        self.simple(TRACKING_SETUP).await.map(|_| ())
+    }
+
+    /// Sends one command (all its physical packets).
+    pub async fn send(&mut self, packets: &[Packet]) -> Result<(), ProxyError> {
+        for p in packets {
+            self.framed
+                .feed(p.clone())
+                .await
+                .map_err(io_err("sending to the server"))?;
+        }
+        self.framed
+            .flush()
+            .await
+            .map_err(io_err("sending to the server"))
+    }
+
+    /// The next packet of a reply.
+    pub async fn recv(&mut self) -> Result<Packet, ProxyError> {
+        match self.framed.next().await {
+            Some(Ok(p)) => Ok(p),
+            Some(Err(e)) => Err(ProxyError::io("reading from the server", e)),
+            None => Err(eof("reading from the server")),
+        }
+    }
+
+    /// Completes when an idle connection shows a sign of life it should not: a packet, EOF
+    /// or an error. Cancel-safe: a partial packet stays buffered.
+    pub async fn idle_event(&mut self) -> IdleEvent {
+        match self.framed.next().await {
+            Some(Ok(p)) => IdleEvent::Packet(p),
+            Some(Err(e)) => IdleEvent::Error(e),
+            None => IdleEvent::Eof,
+        }
+    }
+
+    /// Checks without waiting whether the idle connection already died (see
+    /// [`Backend::idle_event`]).
+    pub fn poll_dead(&mut self) -> Option<IdleEvent> {
+        self.idle_event().now_or_never()
+    }
+
+    /// Runs one internal statement and returns its text rows (empty for OK).
+    pub async fn simple(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ProxyError> {
+        let mut payload = BytesMut::with_capacity(1 + sql.len());
+        payload.put_u8(com::QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        self.send(&[Packet::new(0, payload.freeze())]).await?;
+        let mut tracker = ReplyTracker::new(Expect::Query, self.capabilities);
+        let mut packets = Vec::new();
+        loop {
+            let p = self.recv().await?;
+            let step = tracker.feed(&p);
+            packets.push(p);
+            match step {
+                Step::More => {}
+                Step::Done => break,
+                Step::LocalInfile => {
+                    return Err(ProxyError::Protocol(
+                        "LOCAL INFILE in an internal statement".into(),
+                    ))
+                }
+            }
+        }
+        self.last_used = Instant::now();
+        if let Some(e) = tracker.err {
+            return Err(ProxyError::Server(e));
+        }
+        let mut out = Vec::new();
+        let Some(first) = packets.first() else {
+            return Ok(out);
+        };
+        if first.first() == Some(0) {
+            return Ok(out);
+        }
+        // Column count, definitions, (EOF,) rows, terminator: keep the first result's rows.
+        let columns = Reader::new(&first.payload).lenenc().unwrap_or(0) as usize;
+        let deprecate = self.capabilities & caps::DEPRECATE_EOF != 0;
+        for p in packets.iter().skip(1 + columns + usize::from(!deprecate)) {
+            if packet::is_terminator(&p.payload) || p.is_err() {
+                break;
+            }
+            let mut r = Reader::new(&p.payload);
+            let mut row = Vec::with_capacity(columns);
+            for _ in 0..columns {
+                if r.remaining() > 0 && p.payload[p.payload.len() - r.remaining()] == 0xfb {
+                    r.u8();
+                    row.push(None);
+                } else {
+                    row.push(
+                        r.lenenc_bytes()
+                            .map(|b| String::from_utf8_lossy(b).into_owned()),
+                    );
+                }
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// Prepares a statement (the raw `COM_STMT_PREPARE` payload) and returns the server's
+    /// statement id.
+    pub async fn prepare(&mut self, payload: &Bytes) -> Result<u32, ProxyError> {
+        self.send(&[Packet::new(0, payload.clone())]).await?;
+        let mut tracker = ReplyTracker::new(Expect::Prepare, self.capabilities);
+        loop {
+            let p = self.recv().await?;
+            if tracker.feed(&p) != Step::More {
+                break;
+            }
+        }
+        self.last_used = Instant::now();
+        if let Some(e) = tracker.err {
+            return Err(ProxyError::Server(e));
+        }
+        tracker
+            .prepared
+            .map(|(id, _)| id)
+            .ok_or_else(|| ProxyError::Protocol("no statement id".into()))
+    }
+
+    /// Sends `COM_PING` and waits for the reply, within `timeout`.
+    pub async fn ping(&mut self, timeout: Duration) -> Result<(), ProxyError> {
+        let fut = async {
+            self.send(&[Packet::new(0, Bytes::from_static(&[com::PING]))])
+                .await?;
+            let p = self.recv().await?;
+            if p.is_err() {
+                return Err(ProxyError::Server(
+                    packet::parse_err(&p.payload).unwrap_or_else(unknown_err),
+                ));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| ProxyError::Timeout("ping".into()))??;
+        self.last_used = Instant::now();
+        Ok(())
+    }
+
+    /// Says goodbye politely (so the server does not log an aborted connection).
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            self.send(&[Packet::new(0, Bytes::from_static(&[com::QUIT]))]),
+        )
+        .await;
+    }
+}
+
+fn unknown_err() -> ErrInfo {
+    ErrInfo {
+        code: 1105,
+        sqlstate: "HY000".into(),
+        message: "unreadable error packet".into(),
+    }
+}
+
+/// The auth response for `plugin` with this nonce and password (empty for no password).
+pub fn scramble(plugin: &str, nonce: &[u8], password: &str) -> Result<Vec<u8>, ProxyError> {
+    use sha1::{Digest, Sha1};
+    use sha2::Sha256;
+    let nonce = &nonce[..nonce.len().min(20)];
+    let pw = password.as_bytes();
+    if pw.is_empty() {
+        return Ok(Vec::new());
+    }
+    let xor = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x ^ y).collect::<Vec<u8>>();
+    match plugin {
+        // SHA1(password) XOR SHA1(nonce + SHA1(SHA1(password)))
+        "mysql_native_password" | "" => {
+            let h1 = Sha1::digest(pw);
+            let h2 = Sha1::digest(h1);
+            let mut h = Sha1::new();
+            h.update(nonce);
+            h.update(h2);
+            Ok(xor(&h1, &h.finalize()))
+        }
+        // SHA256(password) XOR SHA256(SHA256(SHA256(password)) + nonce)
+        "caching_sha2_password" => {
+            let h1 = Sha256::digest(pw);
+            let h2 = Sha256::digest(h1);
+            let mut h = Sha256::new();
+            h.update(h2);
+            h.update(nonce);
+            Ok(xor(&h1, &h.finalize()))
+        }
+        other => Err(ProxyError::Protocol(format!(
+            "the server asks for the {other} authentication plugin, which the proxy does not speak"
+        ))),
+    }
+}

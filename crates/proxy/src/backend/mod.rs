@@ -1,0 +1,7 @@
+//! Server connections: login as a client, replies followed packet by packet, health.
+
+pub mod conn;
+pub mod reply;
+
+pub use conn::{Backend, ConnectOptions, IdleEvent};
+pub use reply::{Expect, ReplyTracker, Step};

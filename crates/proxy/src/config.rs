@@ -1,0 +1,307 @@
+//! The proxy's configuration: where it listens, which server it fronts, who may log in, and
+//! its limits; read from TOML or built in code.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ProxyError;
+
+/// The server the proxy logs in to, and the account it logs in with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackendTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Never printed: [`BackendTarget`]'s `Debug` masks it.
+    pub password: String,
+    /// The database a session starts in when its client names none.
+    pub database: Option<String>,
+}
+
+impl std::fmt::Debug for BackendTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"****")
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+impl BackendTarget {
+    /// Parses `mysql://user:password@host:port/db` (query parameters are ignored).
+    pub fn from_url(url: &str) -> Result<BackendTarget, ProxyError> {
+        let bad = |why: &str| ProxyError::Config(format!("backend URL: {why}"));
+        let rest = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+            .ok_or_else(|| bad("must start with mysql://"))?;
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (auth, hostpart) = match rest.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, rest),
+        };
+        let (user, password) = match auth {
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) => (percent_decode(u), percent_decode(p)),
+                None => (percent_decode(a), String::new()),
+            },
+            None => ("root".to_owned(), String::new()),
+        };
+        let (hostport, db) = match hostpart.split_once('/') {
+            Some((h, d)) => (h, (!d.is_empty()).then(|| percent_decode(d))),
+            None => (hostpart, None),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_owned(),
+                p.parse().map_err(|_| bad("the port is not a number"))?,
+            ),
+            None => (hostport.to_owned(), 3306),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(BackendTarget {
+            host,
+            port,
+            user,
+            password,
+            database: db,
+        })
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One account clients may log in to the proxy with.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+pub struct Account {
+    pub user: String,
+    /// Never printed: [`Account`]'s `Debug` masks it.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("user", &self.user)
+            .field("password", &"****")
+            .finish()
+    }
+}
+
+/// Everything the proxy needs to run. Build with [`ProxyConfig::new`] and adjust the public
+/// fields; every default is commented where it is set.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// The server behind the proxy.
+    pub backend: BackendTarget,
+    /// Who may log in to the proxy. Empty means "the backend URL's own account", so that
+    /// `--listen` and `--backend` are enough to start; never an open relay.
+    pub accounts: Vec<Account>,
+    /// Where `/metrics` (Prometheus text) and `/health` are served; `None` serves nothing.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Client connections beyond this are answered with ERR 1040 and closed.
+    pub max_clients: usize,
+    /// Backend connections the proxy holds at most (one per active session).
+    pub max_backends: usize,
+    /// How long a command waits for an unreachable (restarting) server before it fails.
+    pub server_wait: Duration,
+    /// How long a session waits for a backend connection when all `max_backends` are in
+    /// use, before it gets ERR 1040 ("Too many connections").
+    pub backend_slot_wait: Duration,
+    /// Bound on one TCP connect plus login to the server.
+    pub connect_timeout: Duration,
+    /// An idle session's backend is pinged this often, or, when the session holds no
+    /// state that a fresh backend could not get back, released. `None`: derived from the
+    /// server's `wait_timeout` (half of it, at most 60 s).
+    pub keepalive_interval: Option<Duration>,
+    /// Replies up to this size are held until complete, so that a backend dying mid-reply
+    /// can still be replayed without the client noticing; larger ones stream.
+    pub reply_buffer: usize,
+    /// Attempts for one command, the first included.
+    pub max_attempts: u32,
+    /// How long a graceful shutdown waits for sessions to finish their command.
+    pub shutdown_grace: Duration,
+}
+
+impl ProxyConfig {
+    /// A configuration with the defaults for everything but the addresses.
+    pub fn new(listen: SocketAddr, backend: BackendTarget) -> ProxyConfig {
+        ProxyConfig {
+            listen,
+            backend,
+            accounts: Vec::new(),
+            metrics_listen: None,
+            // Plenty for an application fleet on one host; each costs one task and buffers.
+            max_clients: 1000,
+            // Below MariaDB's default max_connections (151) so the proxy leaves room for
+            // administrators.
+            max_backends: 140,
+            // A MariaDB restart on a small machine takes a few seconds; a crash recovery
+            // longer. Thirty seconds covers both without hanging clients for ever.
+            server_wait: Duration::from_secs(30),
+            // Idle sessions give their backend back within half a wait_timeout, so a short
+            // wait often finds one; longer would look like a hang to the client.
+            backend_slot_wait: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            keepalive_interval: None,
+            // Most replies (point selects, OKs) are far smaller; 1 MiB keeps memory bounded
+            // at max_clients × 1 MiB in the worst case.
+            reply_buffer: 1 << 20,
+            max_attempts: 3,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// The accounts clients are checked against (see [`ProxyConfig::accounts`]).
+    pub fn effective_accounts(&self) -> Vec<Account> {
+        if self.accounts.is_empty() {
+            vec![Account {
+                user: self.backend.user.clone(),
+                password: self.backend.password.clone(),
+            }]
+        } else {
+            self.accounts.clone()
+        }
+    }
+
+    /// Reads a TOML file's contents:
+    ///
+    /// ```toml
+    /// listen = "127.0.0.1:6033"
+    /// backend = "mysql://app:secret@127.0.0.1:3306/app"
+    /// metrics_listen = "127.0.0.1:9633"
+    /// server_wait_secs = 30
+    /// [[accounts]]
+    /// user = "app"
+    /// password = "secret"
+    /// ```
+    pub fn from_toml(text: &str) -> Result<ProxyConfig, ProxyError> {
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| ProxyError::Config(e.to_string()))?;
+        let listen = file.listen.as_deref().unwrap_or("127.0.0.1:6033");
+        let listen = listen
+            .parse()
+            .map_err(|_| ProxyError::Config(format!("listen: not an address: {listen}")))?;
+        let backend = BackendTarget::from_url(
+            file.backend
+                .as_deref()
+                .ok_or_else(|| ProxyError::Config("backend is required".into()))?,
+        )?;
+        let mut c = ProxyConfig::new(listen, backend);
+        c.accounts = file.accounts;
+        if let Some(m) = file.metrics_listen {
+            c.metrics_listen =
+                Some(m.parse().map_err(|_| {
+                    ProxyError::Config(format!("metrics_listen: not an address: {m}"))
+                })?);
+        }
+        let secs = |v: f64| Duration::from_secs_f64(v.max(0.0));
+        if let Some(v) = file.max_clients {
+            c.max_clients = v;
+        }
+        if let Some(v) = file.max_backends {
+            c.max_backends = v;
+        }
+        if let Some(v) = file.server_wait_secs {
+            c.server_wait = secs(v);
+        }
+        if let Some(v) = file.connect_timeout_secs {
+            c.connect_timeout = secs(v);
+        }
+        if let Some(v) = file.keepalive_interval_secs {
+            c.keepalive_interval = Some(secs(v));
+        }
+        if let Some(v) = file.reply_buffer {
+            c.reply_buffer = v;
+        }
+        if let Some(v) = file.max_attempts {
+            c.max_attempts = v.max(1);
+        }
+        if let Some(v) = file.shutdown_grace_secs {
+            c.shutdown_grace = secs(v);
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    backend: Option<String>,
+    #[serde(default)]
+    accounts: Vec<Account>,
+    metrics_listen: Option<String>,
+    max_clients: Option<usize>,
+    max_backends: Option<usize>,
+    server_wait_secs: Option<f64>,
+    connect_timeout_secs: Option<f64>,
+    keepalive_interval_secs: Option<f64>,
+    reply_buffer: Option<usize>,
+    max_attempts: Option<u32>,
+    shutdown_grace_secs: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_parts() {
+        let t =
+            BackendTarget::from_url("mysql://app:p%40ss@127.0.0.1:3307/shop?prefer_socket=false")
+                .unwrap();
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.user.as_str(),
+                t.password.as_str()
+            ),
+            ("127.0.0.1", 3307, "app", "p@ss")
+        );
+        assert_eq!(t.database.as_deref(), Some("shop"));
+        assert!(!format!("{t:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn toml_file() {
+        let c = ProxyConfig::from_toml(
+            "listen = \"127.0.0.1:7000\"\nbackend = \"mysql://a:b@h:1/\"\nserver_wait_secs = 2.5\n[[accounts]]\nuser = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.server_wait, Duration::from_millis(2500));
+        assert_eq!(c.effective_accounts()[0].user, "u");
+    }
+}

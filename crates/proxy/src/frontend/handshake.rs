@@ -1,0 +1,223 @@
+//! The client side of the login: the greeting, the password check against the proxy's own
+//! accounts, the plugin switch.
+
+use std::io::Read;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::config::Account;
+use crate::net::packet::{self, caps, status, Greeting, HandshakeResponse};
+use crate::net::{Packet, PacketCodec};
+
+const NATIVE: &str = "mysql_native_password";
+const SHA2: &str = "caching_sha2_password";
+
+/// A client that proved who it is.
+#[derive(Debug)]
+pub struct Login {
+    pub response: HandshakeResponse,
+    /// The sequence id for the packet that ends the login (OK or ERR).
+    pub next_seq: u8,
+    /// The nonce the client was greeted with: `COM_CHANGE_USER` scrambles with it again.
+    pub scramble: Vec<u8>,
+}
+
+/// A `COM_CHANGE_USER` whose password checked out against the proxy's accounts.
+#[derive(Debug)]
+pub struct ChangeUser {
+    pub user: String,
+    pub database: Option<String>,
+    /// The client's new character set, when it sent one.
+    pub charset: Option<u8>,
+    /// Whether the client used `caching_sha2_password` (it then expects "fast auth OK").
+    pub sha2: bool,
+}
+
+/// Checks a `COM_CHANGE_USER` payload (command byte included) against the accounts, with
+/// the nonce of the session's login. `Err` is the ERR to answer with.
+pub fn change_user(
+    payload: &[u8],
+    client_caps: u32,
+    scramble: &[u8],
+    accounts: &[Account],
+    peer_ip: &str,
+) -> Result<ChangeUser, (u16, &'static str, String)> {
+    let unreadable = || (1043, "08S01", "goneaway proxy: unreadable COM_CHANGE_USER".to_owned());
+    let mut r = packet::Reader::new(payload.get(1..).ok_or_else(unreadable)?);
+    let user = String::from_utf8_lossy(r.nul_bytes()).into_owned();
+    let auth = if client_caps & caps::SECURE_CONNECTION != 0 {
+        let n = r.u8().ok_or_else(unreadable)? as usize;
+        r.take(n).ok_or_else(unreadable)?.to_vec()
+    } else {
+        r.nul_bytes().to_vec()
+    };
+    let db = String::from_utf8_lossy(r.nul_bytes()).into_owned();
+    let charset = if r.remaining() >= 2 {
+        r.u16().map(|c| c as u8)
+    } else {
+        None
+    };
+    let plugin = if client_caps & caps::PLUGIN_AUTH != 0 && r.remaining() > 0 {
+        String::from_utf8_lossy(r.nul_bytes()).into_owned()
+    } else {
+        NATIVE.to_owned()
+    };
+    if plugin != NATIVE && plugin != SHA2 {
+        return Err((
+            1045,
+            "28000",
+            format!("goneaway proxy checks passwords with {NATIVE} or {SHA2}, not {plugin}"),
+        ));
+    }
+    let ok = accounts.iter().find(|a| a.user == user).is_some_and(|a| {
+        let expected =
+            crate::backend::conn::scramble(&plugin, scramble, &a.password).unwrap_or_default();
+        constant_time_eq(&expected, &auth)
+    });
+    if !ok {
+        let using = if auth.is_empty() { "NO" } else { "YES" };
+        return Err((
+            1045,
+            "28000",
+            format!("Access denied for user '{user}'@'{peer_ip}' (using password: {using}) (goneaway proxy)"),
+        ));
+    }
+    Ok(ChangeUser {
+        user,
+        database: (!db.is_empty()).then_some(db),
+        charset,
+        sha2: plugin == SHA2,
+    })
+}
+
+/// Why a login did not succeed.
+#[derive(Debug)]
+pub enum LoginError {
+    /// The client went away or spoke nonsense: nothing to answer.
+    Gone,
+    /// Refuse with this ERR (code, SQLSTATE, message) at this sequence id.
+    Refuse(u8, u16, &'static str, String),
+}
+
+/// A 20-byte nonce of printable characters, as servers send.
+pub fn nonce() -> Vec<u8> {
+    let mut raw = [0u8; 20];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .is_err()
+    {
+        // No /dev/urandom: fall back to the standard library's randomly keyed hasher.
+        use std::hash::{BuildHasher, Hasher};
+        for (i, b) in raw.iter_mut().enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            *b = h.finish() as u8;
+        }
+    }
+    raw.iter().map(|b| b % 94 + 33).collect()
+}
+
+/// Greets the client and checks its password.
+pub async fn login(
+    client: &mut Framed<TcpStream, PacketCodec>,
+    connection_id: u32,
+    server_version: &str,
+    server_capabilities: u32,
+    accounts: &[Account],
+    peer_ip: &str,
+) -> Result<Login, LoginError> {
+    let scramble = nonce();
+    let greeting = Greeting {
+        server_version: server_version.to_owned(),
+        connection_id,
+        scramble: scramble.clone(),
+        capabilities: caps::PROXY_SUPPORTED & server_capabilities
+            | caps::PROTOCOL_41
+            | caps::SECURE_CONNECTION
+            | caps::PLUGIN_AUTH
+            | caps::LONG_PASSWORD,
+        charset: packet::DEFAULT_CHARSET,
+        status: status::AUTOCOMMIT,
+        auth_plugin: NATIVE.into(),
+    };
+    client
+        .send(Packet::new(0, greeting.encode()))
+        .await
+        .map_err(|_| LoginError::Gone)?;
+    let p = next(client).await?;
+    let Some(response) = HandshakeResponse::parse(&p.payload) else {
+        let why = if p.payload.len() == 32 {
+            "TLS is not enabled on goneaway proxy; connect without TLS (--ssl=0)"
+        } else {
+            "unreadable login packet"
+        };
+        return Err(LoginError::Refuse(
+            p.seq.wrapping_add(1),
+            1043,
+            "08S01",
+            why.into(),
+        ));
+    };
+    let mut seq = p.seq.wrapping_add(1);
+    let account = accounts.iter().find(|a| a.user == response.user);
+    let plugin = response
+        .auth_plugin
+        .clone()
+        .unwrap_or_else(|| NATIVE.into());
+    let mut auth = response.auth_response.clone();
+    let mut used = plugin.as_str();
+    if plugin != NATIVE && plugin != SHA2 {
+        // Ask the client to switch to the plugin the proxy checks.
+        client
+            .send(Packet::new(
+                seq,
+                packet::auth_switch_payload(NATIVE, &scramble),
+            ))
+            .await
+            .map_err(|_| LoginError::Gone)?;
+        let p = next(client).await?;
+        auth = p.payload.to_vec();
+        seq = p.seq.wrapping_add(1);
+        used = NATIVE;
+    }
+    let ok = account.is_some_and(|a| {
+        let expected =
+            crate::backend::conn::scramble(used, &scramble, &a.password).unwrap_or_default();
+        constant_time_eq(&expected, &auth)
+    });
+    if !ok {
+        let using = if auth.is_empty() { "NO" } else { "YES" };
+        return Err(LoginError::Refuse(
+            seq,
+            1045,
+            "28000",
+            format!("Access denied for user '{}'@'{peer_ip}' (using password: {using}) (goneaway proxy)", response.user),
+        ));
+    }
+    if used == SHA2 {
+        // caching_sha2_password "fast authentication succeeded"; the OK follows.
+        client
+            .send(Packet::new(seq, &[0x01u8, 0x03][..]))
+            .await
+            .map_err(|_| LoginError::Gone)?;
+        seq = seq.wrapping_add(1);
+    }
+    Ok(Login {
+        response,
+        next_seq: seq,
+        scramble,
+    })
+}
+
+async fn next(client: &mut Framed<TcpStream, PacketCodec>) -> Result<Packet, LoginError> {
+    match tokio::time::timeout(std::time::Duration::from_secs(10), client.next()).await {
+        Ok(Some(Ok(p))) => Ok(p),
+        _ => Err(LoginError::Gone),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

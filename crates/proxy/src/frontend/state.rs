@@ -1,0 +1,297 @@
+//! What a client session has set up on its backend, and which of it a fresh backend can get
+//! back.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+
+use crate::net::StateChange;
+
+/// Session variables the proxy sets itself on every backend; never restored from the
+/// client's changes.
+const PROXY_OWNED: [&str; 3] = [
+    "session_track_system_variables",
+    "session_track_schema",
+    "session_track_state_change",
+];
+
+/// A prepared statement as the client knows it.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// The client's `COM_STMT_PREPARE` payload, to prepare it again on a fresh backend.
+    pub prepare: Bytes,
+    /// The statement's id on the current backend; `None` after a replacement until it is
+    /// prepared again.
+    pub backend_id: Option<u32>,
+    /// Parameter count.
+    pub params: u16,
+    /// The parameter types the client last bound (`2 × params` bytes), which a fresh
+    /// backend needs when the client executes with "new params bound" = 0.
+    pub types: Option<Bytes>,
+    /// Whether the current backend has seen parameter types for this statement.
+    pub typed: bool,
+    /// Whether executing it is safe to replay (a read-only statement).
+    pub read_only: bool,
+}
+
+/// A client session's state, as followed through the server's session tracking.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    /// The current database.
+    pub database: Option<String>,
+    /// Session variables the client changed, with their current values.
+    pub variables: BTreeMap<String, String>,
+    /// Whether the server reported an open transaction.
+    pub in_transaction: bool,
+    /// State a fresh backend cannot get back (user variables, temporary tables…).
+    pub pinned: BTreeSet<&'static str>,
+    /// Prepared statements by the id the client was given.
+    pub statements: HashMap<u32, Statement>,
+    /// The next statement id handed to the client.
+    pub next_statement: u32,
+}
+
+impl SessionState {
+    /// A description of what a lost backend takes with it, or `None` if a fresh backend can
+    /// restore everything.
+    pub fn unrestorable(&self) -> Option<String> {
+        let mut parts: Vec<&str> = Vec::new();
+        if self.in_transaction {
+            parts.push(
+                "an open transaction (the server rolled it back; nothing of it was committed)",
+            );
+        }
+        parts.extend(self.pinned.iter().copied());
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// Forgets the state that died with a backend (after the client was told).
+    pub fn forget_pinned(&mut self) {
+        self.in_transaction = false;
+        self.pinned.clear();
+    }
+
+    /// A backend was replaced: statements must be prepared again.
+    pub fn backend_replaced(&mut self) {
+        for s in self.statements.values_mut() {
+            s.backend_id = None;
+            s.typed = false;
+        }
+    }
+
+    /// `COM_RESET_CONNECTION` or `COM_CHANGE_USER` succeeded: the server forgot everything.
+    pub fn reset(&mut self) {
+        self.variables.clear();
+        self.in_transaction = false;
+        self.pinned.clear();
+        self.statements.clear();
+    }
+
+    /// Applies a reply's tracked changes and status; `sql` is the statement's text when the
+    /// command was a query, to tell which unrestorable state a "state changed" note means.
+    pub fn apply(&mut self, changes: &[StateChange], status: Option<u16>, sql: Option<&str>) {
+        if let Some(status) = status {
+            self.in_transaction = status & crate::net::packet::status::IN_TRANS != 0;
+        }
+        let mut explained = false;
+        let mut state_changed = false;
+        for c in changes {
+            match c {
+                StateChange::SystemVariable(name, value) => {
+                    explained = true;
+                    let name = name.to_ascii_lowercase();
+                    if !PROXY_OWNED.contains(&name.as_str()) {
+                        self.variables.insert(name, value.clone());
+                    }
+                }
+                StateChange::Schema(db) => {
+                    explained = true;
+                    self.database = (!db.is_empty()).then(|| db.clone());
+                }
+                StateChange::StateChanged => state_changed = true,
+                StateChange::Other(_) => {}
+            }
+        }
+        let lower = sql.map(str::to_ascii_lowercase);
+        if let Some(sql) = lower.as_deref() {
+            if sql.contains("unlock tables") {
+                self.pinned.remove(LOCK_TABLES);
+            }
+        }
+        if !state_changed {
+            return;
+        }
+        let before = self.pinned.len();
+        if let Some(sql) = lower.as_deref() {
+            if mentions_user_variable(sql) {
+                self.pinned.insert(USER_VARIABLES);
+            }
+            if sql.contains("temporary") {
+                self.pinned.insert(TEMP_TABLES);
+            }
+            if sql.contains("get_lock") {
+                self.pinned.insert(NAMED_LOCKS);
+            }
+            if sql.contains("lock table") && !sql.contains("unlock table") {
+                self.pinned.insert(LOCK_TABLES);
+            }
+            if first_word(sql) == "prepare" {
+                self.pinned.insert(SQL_PREPARED);
+            }
+        }
+        // Transaction control changes state the status flags already follow.
+        let transactional = lower.as_deref().map(first_word).is_some_and(|w| {
+            matches!(
+                w.as_str(),
+                "begin" | "start" | "commit" | "rollback" | "savepoint" | "release" | "set" | "use"
+            )
+        });
+        if self.pinned.len() == before && !explained && !transactional && sql.is_some() {
+            self.pinned.insert(UNKNOWN_STATE);
+        }
+    }
+
+    /// `SET SESSION` statements that give a fresh backend the client's variables.
+    pub fn restore_statements(&self) -> Vec<String> {
+        self.variables
+            .iter()
+            .map(|(name, value)| {
+                let value = if value.is_empty() && name.starts_with("character_set_") {
+                    "NULL".to_owned()
+                } else if value.parse::<f64>().is_ok() {
+                    value.clone()
+                } else {
+                    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+                };
+                format!("SET SESSION {name} = {value}")
+            })
+            .collect()
+    }
+}
+
+const USER_VARIABLES: &str = "user variables";
+const TEMP_TABLES: &str = "temporary tables";
+const NAMED_LOCKS: &str = "named locks (GET_LOCK)";
+const LOCK_TABLES: &str = "table locks (LOCK TABLES)";
+const SQL_PREPARED: &str = "SQL-level prepared statements (PREPARE)";
+const UNKNOWN_STATE: &str = "session state the proxy cannot restore";
+
+/// Whether the text names a user variable (`@x`, not `@@x`).
+fn mentions_user_variable(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b'@'
+            && (i == 0 || b[i - 1] != b'@')
+            && b.get(i + 1).is_some_and(|&n| {
+                n != b'@'
+                    && (n.is_ascii_alphanumeric()
+                        || n == b'_'
+                        || n == b'`'
+                        || n == b'\''
+                        || n == b'"')
+            })
+    })
+}
+
+/// The first keyword, after whitespace and comments.
+pub fn first_word(sql: &str) -> String {
+    let mut s = sql.trim_start();
+    loop {
+        if let Some(rest) = s.strip_prefix("/*") {
+            s = rest
+                .split_once("*/")
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
+        } else if s.starts_with("--") || s.starts_with('#') {
+            s = s
+                .split_once('\n')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
+        } else {
+            break;
+        }
+    }
+    s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Whether running this statement twice is harmless: a read without locks or side effects,
+/// and only one statement.
+pub fn is_read_only(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let word = first_word(&lower);
+    if !matches!(
+        word.as_str(),
+        "select" | "show" | "describe" | "desc" | "explain" | "help" | "checksum"
+    ) {
+        return false;
+    }
+    // A second statement after a `;` could be anything.
+    let trimmed = lower.trim_end().trim_end_matches(';');
+    if trimmed.contains(';') {
+        return false;
+    }
+    const SIDE_EFFECTS: [&str; 12] = [
+        "for update",
+        "lock in share mode",
+        "for share",
+        "get_lock",
+        "release_lock",
+        "release_all_locks",
+        "into outfile",
+        "into dumpfile",
+        "nextval",
+        "setval",
+        ":=",
+        "into @",
+    ];
+    !SIDE_EFFECTS.iter().any(|s| trimmed.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_statements() {
+        for (sql, expected) in [
+            ("SELECT 1", true),
+            ("  /* hi */ select * from t where id = 1", true),
+            ("SHOW VARIABLES", true),
+            ("SELECT * FROM t FOR UPDATE", false),
+            ("SELECT GET_LOCK('a', 1)", false),
+            ("SELECT 1; DELETE FROM t", false),
+            ("INSERT INTO t VALUES (1)", false),
+            ("select sleep(1)", true),
+            ("SELECT @a := 1", false),
+        ] {
+            assert_eq!(is_read_only(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn pinning_follows_state_changes() {
+        let mut s = SessionState::default();
+        s.apply(
+            &[StateChange::SystemVariable(
+                "time_zone".into(),
+                "+02:00".into(),
+            )],
+            Some(2),
+            Some("SET time_zone='+02:00'"),
+        );
+        assert!(s.unrestorable().is_none());
+        assert_eq!(
+            s.restore_statements(),
+            vec!["SET SESSION time_zone = '+02:00'"]
+        );
+        s.apply(&[StateChange::StateChanged], Some(2), Some("SET @x = 1"));
+        assert_eq!(s.unrestorable().as_deref(), Some("user variables"));
+        s.apply(&[], Some(3), Some("BEGIN"));
+        assert!(s.unrestorable().unwrap().starts_with("an open transaction"));
+    }
+}

@@ -1,0 +1,52 @@
+//! goneaway proxy: a MySQL-protocol proxy that keeps client sessions alive across idle
+//! timeouts, kills, restarts and network drops, for applications in any language.
+//!
+//! - [`Proxy`] listens for clients ([`Proxy::start`]), runs one [`frontend::Session`] per
+//!   client and shuts down gracefully ([`Proxy::shutdown`]).
+//! - [`ProxyConfig`] says where to listen, which server to front ([`BackendTarget`]) and
+//!   who may log in ([`Account`]); it reads TOML ([`ProxyConfig::from_toml`]).
+//! - [`net`] frames packets ([`net::PacketCodec`]) and reads the few packet structures the
+//!   proxy needs; [`backend`] logs in to the server and follows replies; [`stats`] counts
+//!   what the proxy absorbed and serves it as Prometheus text.
+//!
+//! Commands are forwarded as raw packets. The proxy parses only what it needs to follow a
+//! session: status flags (open transaction), session-state tracking (database, session
+//! variables), reply boundaries and prepared statement ids. When a backend dies, the
+//! session gets a fresh one with its state restored; what cannot be restored (an open
+//! transaction, user variables, temporary tables, locks) is reported in a clear error, and
+//! only commands that are safe to run twice are replayed.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), goneaway_proxy::ProxyError> {
+//! use goneaway_proxy::{BackendTarget, Proxy, ProxyConfig};
+//!
+//! let backend = BackendTarget::from_url("mysql://app:secret@127.0.0.1:3306/app")?;
+//! let proxy = Proxy::start(ProxyConfig::new("127.0.0.1:6033".parse().unwrap(), backend)).await?;
+//! println!("point the application at {}", proxy.local_addr());
+//! proxy.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod backend;
+pub mod config;
+mod error;
+pub mod frontend;
+pub mod net;
+mod server;
+pub mod stats;
+
+pub use config::{Account, BackendTarget, ProxyConfig};
+pub use error::ProxyError;
+pub use server::Proxy;
+pub use stats::Stats;
+
+/// How many runtime worker threads a proxy process should run by default: half the cores,
+/// at least one. A proxy shares its machine with the application or the server; on a
+/// small one, a second worker mostly adds cross-thread wake-ups (measured: one worker on
+/// two cores gives ~20% more throughput than two; see BENCHMARKS.md).
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
+}

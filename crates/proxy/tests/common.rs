@@ -1,0 +1,70 @@
+//! A server with a 2 s wait_timeout and a proxy in front of it.
+
+use std::time::Duration;
+
+use goneaway_harness::Server;
+use goneaway_proxy::{BackendTarget, Proxy, ProxyConfig};
+use mysql_async::prelude::*;
+
+pub const USER: &str = "goneaway";
+pub const PASSWORD: &str = "goneaway-test-password";
+
+pub async fn server() -> Server {
+    Server::builder()
+        .var("wait_timeout", 2)
+        .var("max_allowed_packet", "1M")
+        .start()
+        .await
+        .expect("a harness server")
+}
+
+/// A proxy in front of `upstream` (the server's own address, or a relay's).
+pub async fn proxy_to(server: &Server, upstream: std::net::SocketAddr) -> Proxy {
+    let backend = BackendTarget::from_url(&server.url_for(upstream)).unwrap();
+    let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backend);
+    config.server_wait = Duration::from_secs(30);
+    config.connect_timeout = Duration::from_secs(3);
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    Proxy::start(config).await.expect("proxy starts")
+}
+
+pub async fn proxy(server: &Server) -> Proxy {
+    proxy_to(server, server.addr()).await
+}
+
+pub fn opts(proxy: &Proxy) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(proxy.local_addr().port())
+        .user(Some(USER))
+        .pass(Some(PASSWORD))
+        .db_name(Some("goneaway"))
+        .prefer_socket(false)
+}
+
+pub async fn connect(proxy: &Proxy) -> mysql_async::Conn {
+    mysql_async::Conn::new(opts(proxy))
+        .await
+        .expect("connects through the proxy")
+}
+
+/// The server-side connection id behind the client's session.
+pub async fn backend_id(conn: &mut mysql_async::Conn) -> u32 {
+    conn.query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+pub async fn one(conn: &mut mysql_async::Conn, sql: &str) -> Result<String, mysql_async::Error> {
+    let v: Option<String> = conn.query_first(sql).await?;
+    Ok(v.unwrap_or_default())
+}
+
+/// The server error code of a failed statement.
+pub fn code(e: &mysql_async::Error) -> u16 {
+    match e {
+        mysql_async::Error::Server(s) => s.code,
+        other => panic!("expected a server error, got {other}"),
+    }
+}

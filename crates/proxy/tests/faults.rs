@@ -1,0 +1,121 @@
+//! Faults while a command runs, injected by the relay between the proxy and the server.
+
+use std::time::Duration;
+
+use goneaway_relay::{Relay, RelayConfig};
+use mysql_async::prelude::*;
+
+use crate::common::*;
+
+async fn relay(server: &goneaway_harness::Server) -> Relay {
+    Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
+        .await
+        .expect("relay")
+}
+
+#[tokio::test]
+async fn read_only_select_is_replayed_and_insert_is_not() {
+    let server = server().await;
+    let relay = relay(&server).await;
+    let proxy = proxy_to(&server, relay.local_addr()).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+
+    // A reset while a read runs: replayed, the client sees only the result.
+    let reset = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        relay.reset_all();
+    };
+    let (v, _) = tokio::join!(one(&mut conn, "SELECT CONCAT('slept ', SLEEP(1))"), reset);
+    assert_eq!(v.unwrap(), "slept 0");
+    assert!(
+        proxy
+            .stats()
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+
+    // A reset while a write runs: the outcome is unknown, so an error, never a replay.
+    let reset = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        relay.reset_all();
+    };
+    let (r, _) = tokio::join!(conn.query_drop("INSERT INTO t (v) SELECT SLEEP(1)"), reset);
+    let e = r.unwrap_err();
+    assert!(e.to_string().contains("outcome is unknown"), "{e}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+    assert!(n.unwrap() <= 1, "never two rows");
+}
+
+#[tokio::test]
+async fn oversized_packet_gets_1153_and_the_session_continues() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    // The client believes 16 MiB is fine; the server takes 1 MiB.
+    let mut conn = mysql_async::Conn::new(opts(&proxy).max_allowed_packet(Some(16 << 20)))
+        .await
+        .unwrap();
+    let big = format!("SELECT LENGTH('{}')", "x".repeat(2 << 20));
+    let e = conn.query_drop(big).await.unwrap_err();
+    assert_eq!(code(&e), 1153, "{e}");
+    assert!(e.to_string().contains("max_allowed_packet"));
+    assert_eq!(
+        one(&mut conn, "SELECT 'still here'").await.unwrap(),
+        "still here"
+    );
+}
+
+#[tokio::test]
+async fn injected_4031_and_blackholed_idle_flows_are_absorbed() {
+    use goneaway_relay::Fault;
+    let server = server().await;
+    let relay = relay(&server).await;
+    let proxy = proxy_to(&server, relay.local_addr()).await;
+    let mut conn = connect(&proxy).await;
+    // A pinned session keeps its backend (pings), so the fault hits a live backend.
+    conn.query_drop("SET @keep = 1").await.unwrap();
+    // MySQL 8's inactivity error on the idle backend: the session's state is lost (a user
+    // variable), so the next statement says so; the one after works.
+    relay.inject_4031_all();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = conn.query_drop("SELECT @keep").await.unwrap_err();
+    assert!(
+        e.to_string().contains("cause: idle_timeout") && e.to_string().contains("user variables"),
+        "{e}"
+    );
+    assert_eq!(
+        one(&mut conn, "SELECT 'after 4031'").await.unwrap(),
+        "after 4031"
+    );
+
+    // An unpinned session: the 4031 is absorbed without a word.
+    relay.inject_4031_all();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        one(&mut conn, "SELECT 'absorbed'").await.unwrap(),
+        "absorbed"
+    );
+    assert!(
+        proxy
+            .stats()
+            .absorbed_by_cause()
+            .contains_key("idle_timeout"),
+        "{:?}",
+        proxy.stats().absorbed_by_cause()
+    );
+
+    // A middlebox that silently forgets idle flows: the idle backend is released or found
+    // dead by a ping, never used.
+    relay.set(Fault::BlackholeIdle(Duration::from_millis(1500)));
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let v = tokio::time::timeout(
+        Duration::from_secs(10),
+        one(&mut conn, "SELECT 'through the blackhole'"),
+    )
+    .await;
+    assert_eq!(v.expect("no hang").unwrap(), "through the blackhole");
+}

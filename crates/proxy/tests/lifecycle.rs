@@ -1,0 +1,140 @@
+//! The session's life around the commands: COM_CHANGE_USER, COM_RESET_CONNECTION, the
+//! client and backend limits, graceful shutdown, a transaction cut before its COMMIT.
+
+use std::time::Duration;
+
+use goneaway_proxy::{BackendTarget, Proxy, ProxyConfig};
+use goneaway_relay::{Relay, RelayConfig};
+use mysql_async::prelude::*;
+
+use crate::common::*;
+
+async fn proxy_with(server: &goneaway_harness::Server, adjust: impl FnOnce(&mut ProxyConfig)) -> Proxy {
+    let backend = BackendTarget::from_url(&server.url()).unwrap();
+    let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backend);
+    config.connect_timeout = Duration::from_secs(3);
+    adjust(&mut config);
+    Proxy::start(config).await.expect("proxy starts")
+}
+
+#[tokio::test]
+async fn change_user_and_reset_connection_start_a_clean_session() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("SET @x = 1, time_zone = '+05:00'").await.unwrap();
+    let stmt = conn.prep("SELECT ? * 2").await.unwrap();
+    let before = backend_id(&mut conn).await;
+
+    // COM_RESET_CONNECTION: variables gone, same backend, the session goes on.
+    assert!(conn.reset().await.unwrap(), "the proxy supports COM_RESET_CONNECTION");
+    let row: (Option<i64>, String) = conn
+        .query_first("SELECT @x, @@time_zone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row, (None, "SYSTEM".to_owned()));
+    assert_eq!(backend_id(&mut conn).await, before);
+    // The session is no longer pinned by @x: a KILL of its backend is absorbed.
+    server.kill_connection(before).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(one(&mut conn, "SELECT 'after reset'").await.unwrap(), "after reset");
+
+    // COM_CHANGE_USER, checked against the proxy's accounts: a fresh session.
+    conn.query_drop("SET @y = 2").await.unwrap();
+    conn.change_user(Default::default()).await.unwrap();
+    let row: (Option<i64>, String) = conn
+        .query_first("SELECT @y, DATABASE()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row, (None, "goneaway".to_owned()));
+    let v: Option<i64> = conn.exec_first("SELECT ? * 2", (21,)).await.unwrap();
+    assert_eq!(v, Some(42));
+    drop(stmt);
+
+    // A wrong password is refused, and the connection ends as a server would end it.
+    let mut other = connect(&proxy).await;
+    let e = other
+        .change_user(mysql_async::ChangeUserOpts::default().with_pass(Some("wrong".into())))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Access denied"), "{e}");
+    assert!(other.ping().await.is_err());
+}
+
+#[tokio::test]
+async fn client_and_backend_limits_answer_1040() {
+    let server = server().await;
+    let proxy = proxy_with(&server, |c| {
+        c.max_clients = 2;
+        c.max_backends = 1;
+        c.backend_slot_wait = Duration::from_millis(300);
+    })
+    .await;
+    let mut first = connect(&proxy).await;
+    // Logged in to the proxy, but no backend left for it: 1040 after a short wait.
+    let e = mysql_async::Conn::new(opts(&proxy)).await.unwrap_err();
+    assert_eq!(code(&e), 1040, "{e}");
+    assert!(e.to_string().contains("max_backends"), "{e}");
+    // Past max_clients: 1040 at once, instead of a greeting.
+    let _second = tokio::net::TcpStream::connect(proxy.local_addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(opts(&proxy)))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert_eq!(code(&e), 1040, "{e}");
+    assert!(e.to_string().contains("max_clients"), "{e}");
+    assert_eq!(one(&mut first, "SELECT 'first still works'").await.unwrap(), "first still works");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_running_statements_finish() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut busy = connect(&proxy).await;
+    let mut idle = connect(&proxy).await;
+    let running = tokio::spawn(async move { one(&mut busy, "SELECT CONCAT('done ', SLEEP(1))").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    proxy.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "drained well within the grace");
+    assert_eq!(running.await.unwrap().unwrap(), "done 0", "the running statement finished");
+    // The idle session was told why before the close.
+    let e = idle.query_drop("SELECT 1").await.unwrap_err();
+    assert!(
+        e.to_string().contains("shutting down") || matches!(e, mysql_async::Error::Io(_)),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn transaction_cut_before_commit_loses_it_whole() {
+    let server = server().await;
+    let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
+        .await
+        .unwrap();
+    let proxy = proxy_to(&server, relay.local_addr()).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB").await.unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    let reset = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        relay.reset_all();
+    };
+    let (r, ()) = tokio::join!(conn.query_drop("INSERT INTO t SELECT 2 FROM DUAL WHERE SLEEP(1) = 0"), reset);
+    let e = r.unwrap_err();
+    assert!(e.to_string().contains("open transaction"), "{e}");
+    // Whatever the client does next, nothing of the cut transaction is committed.
+    conn.query_drop("COMMIT").await.unwrap();
+    let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+    assert_eq!(n, Some(0), "no partial commit");
+    // And a new transaction works on the same session.
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (3)").await.unwrap();
+    conn.query_drop("COMMIT").await.unwrap();
+    let ids: Vec<i32> = conn.query("SELECT id FROM t").await.unwrap();
+    assert_eq!(ids, vec![3]);
+}

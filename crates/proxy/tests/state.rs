@@ -1,0 +1,88 @@
+//! Session state across backend replacements.
+
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn session_state_survives_a_backend_replacement() {
+    let server = server().await;
+    server.admin("CREATE DATABASE other").await.unwrap();
+    server
+        .admin("GRANT ALL ON other.* TO 'goneaway'@'%'")
+        .await
+        .ok();
+    server
+        .admin("GRANT ALL ON other.* TO 'goneaway'@'localhost'")
+        .await
+        .ok();
+    server
+        .admin("GRANT ALL ON other.* TO 'goneaway'@'127.0.0.1'")
+        .await
+        .ok();
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("USE other").await.unwrap();
+    conn.query_drop("SET time_zone = '+03:00', sql_mode = 'ANSI_QUOTES', autocommit = 0")
+        .await
+        .unwrap();
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    let stmt = conn.prep("SELECT ? + 1").await.unwrap();
+    let id = backend_id(&mut conn).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let row: (String, String, String, i64, String, i32) = conn
+        .query_first("SELECT DATABASE(), @@time_zone, @@sql_mode, @@autocommit, @@tx_isolation, CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&row.0, "other");
+    assert_eq!(&row.1, "+03:00");
+    assert_eq!(&row.2, "ANSI_QUOTES");
+    assert_eq!(row.3, 0);
+    assert_eq!(&row.4, "READ-COMMITTED");
+    assert_ne!(row.5 as u32, id);
+    // The prepared statement was prepared again on the fresh backend.
+    let v: Option<i64> = conn.exec_first(&stmt, (41,)).await.unwrap();
+    assert_eq!(v, Some(42));
+}
+
+#[tokio::test]
+async fn pinned_sessions_get_a_clear_error_then_continue() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
+        .await
+        .unwrap();
+
+    // An open transaction.
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    let id = backend_id(&mut conn).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = conn.query_drop("COMMIT").await.unwrap_err();
+    assert!(e.to_string().contains("open transaction"), "{e}");
+    let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+    assert_eq!(n, Some(0), "nothing of the lost transaction was committed");
+
+    // A user variable.
+    conn.query_drop("SET @x = 42").await.unwrap();
+    let id = backend_id(&mut conn).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = conn.query_drop("SELECT @x").await.unwrap_err();
+    assert!(e.to_string().contains("user variables"), "{e}");
+    assert_eq!(one(&mut conn, "SELECT 'usable'").await.unwrap(), "usable");
+
+    // A pinned session idle past wait_timeout keeps its backend (pings).
+    conn.query_drop("SET @y = 7").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let y: Option<i64> = conn.query_first("SELECT @y").await.unwrap();
+    assert_eq!(y, Some(7));
+}

@@ -1,0 +1,19 @@
+//! Integration tests for goneaway proxy: real MariaDB servers from the harness, real
+//! clients (mysql_async and the `mariadb` command-line client), real faults.
+
+// Shared setup: a server with a short wait_timeout and a proxy in front of it.
+mod common;
+// Login, queries, multi-results, prepared statements, wrong passwords.
+mod basics;
+// Sessions idle past wait_timeout, through KILL, restart and crash.
+mod idle;
+// Session state restored on a fresh backend; pinned sessions get a clear error.
+mod state;
+// Faults under a running command (relay resets): safe replay, outcome unknown, oversize.
+mod faults;
+// The real `mariadb` command-line client through the proxy.
+mod cli;
+// COM_CHANGE_USER, COM_RESET_CONNECTION, limits, graceful shutdown, a cut transaction.
+mod lifecycle;
+// sysbench and concurrent clients through KILLs, a restart and a crash.
+mod under_load;
