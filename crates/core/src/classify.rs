@@ -640,6 +640,15 @@ pub(crate) fn aborted_connection(m: &str) -> Verdict {
         Verdict::new(&[(NetworkDrop, 0.5), (NetTimeout, 0.15), (PacketTooLarge, 0.15), (Unknown, 0.2)], Retry::ReconnectThenRetry)
             .note("The server failed to read from a client: the client closed its socket without saying goodbye (a process that exited, a pool dropping sockets, a killed worker), or something in between reset the connection.")
             .tell("Clients that exit without closing connections produce this line with no error on their side: harmless unless a client saw 2006/2013 at that moment")
+            // Seen on MariaDB 10.11: a statement over max_allowed_packet is logged this way,
+            // not as "Got a packet bigger than 'max_allowed_packet' bytes".
+            .tell("MariaDB logs a packet over max_allowed_packet with these same words: if the client got 1153 or failed on one large statement every time, it is packet_too_large")
+            .lost(true)
+    } else if m.trim() == "killed" {
+        // MariaDB, sql/sql_connect.cc: the reason is "KILLED" when the thread was killed.
+        Verdict::new(&[(ConnectionKilled, 0.95), (ServerRestart, 0.05)], Retry::RetryIfIdempotent)
+            .note("The server ended this connection because it was killed: KILL CONNECTION by an administrator or a tool (pt-kill, a failover script), or the server killing it during shutdown.")
+            .tell("A shutdown also kills connections: a 'Normal shutdown' or 'Shutdown complete' line at the same time means server_restart")
             .lost(true)
     } else if m.contains("got an error writing communication packets")
         || m.contains("got timeout writing communication packets")

@@ -217,6 +217,23 @@ fn rules() -> Vec<Rule> {
             r"(?i)Got (?:an error|timeout) (?:reading|writing) communication packets\s*\.?\s*$",
             |_, t| Some(aborted_connection(&t.to_ascii_lowercase()).finish()),
         ),
+        // MariaDB with log_warnings >= 4, sql/net_serv.cc (my_real_read):
+        // "Could not read packet: fd: 43  state: 1  read_length: 4  errno: 110  vio_errno: 1159  length: -1"
+        // vio_errno is the error the read ended with: 1159 a timeout (as "Got timeout reading
+        // communication packets"), 1153 a packet over max_allowed_packet, 1158 a read error.
+        rule(
+            "could-not-read-packet",
+            "MariaDB server error log",
+            r"Could not read packet:.*vio_errno:\s*(?P<vio>\d+)",
+            |c, _| {
+                let reason = match &c["vio"] {
+                    "1159" => "got timeout reading communication packets",
+                    "1153" => "got a packet bigger than 'max_allowed_packet' bytes",
+                    _ => "got an error reading communication packets",
+                };
+                Some(aborted_connection(reason).finish())
+            },
+        ),
         // Crash banner, sql/signal_handler.cc (MySQL) / sql/signal_handler.cc (MariaDB):
         // "mysqld got signal 11 ;" / "[ERROR] mariadbd got signal 6 ;"
         verdict(

@@ -3,6 +3,7 @@
 //! Modules:
 //! - `corpus`: real error strings from every ecosystem, each checked for cause and retry
 //!   advice through one helper, `check`.
+//! - `seen_on_the_harness`: lines MariaDB 10.11 and its client printed on harness servers.
 //! - `logs`: whole pasted logs under `tests/corpus/`, scanned: findings, grouping, counts.
 //! - `input`: what `scan_bytes` refuses (empty, binary, not text, too large).
 //! - `json`: the JSON field names other programs rely on.
@@ -587,6 +588,51 @@ mod corpus {
             Unknown,
             DoNotRetry,
         );
+    }
+}
+
+/// Lines that MariaDB 10.11 and its client really printed on this project's harness servers.
+mod seen_on_the_harness {
+    use super::check;
+    use goneaway_core::Cause::*;
+    use goneaway_core::Retry::*;
+
+    #[test]
+    fn mariadb_client_says_server_has_gone_away() {
+        // The mariadb 10.11 CLI after idling past wait_timeout (demo step one).
+        check(
+            "ERROR 2006 (HY000) at line 2: Server has gone away",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+    }
+
+    #[test]
+    fn mariadb_logs_a_kill_as_killed() {
+        check(
+            "2026-11-21 17:43:11 15 [Warning] Aborted connection 15 to db: 'goneaway' user: 'goneaway' host: '127.0.0.1' (KILLED)",
+            ConnectionKilled,
+            RetryIfIdempotent,
+        );
+    }
+
+    #[test]
+    fn mariadb_could_not_read_packet_after_wait_timeout() {
+        // log_warnings=4: the line before "Aborted connection … (Got timeout reading …)".
+        check(
+            "2026-11-21 17:21:49 3 [Warning] Could not read packet: fd: 43  state: 1  read_length: 4  errno: 110  vio_errno: 1159  length: -1",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+    }
+
+    #[test]
+    fn mariadb_logs_an_oversized_packet_as_a_read_error() {
+        let d = goneaway_core::classify_text(
+            "2026-11-21 17:43:11 9 [Warning] Aborted connection 9 to db: 'goneaway' user: 'goneaway' host: '127.0.0.1' (Got an error reading communication packets)",
+        );
+        assert!(d.mentions(PacketTooLarge), "{d:?}");
+        assert!(d.tell_apart.iter().any(|t| t.contains("1153")), "{d:?}");
     }
 }
 
