@@ -19,8 +19,7 @@ demo: deps
 
 ## The whole suite: formatting, lints, unit and integration tests against real servers.
 test: deps lint
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	$(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all --check
@@ -33,3 +32,4 @@ fmt:
 ## bench/ is its own Cargo workspace so `make test` never builds the baselines (sqlx).
 bench: bench-deps
 	cd bench && $(CARGO) run --release
+	$(CARGO) bench -p goneaway-proxy --bench sysbench

@@ -15,11 +15,19 @@ fn demo_shows_the_real_error_and_its_explanation() {
         "{text}"
     );
     // The library and the proxy carry the same idle work through without an error.
-    assert!(text.contains("No caller saw \"MySQL server has gone away\""), "{text}");
+    assert!(
+        text.contains("No caller saw \"MySQL server has gone away\""),
+        "{text}"
+    );
     assert!(text.contains("errors the client saw: 0"), "{text}");
     // The doctor's report on the throwaway server puts the idle timeout first.
     let verdict = text.split("Verdict").nth(1).expect("the doctor's verdict");
-    assert!(verdict.trim_start().starts_with("1. idle connection closed by the server"), "{verdict}");
+    assert!(
+        verdict
+            .trim_start()
+            .starts_with("1. idle connection closed by the server"),
+        "{verdict}"
+    );
     // The password is never printed.
     assert!(!text.contains(goneaway_harness::APP_PASSWORD), "{text}");
 }

@@ -68,4 +68,10 @@ async fn ping_wait_rides_out_a_restart() {
     assert_eq!(out.status.code(), Some(0), "{}", crate::util::stdout(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["attempts"].as_u64().unwrap() > 1);
+    // Progress is for terminals only: a pipe gets no spinner.
+    assert!(
+        !crate::util::stderr(&out).contains("waiting for the server"),
+        "{}",
+        crate::util::stderr(&out)
+    );
 }

@@ -68,6 +68,32 @@ impl Ledger {
             .is_some_and(|v| v.iter().any(|e| e.weight > 0.0 && e.source == source))
     }
 
+    /// The strongest supporting weight for `cause` from any of `sources`.
+    pub(crate) fn strongest(&self, cause: Cause, sources: &[&str]) -> f64 {
+        self.items.get(&cause).map_or(0.0, |v| {
+            v.iter()
+                .filter(|e| sources.contains(&e.source))
+                .map(|e| e.weight)
+                .fold(0.0, f64::max)
+        })
+    }
+
+    /// Moves `from`'s supporting evidence out of `source` to `to`, saying why: the same
+    /// observation, read as a symptom of `to` rather than a cause of its own.
+    pub(crate) fn reattribute(&mut self, from: Cause, source: &str, to: Cause, why: &str) {
+        let Some(items) = self.items.get_mut(&from) else {
+            return;
+        };
+        let (moved, kept): (Vec<Evidence>, Vec<Evidence>) = std::mem::take(items)
+            .into_iter()
+            .partition(|e| e.source == source && e.weight > 0.0);
+        *items = kept;
+        for mut e in moved {
+            e.detail = format!("{} — {why}", e.detail);
+            self.items.entry(to).or_default().push(e);
+        }
+    }
+
     /// Findings for every cause with supporting evidence, most confident first.
     pub(crate) fn findings(self) -> Vec<Finding> {
         let mut out: Vec<Finding> = self

@@ -61,6 +61,8 @@ pub struct PingOptions {
     pub query: Option<String>,
     /// Keep trying transient failures this long (for a server that is starting).
     pub wait: Option<Duration>,
+    /// Where waiting reports progress (one message per failed attempt).
+    pub progress: crate::Progress,
 }
 
 impl Default for PingOptions {
@@ -69,6 +71,7 @@ impl Default for PingOptions {
             timeout: Duration::from_secs(5),
             query: None,
             wait: None,
+            progress: crate::Progress::default(),
         }
     }
 }
@@ -169,6 +172,7 @@ pub async fn ping(target: &Target, options: &PingOptions) -> PingReport {
                 .wait
                 .is_some_and(|w| started.elapsed() + Duration::from_millis(250) < w);
         if !retry {
+            options.progress.done();
             return PingReport {
                 target: target.redacted(),
                 status: a.status,
@@ -182,6 +186,14 @@ pub async fn ping(target: &Target, options: &PingOptions) -> PingReport {
                 cause: a.cause,
                 at: format_utc(now_unix()),
             };
+        }
+        if let Some(w) = options.wait {
+            let left = w.saturating_sub(started.elapsed());
+            options.progress.report(&format!(
+                "waiting for the server ({}, attempt {attempts}): {} left",
+                format!("{:?}", a.status).to_lowercase(),
+                goneaway_connect::format_duration(Duration::from_secs(left.as_secs() + 1))
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -65,7 +65,45 @@ pub(crate) fn evaluate(inputs: &Inputs<'_>) -> Vec<Finding> {
     }
     pool_rules(&mut l, inputs);
     probe_rules(&mut l, inputs);
+    server_closed_it(&mut l);
     l.findings()
+}
+
+/// The server's own words for closing connections, by the cause they prove.
+const SERVER_SIDE: &[Cause] = &[
+    Cause::IdleTimeout,
+    Cause::ConnectionKilled,
+    Cause::ServerRestart,
+    Cause::ServerCrash,
+    Cause::OutOfMemory,
+];
+
+/// A client whose connection the server closed sees a reset or an end of stream — the same
+/// errors a network drop gives. When the server's log, Uptime or the kernel log shows the
+/// server closing connections, and nothing but those application errors points at the
+/// network, the errors are the server's close seen from the client: they support that
+/// cause, and the report does not advise fixing a network that did nothing.
+fn server_closed_it(l: &mut Ledger) {
+    const PROOF: &[&str] = &["error_log", "uptime", "kernel_log"];
+    let network_only_from_app = l.supports_from(Cause::NetworkDrop, "application")
+        && !["error_log", "probe", "rate", "status", "variable"]
+            .iter()
+            .any(|s| l.supports_from(Cause::NetworkDrop, s));
+    if !network_only_from_app {
+        return;
+    }
+    let best = SERVER_SIDE
+        .iter()
+        .map(|c| (*c, l.strongest(*c, PROOF)))
+        .filter(|(_, w)| *w >= 0.5)
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((cause, _)) = best {
+        let why = format!(
+            "the server's own evidence shows it closing connections ({}), which a client sees as this same error",
+            cause.as_str()
+        );
+        l.reattribute(Cause::NetworkDrop, "application", cause, &why);
+    }
 }
 
 fn server_rules(l: &mut Ledger, f: &Facts, inputs: &Inputs<'_>) {
@@ -443,11 +481,17 @@ fn app_rules(l: &mut Ledger, app: &goneaway_core::Report, inputs: &Inputs<'_>) {
             || inputs
                 .sample
                 .is_some_and(|s| s.deltas.get("Aborted_clients") == Some(&0));
-        // The server must have been up long enough to have recorded the application's errors,
-        // and a pool that outlives wait_timeout is the likelier story.
+        // A restart must not explain the application's errors: either the server has been up
+        // long enough to have seen them, or the log shows that its current run is its first
+        // ever (so no restart can have closed anything). A pool that outlives wait_timeout
+        // is the likelier story, too.
         let long_up = inputs.facts.is_some_and(|f| f.uptime_seconds >= RECENT);
+        let first_run = inputs
+            .error_log
+            .and_then(|log| log.starts.last())
+            .is_some_and(|s| s.after == "first");
         let pool_explains = pool_outlives_wait(inputs);
-        if log_silent && counters_silent && long_up && !pool_explains {
+        if log_silent && counters_silent && (long_up || first_run) && !pool_explains {
             l.add(Cause::NetworkDrop, "application", 0.6, format!(
                 "the application lost {disconnects} connection(s), yet the server logged no aborted connection, restart or crash and Aborted_clients did not rise: something between client and server dropped them"
             ));

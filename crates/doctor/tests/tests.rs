@@ -6,12 +6,18 @@
 //!   than `wait_timeout` — the doctor must put the staged cause first, with its evidence.
 //! - `connection`: connection failures diagnosed (access denied, unreachable), exit codes,
 //!   JSON field names, passwords never in a report.
+//! - `limits`: a full server (1040) seen by an account without SUPER and by root with the
+//!   application's error; loopback clients are never host-blocked (so 1129 cannot be staged).
+//! - `network`: a flow reset in the network mid-query (the relay): the application's real
+//!   error plus the server's silence make network_drop.
 //! - `ping`: up, refused, wrong password, waiting for a server that is starting.
 //! - `probes`: `--probe-idle` through a relay that drops idle flows (network_drop, which the
 //!   server never sees), `--probe-packet` against a small `max_allowed_packet`.
 
 mod causes;
 mod connection;
+mod limits;
+mod network;
 mod ping;
 mod probes;
 

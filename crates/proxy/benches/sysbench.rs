@@ -5,8 +5,9 @@
 //! goneaway/HAProxy and goneaway/direct, and the CPU each proxy process used.
 //!
 //! Run with `cargo bench -p goneaway-proxy --bench sysbench` (part of `make bench`).
-//! `GONEAWAY_BENCH_SECS` sets each run's length (default 10 s), `GONEAWAY_BENCH_THREADS` the
-//! thread counts (default `1,8,32`). Needs `sysbench` and `haproxy` (`make bench-deps`).
+//! `GONEAWAY_BENCH_SECS` sets each run's length (default 5 s), `GONEAWAY_BENCH_ROUNDS` the
+//! interleaved rounds averaged (default 3), `GONEAWAY_BENCH_THREADS` the thread counts
+//! (default `1,8,32`), `GONEAWAY_BENCH_WORKLOADS` the sysbench tests. Needs `sysbench` and `haproxy` (`make bench-deps`).
 //!
 //! The proxy runs in its own process (this binary, re-executed with
 //! `GONEAWAY_PROXY_BENCH_CHILD` set), so that its CPU use can be read from `/proc` apart
@@ -59,15 +60,20 @@ fn run_child(backend: &str) {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(goneaway_proxy::default_worker_threads);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let rt = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+    .expect("a runtime");
     rt.block_on(async {
         let target = goneaway_proxy::BackendTarget::from_url(backend).expect("backend URL");
-        let mut config =
-            goneaway_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target);
+        let mut config = goneaway_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target);
         config.max_clients = 200;
         config.max_backends = 150;
         let proxy = goneaway_proxy::Proxy::start(config).await.expect("proxy");
@@ -86,7 +92,8 @@ fn run_child(backend: &str) {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run() -> Result<(), BoxError> {
-    let secs: u64 = env_or("GONEAWAY_BENCH_SECS", "10").parse()?;
+    let secs: u64 = env_or("GONEAWAY_BENCH_SECS", "5").parse()?;
+    let rounds: u32 = env_or("GONEAWAY_BENCH_ROUNDS", "3").parse::<u32>()?.max(1);
     let threads: Vec<u32> = env_or("GONEAWAY_BENCH_THREADS", "1,8,32")
         .split(',')
         .map(|t| t.trim().parse())
@@ -96,6 +103,7 @@ async fn run() -> Result<(), BoxError> {
         .var("innodb_buffer_pool_size", "64M")
         .start()
         .await?;
+    let load_start = loadavg();
     let direct = server.addr();
     eprintln!("server on {direct}; preparing {TABLES} tables of {TABLE_SIZE} rows");
     sysbench(direct, "oltp_read_only", 4, 0, &["prepare"])?;
@@ -112,31 +120,52 @@ async fn run() -> Result<(), BoxError> {
         sysbench(*addr, "oltp_read_only", 4, 2, &["run"])?;
     }
     let mut results = Vec::new();
-    let workloads = env_or("GONEAWAY_BENCH_WORKLOADS", "oltp_point_select,oltp_read_only");
+    let workloads = env_or(
+        "GONEAWAY_BENCH_WORKLOADS",
+        "oltp_point_select,oltp_read_only",
+    );
     for workload in workloads.split(',') {
         for &n in &threads {
-            let mut row = Vec::new();
-            for (name, addr, pid) in &targets {
-                let cpu_before = pid.map(cpu_ticks).transpose()?;
-                let started = Instant::now();
-                let out = sysbench(*addr, workload, n, secs, &["run"])?;
-                let wall = started.elapsed().as_secs_f64();
-                let cpu = match (pid, cpu_before) {
-                    (Some(pid), Some(before)) => {
-                        Some((cpu_ticks(*pid)? - before) as f64 / 100.0 / wall * 100.0)
-                    }
-                    _ => None,
-                };
-                let r = Outcome::parse(&out)?;
-                eprintln!(
-                    "{workload:18} {n:>2} threads {name:9} {:>9.1} tps {:>7.2} ms p95 {} errors{}",
-                    r.tps,
-                    r.p95_ms,
-                    r.errors,
-                    cpu.map(|c| format!(", proxy CPU {c:.0}%")).unwrap_or_default()
-                );
-                row.push((r, cpu));
+            // Rounds of direct, HAProxy, goneaway in turn: other load on the machine drifts,
+            // and interleaving spreads that drift over the three alike.
+            let mut sums = [(0.0, 0.0, 0u64, 0.0); 3];
+            for round in 1..=rounds {
+                for (i, (name, addr, pid)) in targets.iter().enumerate() {
+                    let cpu_before = pid.map(cpu_ticks).transpose()?;
+                    let started = Instant::now();
+                    let out = sysbench(*addr, workload, n, secs, &["run"])?;
+                    let wall = started.elapsed().as_secs_f64();
+                    let cpu = match (pid, cpu_before) {
+                        (Some(pid), Some(before)) => {
+                            (cpu_ticks(*pid)? - before) as f64 / 100.0 / wall * 100.0
+                        }
+                        _ => 0.0,
+                    };
+                    let r = Outcome::parse(&out)?;
+                    eprintln!(
+                        "{workload:18} {n:>2} threads round {round} {name:9} {:>9.1} tps {:>7.2} ms p95 {} errors, proxy CPU {cpu:.0}%",
+                        r.tps, r.p95_ms, r.errors,
+                    );
+                    sums[i].0 += r.tps;
+                    sums[i].1 += r.p95_ms;
+                    sums[i].2 += r.errors;
+                    sums[i].3 += cpu;
+                }
             }
+            let k = f64::from(rounds);
+            let row: Vec<(Outcome, f64)> = sums
+                .iter()
+                .map(|(tps, p95, errors, cpu)| {
+                    (
+                        Outcome {
+                            tps: tps / k,
+                            p95_ms: p95 / k,
+                            errors: *errors,
+                        },
+                        cpu / k,
+                    )
+                })
+                .collect();
             results.push((workload, n, row));
         }
     }
@@ -144,7 +173,8 @@ async fn run() -> Result<(), BoxError> {
     drop(haproxy);
 
     println!();
-    println!("sysbench {TABLES} tables × {TABLE_SIZE} rows, {secs} s per run, MariaDB from the harness, {} cores", cores());
+    println!("load average at start / end: {load_start} / {}", loadavg());
+    println!("sysbench {TABLES} tables × {TABLE_SIZE} rows, means of {rounds} interleaved rounds of {secs} s, MariaDB from the harness, {} cores", cores());
     println!();
     println!("| workload | threads | direct tps | HAProxy tps | goneaway tps | goneaway/HAProxy | goneaway/direct | p95 ms direct / HAProxy / goneaway | proxy CPU HAProxy / goneaway | errors |");
     println!("|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
@@ -160,12 +190,20 @@ async fn run() -> Result<(), BoxError> {
             d.p95_ms,
             h.p95_ms,
             g.p95_ms,
-            row[1].1.unwrap_or(0.0),
-            row[2].1.unwrap_or(0.0),
+            row[1].1,
+            row[2].1,
             d.errors + h.errors + g.errors,
         );
     }
     Ok(())
+}
+
+/// The 1-minute load average: on a shared machine, other work skews every number.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -233,7 +271,8 @@ impl Outcome {
             let inner = v.split('(').nth(1)?;
             inner.split_whitespace().next()?.parse().ok()
         };
-        let count = |label: &str| -> Option<u64> { field(label)?.split_whitespace().next()?.parse().ok() };
+        let count =
+            |label: &str| -> Option<u64> { field(label)?.split_whitespace().next()?.parse().ok() };
         Ok(Outcome {
             tps: per_sec("transactions:").ok_or("no transactions line")?,
             p95_ms: field("95th percentile:")

@@ -42,8 +42,9 @@ pub use stats::Stats;
 
 /// How many runtime worker threads a proxy process should run by default: half the cores,
 /// at least one. A proxy shares its machine with the application or the server; on a
-/// small one, a second worker mostly adds cross-thread wake-ups (measured: one worker on
-/// two cores gives ~20% more throughput than two; see BENCHMARKS.md).
+/// small one, a second worker mostly adds cross-thread wake-ups (measured with sysbench on
+/// two cores: one worker relayed 0.86–0.97 of HAProxy's throughput, two 0.82–0.86; see
+/// BENCHMARKS.md).
 pub fn default_worker_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get() / 2)

@@ -9,7 +9,10 @@ use mysql_async::prelude::*;
 
 use crate::common::*;
 
-async fn proxy_with(server: &goneaway_harness::Server, adjust: impl FnOnce(&mut ProxyConfig)) -> Proxy {
+async fn proxy_with(
+    server: &goneaway_harness::Server,
+    adjust: impl FnOnce(&mut ProxyConfig),
+) -> Proxy {
     let backend = BackendTarget::from_url(&server.url()).unwrap();
     let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backend);
     config.connect_timeout = Duration::from_secs(3);
@@ -22,12 +25,17 @@ async fn change_user_and_reset_connection_start_a_clean_session() {
     let server = server().await;
     let proxy = proxy(&server).await;
     let mut conn = connect(&proxy).await;
-    conn.query_drop("SET @x = 1, time_zone = '+05:00'").await.unwrap();
+    conn.query_drop("SET @x = 1, time_zone = '+05:00'")
+        .await
+        .unwrap();
     let stmt = conn.prep("SELECT ? * 2").await.unwrap();
     let before = backend_id(&mut conn).await;
 
     // COM_RESET_CONNECTION: variables gone, same backend, the session goes on.
-    assert!(conn.reset().await.unwrap(), "the proxy supports COM_RESET_CONNECTION");
+    assert!(
+        conn.reset().await.unwrap(),
+        "the proxy supports COM_RESET_CONNECTION"
+    );
     let row: (Option<i64>, String) = conn
         .query_first("SELECT @x, @@time_zone")
         .await
@@ -38,7 +46,10 @@ async fn change_user_and_reset_connection_start_a_clean_session() {
     // The session is no longer pinned by @x: a KILL of its backend is absorbed.
     server.kill_connection(before).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(one(&mut conn, "SELECT 'after reset'").await.unwrap(), "after reset");
+    assert_eq!(
+        one(&mut conn, "SELECT 'after reset'").await.unwrap(),
+        "after reset"
+    );
 
     // COM_CHANGE_USER, checked against the proxy's accounts: a fresh session.
     conn.query_drop("SET @y = 2").await.unwrap();
@@ -78,7 +89,9 @@ async fn client_and_backend_limits_answer_1040() {
     assert_eq!(code(&e), 1040, "{e}");
     assert!(e.to_string().contains("max_backends"), "{e}");
     // Past max_clients: 1040 at once, instead of a greeting.
-    let _second = tokio::net::TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let e = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(opts(&proxy)))
         .await
@@ -86,7 +99,10 @@ async fn client_and_backend_limits_answer_1040() {
         .unwrap_err();
     assert_eq!(code(&e), 1040, "{e}");
     assert!(e.to_string().contains("max_clients"), "{e}");
-    assert_eq!(one(&mut first, "SELECT 'first still works'").await.unwrap(), "first still works");
+    assert_eq!(
+        one(&mut first, "SELECT 'first still works'").await.unwrap(),
+        "first still works"
+    );
 }
 
 #[tokio::test]
@@ -95,12 +111,20 @@ async fn graceful_shutdown_lets_running_statements_finish() {
     let proxy = proxy(&server).await;
     let mut busy = connect(&proxy).await;
     let mut idle = connect(&proxy).await;
-    let running = tokio::spawn(async move { one(&mut busy, "SELECT CONCAT('done ', SLEEP(1))").await });
+    let running =
+        tokio::spawn(async move { one(&mut busy, "SELECT CONCAT('done ', SLEEP(1))").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     proxy.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(5), "drained well within the grace");
-    assert_eq!(running.await.unwrap().unwrap(), "done 0", "the running statement finished");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drained well within the grace"
+    );
+    assert_eq!(
+        running.await.unwrap().unwrap(),
+        "done 0",
+        "the running statement finished"
+    );
     // The idle session was told why before the close.
     let e = idle.query_drop("SELECT 1").await.unwrap_err();
     assert!(
@@ -117,14 +141,19 @@ async fn transaction_cut_before_commit_loses_it_whole() {
         .unwrap();
     let proxy = proxy_to(&server, relay.local_addr()).await;
     let mut conn = connect(&proxy).await;
-    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB").await.unwrap();
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
+        .await
+        .unwrap();
     conn.query_drop("BEGIN").await.unwrap();
     conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
     let reset = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         relay.reset_all();
     };
-    let (r, ()) = tokio::join!(conn.query_drop("INSERT INTO t SELECT 2 FROM DUAL WHERE SLEEP(1) = 0"), reset);
+    let (r, ()) = tokio::join!(
+        conn.query_drop("INSERT INTO t SELECT 2 FROM DUAL WHERE SLEEP(1) = 0"),
+        reset
+    );
     let e = r.unwrap_err();
     assert!(e.to_string().contains("open transaction"), "{e}");
     // Whatever the client does next, nothing of the cut transaction is committed.

@@ -44,12 +44,25 @@ async fn kill_backends(server: &goneaway_harness::Server) -> usize {
 #[tokio::test]
 async fn sysbench_reads_through_kills_and_a_restart_without_errors() {
     let server = server().await;
-    let prepare = sysbench(server.port(), &["prepare"]).output().await.unwrap();
-    assert!(prepare.status.success(), "{}", String::from_utf8_lossy(&prepare.stderr));
+    let prepare = sysbench(server.port(), &["prepare"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        prepare.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prepare.stderr)
+    );
     let proxy = proxy(&server).await;
     let run = sysbench(
         proxy.local_addr().port(),
-        &["--threads=4", "--time=7", "--skip_trx=on", "--mysql-ignore-errors=none", "run"],
+        &[
+            "--threads=4",
+            "--time=7",
+            "--skip_trx=on",
+            "--mysql-ignore-errors=none",
+            "run",
+        ],
     )
     .output();
     let faults = async {
@@ -71,7 +84,10 @@ async fn sysbench_reads_through_kills_and_a_restart_without_errors() {
         "sysbench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(killed >= 4, "the faults hit the proxy's backends ({killed} killed)");
+    assert!(
+        killed >= 4,
+        "the faults hit the proxy's backends ({killed} killed)"
+    );
     let line = |label: &str| {
         stdout
             .lines()
@@ -94,7 +110,9 @@ async fn crash_while_querying_replays_reads_and_never_doubles_writes() {
     let proxy = proxy(&server).await;
     let mut setup = connect(&proxy).await;
     setup
-        .query_drop("CREATE TABLE w (id INT AUTO_INCREMENT PRIMARY KEY, n INT UNIQUE) ENGINE=InnoDB")
+        .query_drop(
+            "CREATE TABLE w (id INT AUTO_INCREMENT PRIMARY KEY, n INT UNIQUE) ENGINE=InnoDB",
+        )
         .await
         .unwrap();
     let until = Instant::now() + Duration::from_secs(4);
@@ -144,7 +162,10 @@ async fn crash_while_querying_replays_reads_and_never_doubles_writes() {
         assert!(rows.contains(n), "acknowledged write {n} is there");
     }
     for n in &rows {
-        assert!(ok.contains(n) || unknown.contains(n), "row {n} was written by the client");
+        assert!(
+            ok.contains(n) || unknown.contains(n),
+            "row {n} was written by the client"
+        );
     }
     // No doubles: a retried write would have hit the UNIQUE key or left two rows.
     let total: Option<i64> = setup.query_first("SELECT COUNT(*) FROM w").await.unwrap();

@@ -23,7 +23,6 @@
 //! # Ok(()) }
 //! ```
 
-mod http;
 pub mod metrics;
 pub mod state;
 mod watcher;

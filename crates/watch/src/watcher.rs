@@ -1,15 +1,19 @@
-//! The poll loop and the HTTP listener.
+//! The poll loop and the HTTP listener (axum: `/metrics` and `/healthz`).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use goneaway_connect::Target;
 use goneaway_core::Cause;
 use tokio::net::TcpListener;
 
-use crate::http::{serve, Response};
 use crate::state::{Change, ServerState, Snapshot};
 
 /// Why the watcher could not start.
@@ -101,60 +105,77 @@ impl Watcher {
         crate::metrics::render(&self.states.lock().unwrap())
     }
 
-    /// Polls and serves until `shutdown` completes.
+    /// Polls and serves until `shutdown` completes; then stops polling and lets scrapes in
+    /// flight finish (for at most [`DRAIN`]).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut polls = tokio::task::JoinSet::new();
         for (index, target) in self.config.targets.iter().cloned().enumerate() {
             let states = self.states.clone();
             let (interval, timeout) = (self.config.interval, self.config.timeout);
-            tasks.spawn(poll_loop(index, target, states, interval, timeout));
+            polls.spawn(poll_loop(index, target, states, interval, timeout));
         }
-        let states = self.states.clone();
-        let listener = self.listener;
-        tasks.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let states = states.clone();
-                tokio::spawn(serve(stream, move |method, path| {
-                    route(method, path, &states)
-                }));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut stopped_http = stopped.clone();
+        let server = axum::serve(self.listener, router(self.states.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = stopped_http.wait_for(|s| *s).await;
+            });
+        let http = tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "the metrics listener failed");
             }
         });
         shutdown.await;
-        tasks.shutdown().await;
+        let _ = stop.send(true);
+        drop(stopped);
+        polls.shutdown().await;
+        // A scraper that keeps its connection open must not hold the watcher up forever.
+        let abort = http.abort_handle();
+        if tokio::time::timeout(DRAIN, http).await.is_err() {
+            abort.abort();
+        }
     }
 }
 
-fn route(method: &str, path: &str, states: &Mutex<Vec<ServerState>>) -> Response {
-    match (method, path) {
-        ("GET", "/metrics") => Response {
-            status: "200 OK",
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: crate::metrics::render(&states.lock().unwrap()),
-        },
-        // The watcher itself is healthy as long as it answers; the servers' health is in
-        // the body and in goneaway_up, so one down database does not restart the watcher.
-        ("GET", "/healthz") => {
-            let states = states.lock().unwrap();
-            let body: String = states
-                .iter()
-                .map(|s| format!("{} {}\n", if s.up { "up" } else { "down" }, s.name))
-                .collect();
-            Response {
-                status: "200 OK",
-                content_type: "text/plain; charset=utf-8",
-                body: format!("ok\n{body}"),
-            }
-        }
-        _ => Response {
-            status: "404 Not Found",
-            content_type: "text/plain; charset=utf-8",
-            body: "not found: try /metrics or /healthz\n".into(),
-        },
-    }
+/// How long shutdown waits for HTTP connections in flight.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// Prometheus's text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
+
+type States = Arc<Mutex<Vec<ServerState>>>;
+
+/// `/metrics` and `/healthz`; anything else is a 404 that names them.
+fn router(states: States) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, PLAIN_TEXT)],
+                "not found: try /metrics or /healthz\n",
+            )
+        })
+        .with_state(states)
+}
+
+async fn metrics(State(states): State<States>) -> impl IntoResponse {
+    let body = crate::metrics::render(&states.lock().unwrap());
+    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body)
+}
+
+/// The watcher itself is healthy as long as it answers; the servers' health is in the body
+/// and in goneaway_up, so one down database does not get the watcher restarted.
+async fn healthz(State(states): State<States>) -> impl IntoResponse {
+    let body: String = states
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {}\n", if s.up { "up" } else { "down" }, s.name))
+        .collect();
+    ([(header::CONTENT_TYPE, PLAIN_TEXT)], format!("ok\n{body}"))
 }
 
 async fn poll_loop(

@@ -9,7 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    // One request per connection, as a scraper that does not keep connections alive.
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
@@ -60,7 +61,11 @@ async fn serves_metrics_and_notices_a_restart() {
 
     let m = until(addr, "first poll", |m| value(m, "goneaway_up") == Some(1.0)).await;
     assert!(m.starts_with("HTTP/1.1 200 OK"));
-    assert!(m.contains("Content-Type: text/plain; version=0.0.4"));
+    assert!(
+        m.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{m}"
+    );
     assert_eq!(value(&m, "goneaway_wait_timeout_seconds"), Some(3.0));
     assert!(value(&m, "goneaway_connection_headroom").is_some());
     assert!(!m.contains(goneaway_harness::APP_PASSWORD));

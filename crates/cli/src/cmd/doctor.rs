@@ -1,14 +1,16 @@
 //! `goneaway doctor`: why does my application get 2006/2013 from this server, and what
 //! exactly do I change?
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use goneaway_connect::{parse_duration, ConnectArgs};
 use goneaway_doctor::{diagnose, Options, Progress};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::{use_color, Format};
 
@@ -30,6 +32,9 @@ use crate::output::{use_color, Format};
 Connection: --url, else MYSQL_URL, else a mysql:// DATABASE_URL; the mysql CLI's -h -P -u -p -S -D
 flags override it; --defaults-file or ~/.my.cnf ([client]) fill in the rest; MYSQL_PWD supplies
 a missing password. Passwords never appear in the output.
+
+Long steps (--sample, --probe-idle, --probe-packet) show progress on standard error when it is
+a terminal; the report alone goes to standard output.
 
 Examples:
   goneaway doctor --url mysql://monitor@db:3306
@@ -93,22 +98,33 @@ pub struct Args {
     probe_packet: bool,
 }
 
-/// Progress on standard error while something slow runs, only on a terminal.
+/// Progress on standard error while something slow runs (sampling, probes, `ping --wait`):
+/// an indicatif spinner with the operation's own message, only when standard error is a
+/// terminal, so scripts and pipes get clean output.
 pub(crate) fn progress() -> Progress {
     if !std::io::stderr().is_terminal() {
         return Progress::default();
     }
-    Progress::new(|message| {
-        let mut err = std::io::stderr();
-        match message {
-            Some(m) => {
-                let _ = write!(err, "\r\x1b[2K{m}…");
-            }
-            None => {
-                let _ = write!(err, "\r\x1b[2K");
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    // A later step (the probes after the sample) may report after an earlier one is done:
+    // the spinner restarts then, rather than once per message.
+    let ticking = AtomicBool::new(false);
+    Progress::new(move |message| match message {
+        Some(m) => {
+            bar.set_message(m.to_string());
+            if !ticking.swap(true, Ordering::Relaxed) {
+                bar.reset();
+                bar.enable_steady_tick(Duration::from_millis(120));
             }
         }
-        let _ = err.flush();
+        None => {
+            ticking.store(false, Ordering::Relaxed);
+            bar.finish_and_clear();
+        }
     })
 }
 

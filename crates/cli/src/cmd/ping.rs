@@ -47,7 +47,8 @@ pub struct Args {
     /// Time limit for one attempt: connect, ping and query.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
-    /// Keep retrying transient failures this long, e.g. 30s.
+    /// Keep retrying transient failures this long, e.g. 30s (progress on standard error when
+    /// it is a terminal).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     wait: Option<Duration>,
     /// A statement to run after the ping; its first value is printed.
@@ -70,6 +71,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         timeout: args.timeout,
         query: args.query.clone(),
         wait: args.wait,
+        // Only a wait takes long enough to need it.
+        progress: if args.quiet {
+            goneaway_doctor::Progress::default()
+        } else {
+            crate::cmd::doctor::progress()
+        },
     };
     let report = ping(&target, &options).await;
     if !args.quiet {

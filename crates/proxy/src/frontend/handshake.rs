@@ -44,7 +44,13 @@ pub fn change_user(
     accounts: &[Account],
     peer_ip: &str,
 ) -> Result<ChangeUser, (u16, &'static str, String)> {
-    let unreadable = || (1043, "08S01", "goneaway proxy: unreadable COM_CHANGE_USER".to_owned());
+    let unreadable = || {
+        (
+            1043,
+            "08S01",
+            "goneaway proxy: unreadable COM_CHANGE_USER".to_owned(),
+        )
+    };
     let mut r = packet::Reader::new(payload.get(1..).ok_or_else(unreadable)?);
     let user = String::from_utf8_lossy(r.nul_bytes()).into_owned();
     let auth = if client_caps & caps::SECURE_CONNECTION != 0 {

@@ -206,13 +206,15 @@ impl Session {
         // One timer for the session, re-armed only when it fires (not after every
         // command): timer-wheel updates on every command cost measurable throughput.
         let mut timer = Box::pin(tokio::time::sleep(self.keepalive_interval()));
+        // Likewise one shutdown waiter for the session's life, not one per command.
+        let mut shutdown = Box::pin(shutdown.wait_for(|s| *s));
         loop {
             let event = {
                 let has_backend = self.backend.is_some();
                 let backend = self.backend.as_mut();
                 tokio::select! {
                     biased;
-                    _ = shutdown.wait_for(|s| *s) => Event::Shutdown,
+                    _ = shutdown.as_mut() => Event::Shutdown,
                     p = self.client.next() => Event::Client(p.and_then(Result::ok)),
                     ev = async { match backend { Some(b) => b.idle_event().await, None => std::future::pending().await } } => Event::BackendIdle(ev),
                     _ = timer.as_mut(), if has_backend => Event::Keepalive,
@@ -226,9 +228,7 @@ impl Session {
                         timer.as_mut().reset(t.into());
                         continue;
                     }
-                    _ => timer
-                        .as_mut()
-                        .reset((Instant::now() + interval).into()),
+                    _ => timer.as_mut().reset((Instant::now() + interval).into()),
                 }
             }
             match event {
@@ -625,7 +625,10 @@ impl Session {
         let change = match checked {
             Ok(c) => c,
             Err((code, state, msg)) => {
-                self.shared.stats.login_failures.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .login_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 self.send_err(1, code, state, "access_denied", &msg).await;
                 return false;
             }
@@ -970,7 +973,8 @@ fn statement_id(payload: &[u8]) -> Option<u32> {
 
 fn rewrite_statement_id(packets: &[Packet], id: u32) -> Vec<Packet> {
     let mut out = packets.to_vec();
-    if out[0].payload.len() >= 5 {
+    // Client and server ids usually agree (both count from 1 per connection): no copy then.
+    if out[0].payload.len() >= 5 && statement_id(&out[0].payload) != Some(id) {
         let mut payload = BytesMut::from(&out[0].payload[..]);
         payload[1..5].copy_from_slice(&id.to_le_bytes());
         out[0] = Packet::new(out[0].seq, payload.freeze());
