@@ -36,7 +36,9 @@ pub enum Fault {
     ///
     /// A flow already idle that long when the fault is set is blackholed at once. A
     /// blackholed flow stays blackholed when the fault is removed: the gateway's mapping
-    /// is gone for good.
+    /// is gone for good. When the client gives up, the server's side stays open until the
+    /// server closes it (its `wait_timeout`), so the server's log shows what it shows
+    /// behind a real gateway.
     BlackholeIdle(Duration),
 
     /// Cut each flow with a TCP reset once this many bytes of server→client data have been

@@ -419,19 +419,25 @@ impl Ctx<'_> {
     }
 
     /// A blackholed flow: forward nothing, close nothing. Reads from both sides are
-    /// thrown away — only so the relay notices when the client gives up and can free
-    /// the flow; a gateway would drop the packets instead of acknowledging them, but the
-    /// client sees the same thing: no answer, ever.
-    async fn hold(&mut self, mut client: TcpStream, mut upstream: Option<TcpStream>) {
+    /// thrown away — only so the relay notices when either side gives up; a gateway would
+    /// drop the packets instead of acknowledging them, but the client sees the same thing:
+    /// no answer, ever.
+    ///
+    /// When the client gives up, the server's side stays open, as it does behind a gateway
+    /// that forgot the flow: the server learns nothing until its own `wait_timeout` closes
+    /// the session ("Got timeout reading communication packets"), which is the trace a real
+    /// middlebox drop leaves in the server's log. The flow ends when both sides are gone.
+    async fn hold(&mut self, client: TcpStream, mut upstream: Option<TcpStream>) {
         let flow = self.flow;
+        let mut client = Some(client);
         let mut client_buf = vec![0u8; CHUNK];
         let mut upstream_buf = vec![0u8; CHUNK];
-        loop {
+        while client.is_some() || upstream.is_some() {
             tokio::select! {
-                read = client.read(&mut client_buf) => match read {
+                read = read_opt(client.as_mut(), &mut client_buf) => match read {
                     Ok(0) | Err(_) => {
-                        debug!(flow = flow.id, "blackholed client went away");
-                        break;
+                        debug!(flow = flow.id, "blackholed client went away; the server's side stays open");
+                        client = None;
                     }
                     Ok(n) => swallow(flow, n),
                 },
@@ -444,7 +450,9 @@ impl Ctx<'_> {
                 command = self.commands.recv() => match command {
                     Some(FlowCmd::Reset) => {
                         info!(flow = flow.id, "fault: reset (blackholed flow)");
-                        reset(client);
+                        if let Some(client) = client {
+                            reset(client);
+                        }
                         if let Some(upstream) = upstream {
                             reset(upstream);
                         }
@@ -455,7 +463,9 @@ impl Ctx<'_> {
                     None => break,
                 },
                 _ = stopped(self.shutdown) => {
-                    let _ = client.shutdown().await;
+                    if let Some(client) = client.as_mut() {
+                        let _ = client.shutdown().await;
+                    }
                     break;
                 }
             }
