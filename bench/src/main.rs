@@ -1,11 +1,38 @@
-//! Point-select throughput and latency of three pools on one throwaway MariaDB, at 1, 8 and
-//! 32 concurrent tasks, and the time from a server restart to the first successful query.
+//! Point-select throughput and latency on one throwaway MariaDB, at 1, 8 and 32 concurrent
+//! tasks, and the time from a server restart to the first successful query.
 //!
-//! The pools: goneaway (defaults: validation when idle over 1 s, keepalive, retry),
-//! mysql_async's own `Pool` (defaults), and sqlx's `MySqlPool` (defaults:
-//! `test_before_acquire`, i.e. a ping on every checkout). All get the same maximum size, so
-//! only the pool's own work differs. `cargo run --release`; `BENCH_SECONDS` sets the
-//! measuring time per cell (default 3).
+//! Configurations (every pool may open at most `MAX_SIZE` connections, and every pool is
+//! pre-warmed before measuring: `tasks` connections checked out at once, the statement run
+//! on each):
+//!
+//! - raw `mysql_async::Conn`s, one owned by each task, no pool: the ceiling any pool can
+//!   reach on this machine.
+//! - mysql_async's `Pool` with `PoolConstraints(32, 32)` and `reset_connection(false)`: the
+//!   like-for-like baseline (idle connections are kept, prepared statements survive a
+//!   return), the denominator of the target.
+//! - mysql_async's `Pool` with `PoolConstraints(32, 32)` and its default
+//!   `reset_connection(true)`: a `COM_RESET_CONNECTION` on every return, which also clears
+//!   the statement cache, so every query prepares again.
+//! - mysql_async's `Pool` with `PoolConstraints(0, 32)` and the default
+//!   `inactive_connection_ttl` of 0: what this benchmark measured before. With a TTL of 0
+//!   the pool keeps at most `min` idle connections, so every returned connection is closed
+//!   and every checkout connects anew.
+//! - goneaway's `Pool` (max 32; validation when idle over 1 s, keepalive, retry) through
+//!   its retrying `exec_first`.
+//! - sqlx's `MySqlPool` 0.8 with its defaults but `max_connections(32)`
+//!   (`test_before_acquire`: a `COM_PING` on every checkout).
+//!
+//! The machine this runs on is shared and noisy, so each cell is measured in `BENCH_ROUNDS`
+//! rounds (default 5) interleaved across the configurations (round 1 of every
+//! configuration, then round 2 of every configuration, …): a burst of load from elsewhere
+//! hits neighbours alike. A cell shows the median and the best of its rounds (the best is
+//! the least disturbed), latencies over all rounds, and ratios that are the median over
+//! rounds of the ratio to the baseline's round next to it (paired, so load from elsewhere
+//! largely cancels).
+//!
+//! `cargo run --release`; `BENCH_SECONDS` sets the measuring time per cell (default 5,
+//! split across `BENCH_ROUNDS`, default 10), `BENCH_RUNTIME=current_thread` runs everything on a
+//! single-threaded Tokio runtime.
 
 use std::time::{Duration, Instant};
 
@@ -16,11 +43,14 @@ use mysql_async::prelude::Queryable;
 const ROWS: u32 = 1000;
 const TASKS: [usize; 3] = [1, 8, 32];
 const MAX_SIZE: usize = 32;
+const SQL: &str = "SELECT v FROM bench WHERE id = ?";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
+    Raw,
     MysqlAsync,
-    MysqlAsyncNoReset,
+    MysqlAsyncReset,
+    MysqlAsyncMin0,
     Goneaway,
     Sqlx,
 }
@@ -28,42 +58,54 @@ enum Kind {
 impl Kind {
     fn name(self) -> &'static str {
         match self {
-            Kind::MysqlAsync => "mysql_async Pool (defaults)",
-            Kind::MysqlAsyncNoReset => "mysql_async Pool (reset_connection off)",
+            Kind::Raw => "raw Conn per task (ceiling)",
+            Kind::MysqlAsync => "mysql_async Pool (32/32, no reset)",
+            Kind::MysqlAsyncReset => "mysql_async Pool (32/32, reset on return)",
+            Kind::MysqlAsyncMin0 => "mysql_async Pool (0/32, ttl 0: old bench)",
             Kind::Goneaway => "goneaway Pool",
-            Kind::Sqlx => "sqlx MySqlPool",
+            Kind::Sqlx => "sqlx MySqlPool (defaults)",
         }
     }
 }
 
-#[derive(Clone)]
-enum AnyPool {
+/// What one benchmark task queries through: a pool handle, or its own connection.
+enum Client {
+    Raw(mysql_async::Conn),
     MysqlAsync(mysql_async::Pool),
     Goneaway(goneaway::Pool),
     Sqlx(sqlx::MySqlPool),
 }
 
-impl AnyPool {
-    async fn build(kind: Kind, url: &str) -> anyhow::Result<AnyPool> {
+/// A pool shared by the tasks, or the URL each task connects to on its own.
+#[derive(Clone)]
+enum Shared {
+    Raw(String),
+    MysqlAsync(mysql_async::Pool),
+    Goneaway(goneaway::Pool),
+    Sqlx(sqlx::MySqlPool),
+}
+
+impl Shared {
+    fn build(kind: Kind, url: &str) -> anyhow::Result<Shared> {
+        let mysql_async_pool = |min: usize, reset: bool| -> anyhow::Result<Shared> {
+            let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(url)?)
+                .pool_opts(
+                    mysql_async::PoolOpts::default()
+                        .with_constraints(mysql_async::PoolConstraints::new(min, MAX_SIZE).unwrap())
+                        .with_reset_connection(reset),
+                );
+            Ok(Shared::MysqlAsync(mysql_async::Pool::new(opts)))
+        };
         Ok(match kind {
-            Kind::MysqlAsync | Kind::MysqlAsyncNoReset => {
-                let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(url)?)
-                    .pool_opts(
-                        mysql_async::PoolOpts::default()
-                            .with_constraints(
-                                mysql_async::PoolConstraints::new(0, MAX_SIZE).unwrap(),
-                            )
-                            // Its default resets every connection on return (one more round
-                            // trip, and prepared statements are lost); off is like-for-like.
-                            .with_reset_connection(kind == Kind::MysqlAsync),
-                    );
-                AnyPool::MysqlAsync(mysql_async::Pool::new(opts))
-            }
-            Kind::Goneaway => AnyPool::Goneaway(goneaway::Pool::with_options(
+            Kind::Raw => Shared::Raw(url.to_owned()),
+            Kind::MysqlAsync => mysql_async_pool(MAX_SIZE, false)?,
+            Kind::MysqlAsyncReset => mysql_async_pool(MAX_SIZE, true)?,
+            Kind::MysqlAsyncMin0 => mysql_async_pool(0, false)?,
+            Kind::Goneaway => Shared::Goneaway(goneaway::Pool::with_options(
                 url,
                 goneaway::PoolOptions::new().max_size(MAX_SIZE),
             )?),
-            Kind::Sqlx => AnyPool::Sqlx(
+            Kind::Sqlx => Shared::Sqlx(
                 sqlx::mysql::MySqlPoolOptions::new()
                     .max_connections(MAX_SIZE as u32)
                     .connect_lazy(&url.replace("?prefer_socket=false", ""))?,
@@ -71,16 +113,77 @@ impl AnyPool {
         })
     }
 
-    /// One point select through the pool: checkout, prepared statement, return.
-    async fn point_select(&self, id: u32) -> anyhow::Result<String> {
-        const SQL: &str = "SELECT v FROM bench WHERE id = ?";
+    /// A client for one task (a raw connection is opened here, before measuring).
+    async fn client(&self) -> anyhow::Result<Client> {
+        Ok(match self {
+            Shared::Raw(url) => Client::Raw(mysql_async::Conn::from_url(url.as_str()).await?),
+            Shared::MysqlAsync(p) => Client::MysqlAsync(p.clone()),
+            Shared::Goneaway(p) => Client::Goneaway(p.clone()),
+            Shared::Sqlx(p) => Client::Sqlx(p.clone()),
+        })
+    }
+
+    /// Opens `n` connections at once and runs the statement on each, so no cell measures
+    /// connecting or a first prepare.
+    async fn prewarm(&self, n: usize) -> anyhow::Result<()> {
+        match self {
+            Shared::Raw(_) => {}
+            Shared::MysqlAsync(p) => {
+                let mut held = Vec::new();
+                for i in 0..n {
+                    let mut c = p.get_conn().await?;
+                    let _: Option<String> = c.exec_first(SQL, (i as u32 + 1,)).await?;
+                    held.push(c);
+                }
+            }
+            Shared::Goneaway(p) => {
+                let mut held = Vec::new();
+                for i in 0..n {
+                    let mut c = p.get().await?;
+                    let _: Option<String> = c.exec_first(SQL, (i as u32 + 1,)).await?;
+                    held.push(c);
+                }
+            }
+            Shared::Sqlx(p) => {
+                let mut held = Vec::new();
+                for i in 0..n {
+                    let mut c = p.acquire().await?;
+                    sqlx::query_scalar::<_, String>(SQL)
+                        .bind(i as u32 + 1)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                    held.push(c);
+                }
+            }
+        }
+        // Let mysql_async's recycler put the returned connections back.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    }
+
+    async fn close(self) {
+        match self {
+            Shared::Raw(_) => {}
+            Shared::MysqlAsync(p) => {
+                let _ = p.disconnect().await;
+            }
+            Shared::Goneaway(p) => p.close().await,
+            Shared::Sqlx(p) => p.close().await,
+        }
+    }
+}
+
+impl Client {
+    /// One point select: checkout, prepared statement (cached per connection), return.
+    async fn point_select(&mut self, id: u32) -> anyhow::Result<String> {
         let v: Option<String> = match self {
-            AnyPool::MysqlAsync(p) => p.get_conn().await?.exec_first(SQL, (id,)).await?,
-            AnyPool::Goneaway(p) => p.exec_first(SQL, (id,)).await?,
-            AnyPool::Sqlx(p) => {
+            Client::Raw(c) => c.exec_first(SQL, (id,)).await?,
+            Client::MysqlAsync(p) => p.get_conn().await?.exec_first(SQL, (id,)).await?,
+            Client::Goneaway(p) => p.exec_first(SQL, (id,)).await?,
+            Client::Sqlx(p) => {
                 sqlx::query_scalar::<_, String>(SQL)
                     .bind(id)
-                    .fetch_optional(p)
+                    .fetch_optional(&*p)
                     .await?
             }
         };
@@ -88,29 +191,80 @@ impl AnyPool {
     }
 
     async fn close(self) {
-        match self {
-            AnyPool::MysqlAsync(p) => {
-                let _ = p.disconnect().await;
-            }
-            AnyPool::Goneaway(p) => p.close().await,
-            AnyPool::Sqlx(p) => p.close().await,
+        if let Client::Raw(c) = self {
+            let _ = c.disconnect().await;
         }
     }
 }
 
+/// One configuration at one concurrency, over all its rounds.
+#[derive(Default)]
 struct Cell {
-    qps: f64,
-    p50: Duration,
-    p99: Duration,
+    /// Queries per second of each round.
+    rounds: Vec<f64>,
+    /// Every query's latency, over all rounds.
+    latencies: Vec<Duration>,
 }
 
-async fn measure(pool: &AnyPool, tasks: usize, seconds: Duration) -> anyhow::Result<Cell> {
-    // Warm up: open the connections, fill statement caches.
-    let warm_until = Instant::now() + Duration::from_millis(500);
+impl Cell {
+    fn qps(&self) -> f64 {
+        let mut r = self.rounds.clone();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    }
+    fn best(&self) -> f64 {
+        self.rounds.iter().copied().fold(0.0, f64::max)
+    }
+    /// The median over rounds of this round's throughput / the baseline's same round.
+    fn paired_ratio(&self, baseline: &Cell) -> f64 {
+        let mut r: Vec<f64> = self
+            .rounds
+            .iter()
+            .zip(&baseline.rounds)
+            .map(|(a, b)| a / b.max(1.0))
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    }
+    fn latency(&mut self, q: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let n = self.latencies.len();
+        self.latencies[((n as f64 * q) as usize).min(n - 1)]
+    }
+}
+
+/// Builds the configuration, pre-warms it, measures one round and closes it.
+async fn round(
+    kind: Kind,
+    url: &str,
+    tasks: usize,
+    seconds: Duration,
+    cell: &mut Cell,
+) -> anyhow::Result<()> {
+    let shared = Shared::build(kind, url)?;
+    let (qps, lat) = measure(&shared, tasks, seconds).await?;
+    shared.close().await;
+    cell.rounds.push(qps);
+    cell.latencies.extend(lat);
+    Ok(())
+}
+
+/// Queries per second and every latency of one round.
+async fn measure(
+    shared: &Shared,
+    tasks: usize,
+    seconds: Duration,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    shared.prewarm(tasks).await?;
+    let mut clients = Vec::new();
+    for _ in 0..tasks {
+        clients.push(shared.client().await?);
+    }
+    // A further 0.2 s of unmeasured queries: caches, branch predictors, the scheduler.
+    let warm_until = Instant::now() + Duration::from_millis(200);
     let end_at = warm_until + seconds;
     let mut handles = Vec::new();
-    for t in 0..tasks {
-        let pool = pool.clone();
+    for (t, mut client) in clients.into_iter().enumerate() {
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(100_000);
             let mut id = (t as u32 * 97) % ROWS + 1;
@@ -119,12 +273,13 @@ async fn measure(pool: &AnyPool, tasks: usize, seconds: Duration) -> anyhow::Res
                 if now >= end_at {
                     break;
                 }
-                pool.point_select(id).await?;
+                client.point_select(id).await?;
                 if now >= warm_until {
                     lat.push(now.elapsed());
                 }
                 id = id % ROWS + 1;
             }
+            client.close().await;
             anyhow::Ok(lat)
         }));
     }
@@ -132,13 +287,7 @@ async fn measure(pool: &AnyPool, tasks: usize, seconds: Duration) -> anyhow::Res
     for h in handles {
         all.extend(h.await??);
     }
-    all.sort_unstable();
-    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Ok(Cell {
-        qps: all.len() as f64 / seconds.as_secs_f64(),
-        p50: pick(0.50),
-        p99: pick(0.99),
-    })
+    Ok((all.len() as f64 / seconds.as_secs_f64(), all))
 }
 
 /// Restarts the server under an idle pool and measures, from the moment the server
@@ -146,22 +295,15 @@ async fn measure(pool: &AnyPool, tasks: usize, seconds: Duration) -> anyhow::Res
 /// caller saw on the way.
 async fn restart_to_first_query(
     server: &Server,
-    pool: &AnyPool,
+    shared: &Shared,
 ) -> anyhow::Result<(Duration, u32)> {
-    // Eight connections in the pool, then idle.
-    let mut warm = Vec::new();
-    for i in 0..8 {
-        let pool = pool.clone();
-        warm.push(tokio::spawn(async move { pool.point_select(i + 1).await }));
-    }
-    for w in warm {
-        w.await??;
-    }
+    shared.prewarm(8).await?;
+    let mut client = shared.client().await?;
     server.restart().await?;
     let start = Instant::now();
     let mut errors = 0;
     for _ in 0..1000 {
-        match pool.point_select(1).await {
+        match client.point_select(1).await {
             Ok(_) => return Ok((start.elapsed(), errors)),
             Err(_) => errors += 1,
         }
@@ -169,14 +311,29 @@ async fn restart_to_first_query(
     anyhow::bail!("no successful query after 1000 attempts")
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let flavor = std::env::var("BENCH_RUNTIME").unwrap_or_else(|_| "multi_thread".into());
+    let rt = match flavor.as_str() {
+        "current_thread" => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()?;
+    rt.block_on(run(&flavor))
+}
+
+async fn run(flavor: &str) -> anyhow::Result<()> {
     let seconds = Duration::from_secs(
         std::env::var("BENCH_SECONDS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(3),
+            .unwrap_or(5),
     );
+    let rounds: u32 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+        .max(1);
     let server = Server::builder().start().await?;
     let url = server.url();
     {
@@ -191,53 +348,77 @@ async fn main() -> anyhow::Result<()> {
         conn.disconnect().await?;
     }
     println!(
-        "Point select (SELECT v FROM bench WHERE id = ?), {} s per cell, max {} connections per pool, MariaDB on 127.0.0.1",
+        "Point select (SELECT v FROM bench WHERE id = ?), {} s per cell in {} interleaved rounds, max {} connections per pool, Tokio {} runtime, MariaDB on 127.0.0.1",
         seconds.as_secs(),
-        MAX_SIZE
+        rounds,
+        MAX_SIZE,
+        flavor
     );
     println!();
-    println!("| pool | tasks | queries/s | p50 µs | p99 µs | vs mysql_async defaults | vs mysql_async no reset |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| configuration | tasks | queries/s (median round) | best round | p50 µs | p99 µs | vs mysql_async Pool (no reset) | vs raw conns |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let kinds = [
+        Kind::Raw,
         Kind::MysqlAsync,
-        Kind::MysqlAsyncNoReset,
+        Kind::MysqlAsyncReset,
+        Kind::MysqlAsyncMin0,
         Kind::Goneaway,
         Kind::Sqlx,
     ];
     for tasks in TASKS {
-        let mut cells = Vec::new();
-        for kind in kinds {
-            let pool = AnyPool::build(kind, &url).await?;
-            cells.push((kind, measure(&pool, tasks, seconds).await?));
-            pool.close().await;
+        let mut cells: Vec<Cell> = kinds.iter().map(|_| Cell::default()).collect();
+        for _ in 0..rounds {
+            for (kind, cell) in kinds.iter().zip(cells.iter_mut()) {
+                round(*kind, &url, tasks, seconds / rounds, cell).await?;
+            }
         }
-        let (defaults, no_reset) = (cells[0].1.qps, cells[1].1.qps);
-        for (kind, cell) in cells {
+        let ratios: Vec<(f64, f64)> = cells
+            .iter()
+            .map(|c| (c.paired_ratio(&cells[1]), c.paired_ratio(&cells[0])))
+            .collect();
+        for ((kind, mut cell), (vs_pool, vs_raw)) in kinds.into_iter().zip(cells).zip(ratios) {
             println!(
-                "| {} | {} | {:.0} | {} | {} | {:.3} | {:.3} |",
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {:.2} | {:.2} |",
                 kind.name(),
                 tasks,
-                cell.qps,
-                cell.p50.as_micros(),
-                cell.p99.as_micros(),
-                cell.qps / defaults,
-                cell.qps / no_reset
+                cell.qps(),
+                cell.best(),
+                cell.latency(0.50).as_micros(),
+                cell.latency(0.99).as_micros(),
+                vs_pool,
+                vs_raw
             );
         }
     }
     println!();
-    println!("Restart (graceful) under an idle pool of 8 connections: from the server accepting connections again to the first successful query.");
+    println!("Restart (graceful) under an idle pool of 8 connections: from the server accepting connections again to the first successful query; 3 restarts per pool, interleaved.");
     println!();
-    println!("| pool | time to first success | errors the caller saw |");
-    println!("|---|---:|---:|");
-    for kind in kinds {
-        let pool = AnyPool::build(kind, &url).await?;
-        let (took, errors) = restart_to_first_query(&server, &pool).await?;
-        pool.close().await;
+    println!("| pool | time to first success (median of 3) | slowest | errors the caller saw |");
+    println!("|---|---:|---:|---:|");
+    let restart_kinds = [
+        Kind::MysqlAsync,
+        Kind::MysqlAsyncReset,
+        Kind::Goneaway,
+        Kind::Sqlx,
+    ];
+    let mut results: Vec<(Vec<Duration>, u32)> =
+        restart_kinds.iter().map(|_| (Vec::new(), 0)).collect();
+    for _ in 0..3 {
+        for (kind, (times, errors)) in restart_kinds.iter().zip(results.iter_mut()) {
+            let shared = Shared::build(*kind, &url)?;
+            let (took, e) = restart_to_first_query(&server, &shared).await?;
+            shared.close().await;
+            times.push(took);
+            *errors += e;
+        }
+    }
+    for (kind, (mut times, errors)) in restart_kinds.into_iter().zip(results) {
+        times.sort();
         println!(
-            "| {} | {:.1} ms | {} |",
+            "| {} | {:.1} ms | {:.1} ms | {} |",
             kind.name(),
-            took.as_secs_f64() * 1e3,
+            times[1].as_secs_f64() * 1e3,
+            times[2].as_secs_f64() * 1e3,
             errors
         );
     }

@@ -89,6 +89,87 @@ impl Diagnosis {
     pub fn is_safe_to_retry(&self) -> bool {
         matches!(self.retry, Retry::SafeToRetry | Retry::ReconnectThenRetry)
     }
+
+    /// Re-ranks a lost connection's causes with what its owner knows and the error alone
+    /// cannot tell: how long the connection sat idle before the failing statement, and the
+    /// session's `wait_timeout`.
+    ///
+    /// Idle at least `wait_timeout`: the server closed it before the statement arrived, so
+    /// `idle_timeout` comes first and nothing ran (`reconnect_then_retry`). Idle clearly
+    /// less: the server's idle timeout cannot have fired, so `idle_timeout` is dropped from
+    /// the candidates. Errors on a live connection are returned unchanged.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use goneaway_core::{classify_io, Cause, Retry};
+    ///
+    /// let eof = classify_io(std::io::ErrorKind::UnexpectedEof);
+    /// let after_long_idle = eof.clone().given_idle(Duration::from_secs(30), Duration::from_secs(20));
+    /// assert_eq!(after_long_idle.primary(), Cause::IdleTimeout);
+    /// assert_eq!(after_long_idle.retry, Retry::ReconnectThenRetry);
+    /// let while_busy = eof.given_idle(Duration::from_millis(5), Duration::from_secs(20));
+    /// assert!(!while_busy.mentions(Cause::IdleTimeout));
+    /// ```
+    pub fn given_idle(
+        mut self,
+        idle: std::time::Duration,
+        wait_timeout: std::time::Duration,
+    ) -> Diagnosis {
+        if !self.connection_lost || wait_timeout.is_zero() {
+            return self;
+        }
+        if idle >= wait_timeout {
+            let rest: f64 = self
+                .causes
+                .iter()
+                .filter(|c| c.cause != IdleTimeout)
+                .map(|c| c.likelihood)
+                .sum();
+            // The idle timeout explains the loss on its own; the others keep their
+            // proportions in what is left.
+            let scale = if rest > 0.0 { 0.1 / rest } else { 0.0 };
+            self.causes.retain(|c| c.cause != IdleTimeout);
+            for c in &mut self.causes {
+                c.likelihood *= scale;
+            }
+            self.causes.insert(
+                0,
+                Candidate {
+                    cause: IdleTimeout,
+                    likelihood: 0.9,
+                },
+            );
+            self.retry = Retry::ReconnectThenRetry;
+            self.tell_apart.insert(
+                0,
+                format!(
+                    "The connection sat idle {:.1} s, at or past wait_timeout ({} s): the server had closed it before this statement arrived",
+                    idle.as_secs_f64(),
+                    wait_timeout.as_secs()
+                ),
+            );
+        } else if idle < wait_timeout.mul_f64(0.9) && self.causes.len() > 1 {
+            let before = self.causes.len();
+            self.causes.retain(|c| c.cause != IdleTimeout);
+            if self.causes.len() < before {
+                let total: f64 = self.causes.iter().map(|c| c.likelihood).sum();
+                if total > 0.0 {
+                    for c in &mut self.causes {
+                        c.likelihood /= total;
+                    }
+                }
+                self.tell_apart.insert(
+                    0,
+                    format!(
+                        "The connection had been idle only {:.1} s, under wait_timeout ({} s): not the server's idle timeout",
+                        idle.as_secs_f64(),
+                        wait_timeout.as_secs()
+                    ),
+                );
+            }
+        }
+        self
+    }
 }
 
 /// Shared knowledge about one cause: the paragraph, the fixes and the distinguishing facts

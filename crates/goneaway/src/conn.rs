@@ -122,6 +122,9 @@ impl PooledConn {
         Fut: Future<Output = Result<T, mysql_async::Error>> + 'c,
     {
         let timeout = self.pool.cfg.statement_timeout;
+        // How long the connection was silent before this statement: the fact that tells a
+        // server idle timeout from the other ways a connection is lost.
+        let idle = self.session.last_active.elapsed();
         let fut = op(self.conn.as_mut().expect("present until drop"));
         let result = match timeout {
             Some(d) => match tokio::time::timeout(d, fut).await {
@@ -148,7 +151,8 @@ impl PooledConn {
                 Ok(v)
             }
             Err(e) => {
-                let d = goneaway_core::classify_mysql_async(&e);
+                let d = goneaway_core::classify_mysql_async(&e)
+                    .given_idle(idle, self.session.wait_timeout);
                 if d.connection_lost {
                     self.discard = true;
                     self.pool.note_gone_away(d.primary());

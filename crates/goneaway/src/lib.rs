@@ -15,8 +15,21 @@
 //! - [`Pool::bulk_insert`] packs rows into multi-row `INSERT`s by bytes against
 //!   `max_allowed_packet`; [`Pool::batched`] runs `UPDATE/DELETE … LIMIT n` until done.
 //! - [`Pool::with_conn`] runs one unit of work on a connection known good, for workers.
-//! - [`Pool::status`] is a snapshot; counters and histograms go through the `metrics`
-//!   facade under the names in [`metrics_names`], events through `tracing`.
+//! - [`Pool::status`] is a snapshot; counters, histograms and the size gauges (open, idle,
+//!   in use, waiters) go through the `metrics` facade under the names in
+//!   [`metrics_names`], events through `tracing`.
+//!
+//! # Limitation: TCP keepalive
+//!
+//! mysql_async 0.37 sets only the keepalive *idle time* on its sockets
+//! ([`PoolOptions::tcp_keepalive`], default 30 s); it exposes neither the socket nor a
+//! connect hook (`OptsBuilder::after_connect` gets the `Conn`, whose stream is private), so
+//! the probe interval, the probe count and Linux's `TCP_USER_TIMEOUT` cannot be set per
+//! socket: they come from the host's `net.ipv4.tcp_keepalive_intvl` and
+//! `tcp_keepalive_probes` (75 s × 9 by default). What bounds a silently dropped flow instead
+//! is the pool itself: [`PoolOptions::statement_timeout`] on every statement, and
+//! [`PoolOptions::ping_timeout`] on validation and keepalive pings, which are sent after
+//! [`PoolOptions::keepalive_interval`] of silence.
 //!
 //! ```no_run
 //! use std::time::Duration;

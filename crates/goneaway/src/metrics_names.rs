@@ -1,6 +1,9 @@
 //! The names of the metrics the pool records through the `metrics` facade, and the reasons
 //! used as labels. Install any `metrics` recorder (such as metrics-exporter-prometheus) to
 //! collect them; without one they cost nothing.
+//!
+//! The gauges carry a `pool` label (see [`PoolOptions::name`](crate::PoolOptions::name)) and
+//! are registered when the pool is built: install the recorder before building the pool.
 
 /// Counter: connections opened.
 pub const OPENED: &str = "goneaway_pool_connections_opened_total";
@@ -18,6 +21,14 @@ pub const GONE_AWAY: &str = "goneaway_pool_gone_away_total";
 pub const QUEUE_FULL: &str = "goneaway_pool_queue_full_total";
 /// Histogram: seconds a checkout waited (validation and connecting included).
 pub const CHECKOUT_WAIT: &str = "goneaway_pool_checkout_wait_seconds";
+/// Gauge: connections open (idle, in use, or being pinged or opened), by `pool`.
+pub const OPEN: &str = "goneaway_pool_connections_open";
+/// Gauge: connections idle in the pool, by `pool`.
+pub const IDLE: &str = "goneaway_pool_connections_idle";
+/// Gauge: connections checked out by callers, by `pool`.
+pub const IN_USE: &str = "goneaway_pool_connections_in_use";
+/// Gauge: callers waiting for a connection, by `pool`.
+pub const WAITERS: &str = "goneaway_pool_waiters";
 
 /// Closed because it was found dead (failed ping, lost mid-statement, timed out).
 pub const REASON_DEAD: &str = "dead";

@@ -128,6 +128,9 @@ pub struct PoolOptions {
     pub(crate) tcp_keepalive: Option<Duration>,
     /// See [`RetryPolicy`].
     pub(crate) retry: RetryPolicy,
+    /// The `pool` label on the pool's gauges (default `"default"`), so a service with
+    /// several pools (a primary and a replica) can tell their sizes apart.
+    pub(crate) name: String,
 }
 
 impl Default for PoolOptions {
@@ -148,6 +151,7 @@ impl Default for PoolOptions {
             init: Vec::new(),
             tcp_keepalive: Some(Duration::from_secs(30)),
             retry: RetryPolicy::default(),
+            name: "default".to_owned(),
         }
     }
 }
@@ -156,6 +160,12 @@ impl PoolOptions {
     /// The defaults.
     pub fn new() -> Self {
         Self::default()
+    }
+    /// The `pool` label on the gauges in [`metrics_names`](crate::metrics_names)
+    /// (default `"default"`): give each pool of a service its own name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
     /// Connections kept open even when unused (default 1). HikariCP `minimumIdle`.
     pub fn min_idle(mut self, n: usize) -> Self {

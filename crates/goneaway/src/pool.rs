@@ -75,7 +75,32 @@ pub(crate) struct Inner {
     /// The limits derived from the last connection opened.
     limits: Mutex<Option<Limits>>,
     pub(crate) counters: Counters,
+    /// Connections checked out by callers (live minus idle minus those being pinged or
+    /// opened), for the `in_use` gauge and `status()`.
+    in_use: AtomicUsize,
+    /// The size gauges, registered once so publishing them costs an atomic store each.
+    gauges: Gauges,
     closed: AtomicBool,
+}
+
+/// Handles to the pool's size gauges (see [`m::OPEN`] and its neighbours).
+struct Gauges {
+    open: metrics::Gauge,
+    idle: metrics::Gauge,
+    in_use: metrics::Gauge,
+    waiters: metrics::Gauge,
+}
+
+impl Gauges {
+    fn register(pool: &str) -> Gauges {
+        let label = [("pool", pool.to_owned())];
+        Gauges {
+            open: metrics::gauge!(m::OPEN, &label),
+            idle: metrics::gauge!(m::IDLE, &label),
+            in_use: metrics::gauge!(m::IN_USE, &label),
+            waiters: metrics::gauge!(m::WAITERS, &label),
+        }
+    }
 }
 
 /// A pool of MySQL/MariaDB connections that never hands out a dead one. Cheap to clone:
@@ -103,6 +128,8 @@ pub struct Status {
     pub size: usize,
     /// Of which idle in the pool.
     pub idle: usize,
+    /// Of which checked out by callers (the rest are being pinged or opened).
+    pub in_use: usize,
     /// Callers waiting for a connection.
     pub waiters: usize,
     /// The configured maximum.
@@ -148,6 +175,7 @@ impl Pool {
         let opts: Opts = OptsBuilder::from_opts(opts)
             .tcp_keepalive(cfg.tcp_keepalive)
             .into();
+        let gauges = Gauges::register(&cfg.name);
         let inner = Arc::new(Inner {
             opts,
             permits: Arc::new(Semaphore::new(cfg.max_size)),
@@ -158,6 +186,8 @@ impl Pool {
             suspect_before: Mutex::new(None),
             limits: Mutex::new(None),
             counters: Counters::default(),
+            in_use: AtomicUsize::new(0),
+            gauges,
             closed: AtomicBool::new(false),
         });
         tokio::spawn(maintain(Arc::downgrade(&inner)));
@@ -183,6 +213,7 @@ impl Pool {
         Status {
             size: i.live.load(Ordering::Relaxed),
             idle: i.idle.lock().unwrap().len(),
+            in_use: i.in_use.load(Ordering::Relaxed),
             waiters: i.waiters.load(Ordering::Relaxed),
             max_size: i.cfg.max_size,
             limits: *i.limits.lock().unwrap(),
@@ -207,6 +238,7 @@ impl Pool {
             self.inner.forget(m::REASON_POOL_CLOSED);
             let _ = tokio::time::timeout(Duration::from_secs(1), i.conn.disconnect()).await;
         }
+        self.inner.publish();
     }
 }
 
@@ -225,14 +257,17 @@ impl Inner {
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 if self.waiters.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_waiters {
                     self.waiters.fetch_sub(1, Ordering::SeqCst);
+                    self.publish();
                     metrics::counter!(m::QUEUE_FULL).increment(1);
                     return Err(Error::QueueFull {
                         limit: self.cfg.max_waiters,
                     });
                 }
+                self.publish();
                 let r =
                     tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
+                self.publish();
                 match r {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(Error::Invalid("the pool is closed".into())),
@@ -312,8 +347,26 @@ impl Inner {
         start: Instant,
     ) -> PooledConn {
         self.counters.checkouts.fetch_add(1, Ordering::Relaxed);
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+        self.publish();
         metrics::histogram!(m::CHECKOUT_WAIT).record(start.elapsed().as_secs_f64());
         PooledConn::new(idle, permit, self.clone())
+    }
+
+    /// Sets the size gauges from the pool's state. Called after every change; without a
+    /// recorder the gauges are no-ops, with one each is an atomic store.
+    pub(crate) fn publish(&self) {
+        let idle = self.idle.lock().unwrap().len();
+        self.gauges
+            .open
+            .set(self.live.load(Ordering::Relaxed) as f64);
+        self.gauges.idle.set(idle as f64);
+        self.gauges
+            .in_use
+            .set(self.in_use.load(Ordering::Relaxed) as f64);
+        self.gauges
+            .waiters
+            .set(self.waiters.load(Ordering::Relaxed) as f64);
     }
 
     /// Why a connection must be recycled rather than handed out, if it must.
@@ -404,6 +457,7 @@ impl Inner {
             lifetime: limits.jittered_lifetime(),
         };
         self.live.fetch_add(1, Ordering::SeqCst);
+        self.publish();
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::OPENED).increment(1);
         tracing::debug!(
@@ -417,6 +471,7 @@ impl Inner {
 
     /// Takes back a connection from a caller.
     pub(crate) fn check_in(&self, mut idle: Idle, discard: bool) {
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
         if discard {
             self.forget(m::REASON_DEAD);
             drop(idle.conn);
@@ -430,6 +485,7 @@ impl Inner {
             self.close_graceful(idle.conn, reason);
         } else {
             self.idle.lock().unwrap().push(idle);
+            self.publish();
         }
     }
 
@@ -454,6 +510,7 @@ impl Inner {
         self.live.fetch_sub(1, Ordering::SeqCst);
         self.counters.closed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::CLOSED, "reason" => reason).increment(1);
+        self.publish();
     }
 
     /// Closes a healthy connection with COM_QUIT in the background, so the server logs no
@@ -540,6 +597,7 @@ async fn maintain_once(inner: &Arc<Inner>) {
                 Some(idle) => {
                     // Most recently used first: put it under the others.
                     inner.idle.lock().unwrap().insert(0, idle);
+                    inner.publish();
                 }
                 None => {
                     inner
@@ -562,4 +620,5 @@ async fn maintain_once(inner: &Arc<Inner>) {
             drop(permit);
         }
     }
+    inner.publish();
 }

@@ -9,9 +9,13 @@
 //! - `txn`: transactions rerun on loss and deadlock; a loss during COMMIT is not replayed.
 //! - `bulk`: bulk insert past `max_allowed_packet`, batched deletes.
 //! - `sizing`: wait queue, checkout timeout, init statements, status.
+//! - `gauges`: the size gauges through the `metrics` facade.
+//! - `examples`: the programs in `examples/`, run and checked.
 
 mod bulk;
 mod common;
+mod examples;
+mod gauges;
 mod idle;
 mod kill;
 mod network;

@@ -59,7 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     tour.say(&format!("Server ready at {}", server.url_redacted()));
     let idle = Duration::from_secs(args.wait_timeout) + Duration::from_millis(1500);
 
-    plain::run(&tour, &server, idle).await?;
+    plain::run(&tour, &server, args.wait_timeout, idle).await?;
     library::run(&server).await?;
     proxy::run(&server).await?;
     doctor::run(&server).await?;

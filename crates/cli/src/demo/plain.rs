@@ -10,7 +10,12 @@ use goneaway_harness::Server;
 
 use super::Tour;
 
-pub async fn run(tour: &Tour, server: &Server, idle: Duration) -> anyhow::Result<()> {
+pub async fn run(
+    tour: &Tour,
+    server: &Server,
+    wait_timeout: u64,
+    idle: Duration,
+) -> anyhow::Result<()> {
     tour.heading("1. A plain connection goes away");
     tour.say("A Rust client (mysql_async, no pool) connects and runs a query:");
     let mut conn = mysql_async::Conn::from_url(server.url().as_str()).await?;
@@ -32,20 +37,29 @@ pub async fn run(tour: &Tour, server: &Server, idle: Duration) -> anyhow::Result
 
     tour.heading("2. goneaway explains it");
     let diagnosis = goneaway_core::classify_mysql_async(&error);
-    let candidates: Vec<String> = diagnosis
-        .causes
-        .iter()
-        .map(|c| format!("{} {:.0}%", c.cause, c.likelihood * 100.0))
-        .collect();
+    let candidates = |d: &goneaway_core::Diagnosis| {
+        d.causes
+            .iter()
+            .map(|c| format!("{} {:.0}%", c.cause, c.likelihood * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     tour.say(&format!(
         "The Rust error alone: candidates {}; retry advice {}.",
-        candidates.join(", "),
+        candidates(&diagnosis),
         diagnosis.retry
     ));
+    // What the pool knows and the error does not: how long the connection sat idle.
+    let known = diagnosis
+        .clone()
+        .given_idle(idle, Duration::from_secs(wait_timeout));
     tour.say(&format!(
-        "A reset on the first query after {} s idle, with wait_timeout below that, is the \
-         server's idle timeout.",
-        idle.as_secs()
+        "Knowing it sat idle {} s with wait_timeout={} s: {}; retry advice {} (the server \
+         closed it before the statement arrived, so nothing ran).",
+        idle.as_secs_f32(),
+        wait_timeout,
+        candidates(&known),
+        known.retry
     ));
     if let Some(text) = &cli {
         tour.say("`goneaway explain` on the mariadb client's line:");
