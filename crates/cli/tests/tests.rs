@@ -9,6 +9,7 @@
 //! - `demo`: `goneaway demo` end to end.
 //! - `doctor`: `goneaway doctor` on staged causes, flags and option files, failed connections.
 //! - `ping`: `goneaway ping` exit codes, JSON, `--wait` across a start.
+//! - `proxy`: `goneaway proxy` in front of a real server: an idle session, /metrics, SIGTERM.
 //! - `watch`: `goneaway watch` serving /metrics and logging a restart.
 
 mod causes;
@@ -17,5 +18,6 @@ mod demo;
 mod doctor;
 mod explain;
 mod ping;
+mod proxy;
 mod util;
 mod watch;

@@ -2,6 +2,7 @@
 //! its limits; read from TOML or built in code.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -151,6 +152,15 @@ pub struct ProxyConfig {
     pub max_attempts: u32,
     /// How long a graceful shutdown waits for sessions to finish their command.
     pub shutdown_grace: Duration,
+    /// The certificate chain (PEM) the proxy shows clients that ask for TLS. With
+    /// [`ProxyConfig::tls_key`], the greeting offers TLS; without, clients connect in
+    /// plain text. Only the client side: the proxy talks to the server in plain text
+    /// (a real deployment keeps the proxy next to the server, or on a trusted network).
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of [`ProxyConfig::tls_cert`].
+    pub tls_key: Option<PathBuf>,
+    /// Refuse clients that log in without TLS (ERR 3159). Needs a certificate.
+    pub require_tls: bool,
 }
 
 impl ProxyConfig {
@@ -179,6 +189,10 @@ impl ProxyConfig {
             reply_buffer: 1 << 20,
             max_attempts: 3,
             shutdown_grace: Duration::from_secs(10),
+            // TLS is opt-in: a certificate is a deployment decision.
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
         }
     }
 
@@ -201,6 +215,10 @@ impl ProxyConfig {
     /// backend = "mysql://app:secret@127.0.0.1:3306/app"
     /// metrics_listen = "127.0.0.1:9633"
     /// server_wait_secs = 30
+    /// # TLS towards clients (optional; require_tls refuses plain-text logins)
+    /// tls_cert = "/etc/goneaway/proxy.crt"
+    /// tls_key = "/etc/goneaway/proxy.key"
+    /// require_tls = false
     /// [[accounts]]
     /// user = "app"
     /// password = "secret"
@@ -250,7 +268,28 @@ impl ProxyConfig {
         if let Some(v) = file.shutdown_grace_secs {
             c.shutdown_grace = secs(v);
         }
+        c.tls_cert = file.tls_cert;
+        c.tls_key = file.tls_key;
+        c.require_tls = file.require_tls.unwrap_or(false);
+        c.check_tls()?;
         Ok(c)
+    }
+
+    /// Checks that the TLS settings go together: a certificate and a key, or neither;
+    /// `require_tls` only with both.
+    pub fn check_tls(&self) -> Result<(), ProxyError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err(ProxyError::Config(
+                "tls_cert is set but tls_key is not".into(),
+            )),
+            (None, Some(_)) => Err(ProxyError::Config(
+                "tls_key is set but tls_cert is not".into(),
+            )),
+            (None, None) if self.require_tls => Err(ProxyError::Config(
+                "require_tls needs tls_cert and tls_key".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -270,6 +309,9 @@ struct FileConfig {
     reply_buffer: Option<usize>,
     max_attempts: Option<u32>,
     shutdown_grace_secs: Option<f64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    require_tls: Option<bool>,
 }
 
 #[cfg(test)]
@@ -303,5 +345,21 @@ mod tests {
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.server_wait, Duration::from_millis(2500));
         assert_eq!(c.effective_accounts()[0].user, "u");
+        assert!(c.tls_cert.is_none() && !c.require_tls);
+    }
+
+    #[test]
+    fn tls_settings_must_go_together() {
+        let base = "backend = \"mysql://a:b@h:1/\"\n";
+        let c = ProxyConfig::from_toml(&format!(
+            "{base}tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nrequire_tls = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.tls_key.as_deref(), Some(std::path::Path::new("/k.pem")));
+        assert!(c.require_tls);
+        for bad in ["tls_cert = \"/c.pem\"\n", "require_tls = true\n"] {
+            let e = ProxyConfig::from_toml(&format!("{base}{bad}")).unwrap_err();
+            assert!(e.to_string().contains("tls"), "{e}");
+        }
     }
 }

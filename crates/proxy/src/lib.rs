@@ -5,9 +5,17 @@
 //!   client and shuts down gracefully ([`Proxy::shutdown`]).
 //! - [`ProxyConfig`] says where to listen, which server to front ([`BackendTarget`]) and
 //!   who may log in ([`Account`]); it reads TOML ([`ProxyConfig::from_toml`]).
-//! - [`net`] frames packets ([`net::PacketCodec`]) and reads the few packet structures the
-//!   proxy needs; [`backend`] logs in to the server and follows replies; [`stats`] counts
-//!   what the proxy absorbed and serves it as Prometheus text.
+//! - [`net`] frames packets ([`net::PacketCodec`]), reads the few packet structures the
+//!   proxy needs, and carries a client's bytes in plain TCP or TLS ([`net::ClientStream`]);
+//!   [`backend`] logs in to the server and follows replies; [`stats`] counts what the proxy
+//!   absorbed and serves it, as Prometheus text on `/metrics` and as `/health` (200 "ok",
+//!   503 "draining" during a graceful shutdown), from a small axum router on its own
+//!   address ([`ProxyConfig::metrics_listen`]; keep it on loopback).
+//! - TLS towards clients is opt-in: with [`ProxyConfig::tls_cert`] and
+//!   [`ProxyConfig::tls_key`] (PEM) the greeting offers `CLIENT_SSL`, a client's SSLRequest
+//!   upgrades its connection (rustls, ring provider, TLS 1.2 and 1.3) and the login goes
+//!   on inside TLS; [`ProxyConfig::require_tls`] refuses plain-text logins with ERR 3159.
+//!   The connection to the server stays plain text.
 //!
 //! Commands are forwarded as raw packets. The proxy parses only what it needs to follow a
 //! session: status flags (open transaction), session-state tracking (database, session

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::backend::{Backend, ConnectOptions};
 use crate::config::{Account, ProxyConfig};
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     /// One permit per backend connection (see [`ProxyConfig::max_backends`]).
     pub backend_slots: Arc<Semaphore>,
     pub next_session: AtomicU64,
+    /// Set when TLS towards clients is configured: the greeting then offers it.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 /// A running proxy. Dropping it stops accepting but leaves sessions to end on their own;
@@ -45,6 +48,9 @@ pub struct Proxy {
     shutdown: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
     metrics_task: Option<JoinHandle<()>>,
+    /// Stops the metrics listener: sent after the sessions drained, so that `/metrics` and
+    /// `/health` ("draining") stay readable during a graceful shutdown.
+    metrics_stop: watch::Sender<bool>,
     /// Closed when every session has ended (each session holds a sender).
     done: mpsc::Receiver<()>,
     grace: Duration,
@@ -54,6 +60,12 @@ impl Proxy {
     /// Binds the listener (and the metrics address), probes the server for its version, and
     /// starts accepting clients. An unreachable server is not an error: sessions wait for it.
     pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
+        config.check_tls()?;
+        // Read the certificate before binding anything: a bad file is a start-up error.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::net::tls::server_config(cert, key)?),
+            _ => None,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| ProxyError::io(format!("binding {}", config.listen), e))?;
@@ -61,13 +73,21 @@ impl Proxy {
             .local_addr()
             .map_err(|e| ProxyError::io("reading the local address", e))?;
         let stats = Arc::new(Stats::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (metrics_stop, metrics_stop_rx) = watch::channel(false);
         let (metrics_addr, metrics_task) = match config.metrics_listen {
             Some(addr) => {
                 let l = crate::stats::bind(addr)
                     .await
                     .map_err(|e| ProxyError::io(format!("binding {addr}"), e))?;
                 let a = l.local_addr().ok();
-                (a, Some(tokio::spawn(crate::stats::serve(l, stats.clone()))))
+                let task = tokio::spawn(crate::stats::serve(
+                    l,
+                    stats.clone(),
+                    shutdown_rx.clone(),
+                    metrics_stop_rx,
+                ));
+                (a, Some(task))
             }
             None => (None, None),
         };
@@ -79,11 +99,11 @@ impl Proxy {
             stats: stats.clone(),
             server_info: Mutex::new(info),
             next_session: AtomicU64::new(1),
+            tls,
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let (done_tx, done) = mpsc::channel::<()>(1);
         let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx, done_tx));
-        tracing::info!(%local_addr, backend = %config.backend.addr(), "goneaway proxy listening");
+        tracing::info!(%local_addr, backend = %config.backend.addr(), tls = config.tls_cert.is_some(), "goneaway proxy listening");
         Ok(Proxy {
             local_addr,
             metrics_addr,
@@ -91,6 +111,7 @@ impl Proxy {
             shutdown,
             accept_task,
             metrics_task,
+            metrics_stop,
             done,
             grace: config.shutdown_grace,
         })
@@ -117,8 +138,15 @@ impl Proxy {
         let _ = self.shutdown.send(true);
         self.accept_task.abort();
         let _ = tokio::time::timeout(self.grace, self.done.recv()).await;
+        let _ = self.metrics_stop.send(true);
         if let Some(t) = self.metrics_task.take() {
-            t.abort();
+            let abort = t.abort_handle();
+            if tokio::time::timeout(crate::stats::HTTP_DRAIN, t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
     }
 }
@@ -127,6 +155,7 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         self.accept_task.abort();
+        let _ = self.metrics_stop.send(true);
         if let Some(t) = self.metrics_task.take() {
             t.abort();
         }

@@ -1,4 +1,5 @@
-//! Counters the proxy keeps, rendered as Prometheus text and served with a health check.
+//! Counters the proxy keeps, rendered as Prometheus text and served (with a health check)
+//! by a small axum router on a separate, loopback-by-default address.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,8 +8,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Upper bounds (seconds) of the per-command latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
@@ -23,8 +29,12 @@ pub struct Stats {
     pub backends: AtomicI64,
     /// Client logins accepted.
     pub logins: AtomicU64,
-    /// Client logins refused (wrong account or password).
+    /// Client logins refused (wrong account or password, or plain text under `require_tls`).
     pub login_failures: AtomicU64,
+    /// Client logins accepted over TLS (a subset of `logins`).
+    pub tls_logins: AtomicU64,
+    /// TLS handshakes with clients that failed (bad ClientHello, no common cipher…).
+    pub tls_failures: AtomicU64,
     /// Backend connections opened, replacements included.
     pub backend_connects: AtomicU64,
     /// Commands forwarded.
@@ -132,6 +142,18 @@ impl Stats {
             c(&self.login_failures).to_string(),
         );
         metric(
+            "goneaway_proxy_tls_logins_total",
+            "counter",
+            "Client logins accepted over TLS.",
+            c(&self.tls_logins).to_string(),
+        );
+        metric(
+            "goneaway_proxy_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes with clients that failed.",
+            c(&self.tls_failures).to_string(),
+        );
+        metric(
             "goneaway_proxy_backend_connects_total",
             "counter",
             "Backend connections opened.",
@@ -201,34 +223,67 @@ impl Stats {
     }
 }
 
-/// Serves `GET /metrics` and `GET /health` on `listener` until the task is dropped. A
-/// minimal HTTP/1.0 responder: the endpoint is for Prometheus and probes on loopback, and
-/// a web framework would cost more than it brings.
-pub(crate) async fn serve(listener: TcpListener, stats: Arc<Stats>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let (code, body) = match path {
-                "/metrics" => ("200 OK", stats.render()),
-                "/health" | "/healthz" => ("200 OK", "ok\n".to_owned()),
-                _ => ("404 Not Found", "try /metrics or /health\n".to_owned()),
-            };
-            let resp = format!(
-                "HTTP/1.0 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
+/// Prometheus's text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
+
+/// How long the metrics listener waits, at shutdown, for HTTP requests in flight: a
+/// scraper that keeps its connection open must not hold the proxy's exit up.
+pub(crate) const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
+/// What the HTTP handlers read: the counters, and whether the proxy is draining.
+#[derive(Clone)]
+struct HttpState {
+    stats: Arc<Stats>,
+    draining: watch::Receiver<bool>,
+}
+
+/// `/metrics` (Prometheus text) and `/health` (also `/healthz`); anything else is a 404
+/// that names them.
+fn router(stats: Arc<Stats>, draining: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, PLAIN_TEXT)],
+                "not found: try /metrics or /health\n",
+            )
+        })
+        .with_state(HttpState { stats, draining })
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], s.stats.render())
+}
+
+/// 200 "ok" while the proxy accepts clients; 503 "draining" once a graceful shutdown has
+/// begun, so that a load balancer stops sending new clients before the listener closes.
+async fn health(State(s): State<HttpState>) -> impl IntoResponse {
+    let (code, body) = if *s.draining.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    };
+    (code, [(header::CONTENT_TYPE, PLAIN_TEXT)], body)
+}
+
+/// Serves the metrics router on `listener` until `stop` turns true, then finishes the
+/// requests in flight. `draining` turns true first, when the proxy stops accepting clients.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    stats: Arc<Stats>,
+    draining: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let server =
+        axum::serve(listener, router(stats, draining)).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
         });
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "the metrics listener failed");
     }
 }
 

@@ -65,16 +65,18 @@ async fn wrong_password_is_refused_by_the_proxy() {
         body.contains("goneaway_proxy_login_failures_total 2"),
         "{body}"
     );
-    assert!(http_get(addr, "/health").await.ends_with("ok\n"));
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+    assert!(
+        body.contains("content-type: text/plain; version=0.0.4"),
+        "{body}"
+    );
+    let health = http_get(addr, "/health").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let other = http_get(addr, "/").await;
+    assert!(
+        other.starts_with("HTTP/1.1 404") && other.contains("/metrics"),
+        "{other}"
+    );
 }

@@ -68,3 +68,21 @@ pub fn code(e: &mysql_async::Error) -> u16 {
         other => panic!("expected a server error, got {other}"),
     }
 }
+
+/// A whole HTTP response (status line, headers, body) for `GET path`. `Connection: close`
+/// makes the server end the response with a close, as hyper otherwise keeps it alive.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .expect("the HTTP response within 5 s")
+        .unwrap();
+    out
+}

@@ -114,8 +114,19 @@ async fn graceful_shutdown_lets_running_statements_finish() {
     let running =
         tokio::spawn(async move { one(&mut busy, "SELECT CONCAT('done ', SLEEP(1))").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = proxy.metrics_addr().unwrap();
     let started = std::time::Instant::now();
-    proxy.shutdown().await;
+    let draining = tokio::spawn(proxy.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While sessions drain, the health check tells load balancers to stop sending clients.
+    let health = http_get(metrics, "/health").await;
+    assert!(
+        health.starts_with("HTTP/1.1 503") && health.ends_with("draining\n"),
+        "{health}"
+    );
+    draining.await.unwrap();
+    // Then the metrics listener is gone too.
+    assert!(tokio::net::TcpStream::connect(metrics).await.is_err());
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "drained well within the grace"

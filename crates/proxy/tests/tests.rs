@@ -13,6 +13,8 @@ mod state;
 mod faults;
 // The real `mariadb` command-line client through the proxy.
 mod cli;
+// TLS towards clients: the `mariadb` client over TLS, require_tls refusing plain text.
+mod tls;
 // COM_CHANGE_USER, COM_RESET_CONNECTION, limits, graceful shutdown, a cut transaction.
 mod lifecycle;
 // sysbench and concurrent clients through KILLs, a restart and a crash.

@@ -21,14 +21,18 @@ use goneaway_proxy::{Account, BackendTarget, Proxy, ProxyConfig};
 #[command(after_help = "\
 Clients log in to the proxy with --user and the password from --password-env or
 --password-file (or, without --user, with the backend URL's own account); the proxy logs
-in to the server with the backend URL's account. TLS to clients is not supported yet:
-connect with --ssl=0 / --skip-ssl.
+in to the server with the backend URL's account.
+
+With --tls-cert and --tls-key the proxy offers TLS (1.2 and 1.3) to clients, and
+--require-tls refuses clients that do not use it. The connection to the server stays plain
+text: keep the proxy next to the server.
 
 Examples:
   goneaway proxy --backend mysql://app:secret@127.0.0.1:3306/app
   APP_PW=s3cret goneaway proxy --listen 127.0.0.1:6033 --backend \"$DATABASE_URL\" \\
       --user app --password-env APP_PW --metrics 127.0.0.1:9633
   goneaway proxy --config /etc/goneaway/proxy.toml
+  goneaway proxy --backend \"$DATABASE_URL\" --tls-cert proxy.crt --tls-key proxy.key --require-tls
 
 Exit codes:
   0  stopped cleanly (Ctrl-C or SIGTERM), sessions drained
@@ -58,6 +62,15 @@ pub struct Args {
     /// loopback.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// A certificate chain (PEM) to offer clients TLS with; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Refuse clients that log in without TLS (they get error 3159).
+    #[arg(long)]
+    require_tls: bool,
     /// How long a command waits for a restarting server, in seconds.
     #[arg(long, value_name = "SECS")]
     server_wait: Option<f64>,
@@ -120,6 +133,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--metrics: not an address: {m}"))?,
         );
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls_cert = Some(cert.clone());
+        config.tls_key = Some(key.clone());
+    }
+    if args.require_tls {
+        config.require_tls = true;
+    }
     if let Some(s) = args.server_wait {
         config.server_wait = Duration::from_secs_f64(s.max(0.0));
     }
@@ -143,8 +163,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the proxy's runtime")?;
     let proxy = runtime.spawn(Proxy::start(config.clone())).await??;
     eprintln!(
-        "goneaway proxy: listening on {} for {} (server {}){}",
+        "goneaway proxy: listening on {}{} for {} (server {}){}",
         proxy.local_addr(),
+        match (&config.tls_cert, config.require_tls) {
+            (Some(_), true) => " (TLS required)",
+            (Some(_), false) => " (TLS offered)",
+            (None, _) => "",
+        },
         config
             .effective_accounts()
             .iter()

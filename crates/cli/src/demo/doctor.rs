@@ -8,7 +8,6 @@ use goneaway_harness::Server;
 /// past `wait_timeout`, so Aborted_clients and "Got timeout reading communication packets"
 /// in the error log are there as evidence — and prints its report.
 pub async fn run(server: &Server) -> anyhow::Result<()> {
-    println!("\n== goneaway doctor: what happened on this server? ==");
     println!(
         "$ goneaway doctor --url {} --error-log {}",
         server.url_redacted(),

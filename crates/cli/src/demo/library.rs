@@ -9,7 +9,6 @@ use goneaway_harness::Server;
 /// connections the server closed: keepalive kept them, validation caught them, retry
 /// covered for them. The caller never sees an error.
 pub async fn run(server: &Server) -> anyhow::Result<()> {
-    println!("\n== The goneaway library: the same idle work survives ==");
     // The defaults: recycling and keepalive derived from the server's wait_timeout.
     let defaults = Pool::new(&server.url())?;
     // Validation only: no background pings, no recycling — dead connections pile up and

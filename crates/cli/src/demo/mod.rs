@@ -17,7 +17,9 @@ mod proxy;
 ///
 /// Starts a private MariaDB on 127.0.0.1 with a short wait_timeout (nothing outside a
 /// temporary directory is touched, and everything is removed at the end), lets a plain
-/// connection idle past it, shows the real error a client gets, and explains it.
+/// connection idle past it, shows the real error a client gets, and explains it; then runs
+/// the same idle work through the goneaway pool and through goneaway proxy without an
+/// error, and ends with the doctor's report on the server.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Exit codes:
@@ -60,8 +62,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let idle = Duration::from_secs(args.wait_timeout) + Duration::from_millis(1500);
 
     plain::run(&tour, &server, args.wait_timeout, idle).await?;
+    tour.heading("3. The goneaway library: the same idle work survives");
     library::run(&server).await?;
+    tour.heading("4. goneaway proxy: a plain client, unchanged, survives");
     proxy::run(&server).await?;
+    tour.heading("5. goneaway doctor: what happened on this server?");
     doctor::run(&server).await?;
 
     tour.heading("Done");

@@ -1,15 +1,15 @@
-//! The client side of the login: the greeting, the password check against the proxy's own
-//! accounts, the plugin switch.
+//! The client side of the login: the greeting (offering TLS when configured), the password
+//! check against the proxy's own accounts, the plugin switch. The TLS upgrade itself is
+//! [`crate::net::ClientStream::upgrade`], called by the session between the two.
 
 use std::io::Read;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::config::Account;
 use crate::net::packet::{self, caps, status, Greeting, HandshakeResponse};
-use crate::net::{Packet, PacketCodec};
+use crate::net::{ClientStream, Packet, PacketCodec};
 
 const NATIVE: &str = "mysql_native_password";
 const SHA2: &str = "caching_sha2_password";
@@ -125,25 +125,35 @@ pub fn nonce() -> Vec<u8> {
     raw.iter().map(|b| b % 94 + 33).collect()
 }
 
-/// Greets the client and checks its password.
-pub async fn login(
-    client: &mut Framed<TcpStream, PacketCodec>,
+/// Whether a client's first packet is an SSLRequest: the 32-byte head of a handshake
+/// response with `CLIENT_SSL`, after which the client starts TLS.
+pub fn is_ssl_request(p: &Packet) -> bool {
+    p.payload.len() == 32
+        && packet::Reader::new(&p.payload)
+            .u32()
+            .is_some_and(|c| c & caps::SSL != 0)
+}
+
+/// Sends the greeting with `scramble` as the nonce; `offer_tls` adds `CLIENT_SSL`.
+pub async fn greet(
+    client: &mut Framed<ClientStream, PacketCodec>,
     connection_id: u32,
     server_version: &str,
     server_capabilities: u32,
-    accounts: &[Account],
-    peer_ip: &str,
-) -> Result<Login, LoginError> {
-    let scramble = nonce();
+    scramble: &[u8],
+    offer_tls: bool,
+) -> Result<(), LoginError> {
+    let tls = if offer_tls { caps::SSL } else { 0 };
     let greeting = Greeting {
         server_version: server_version.to_owned(),
         connection_id,
-        scramble: scramble.clone(),
+        scramble: scramble.to_vec(),
         capabilities: caps::PROXY_SUPPORTED & server_capabilities
             | caps::PROTOCOL_41
             | caps::SECURE_CONNECTION
             | caps::PLUGIN_AUTH
-            | caps::LONG_PASSWORD,
+            | caps::LONG_PASSWORD
+            | tls,
         charset: packet::DEFAULT_CHARSET,
         status: status::AUTOCOMMIT,
         auth_plugin: NATIVE.into(),
@@ -151,11 +161,21 @@ pub async fn login(
     client
         .send(Packet::new(0, greeting.encode()))
         .await
-        .map_err(|_| LoginError::Gone)?;
-    let p = next(client).await?;
+        .map_err(|_| LoginError::Gone)
+}
+
+/// Checks the client's handshake response `p` (read after the greeting, or after the TLS
+/// handshake) against the accounts, switching the client's auth plugin if needed.
+pub async fn authenticate(
+    client: &mut Framed<ClientStream, PacketCodec>,
+    p: Packet,
+    scramble: Vec<u8>,
+    accounts: &[Account],
+    peer_ip: &str,
+) -> Result<Login, LoginError> {
     let Some(response) = HandshakeResponse::parse(&p.payload) else {
-        let why = if p.payload.len() == 32 {
-            "TLS is not enabled on goneaway proxy; connect without TLS (--ssl=0)"
+        let why = if is_ssl_request(&p) {
+            "TLS is not configured on goneaway proxy (--tls-cert/--tls-key); connect without TLS (--ssl=0)"
         } else {
             "unreadable login packet"
         };
@@ -217,7 +237,8 @@ pub async fn login(
     })
 }
 
-async fn next(client: &mut Framed<TcpStream, PacketCodec>) -> Result<Packet, LoginError> {
+/// The client's next login packet, within 10 s.
+pub async fn next(client: &mut Framed<ClientStream, PacketCodec>) -> Result<Packet, LoginError> {
     match tokio::time::timeout(std::time::Duration::from_secs(10), client.next()).await {
         Ok(Some(Ok(p))) => Ok(p),
         _ => Err(LoginError::Gone),

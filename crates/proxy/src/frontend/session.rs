@@ -13,10 +13,10 @@ use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
 use crate::backend::{Backend, ConnectOptions, Expect, IdleEvent, ReplyTracker, Step};
-use crate::frontend::handshake::{self, LoginError};
+use crate::frontend::handshake::{self, Login, LoginError};
 use crate::frontend::state::{is_read_only, SessionState, Statement};
 use crate::net::packet::{self, caps, com, status, Reader};
-use crate::net::{Packet, PacketCodec};
+use crate::net::{ClientStream, Packet, PacketCodec};
 use crate::server::{ServerInfo, Shared};
 use crate::ProxyError;
 
@@ -26,6 +26,8 @@ use crate::ProxyError;
 const ER_PROXY: u16 = 1105;
 const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
 const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
+/// MySQL's answer under `require_secure_transport`; the proxy's under `require_tls`.
+const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
 
 /// Server errors that mean "this connection is closing" rather than "your command failed",
 /// and whether they prove the command did not run.
@@ -66,7 +68,7 @@ enum Event {
 /// A client session.
 pub struct Session {
     id: u64,
-    client: Framed<TcpStream, PacketCodec>,
+    client: Framed<ClientStream, PacketCodec>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     /// The capabilities the client negotiated.
@@ -102,7 +104,7 @@ impl Session {
         mut shutdown: watch::Receiver<bool>,
         over_limit: bool,
     ) {
-        let mut client = Framed::new(stream, PacketCodec);
+        let mut client = Framed::new(ClientStream::Plain(stream), PacketCodec);
         if over_limit {
             shared.stats.error_sent("too_many_clients");
             let msg = format!(
@@ -114,28 +116,8 @@ impl Session {
                 .await;
             return;
         }
-        let info: ServerInfo = shared.server_info.lock().unwrap().clone();
-        let login = handshake::login(
-            &mut client,
-            id as u32,
-            &info.version,
-            info.capabilities,
-            &shared.accounts,
-            &peer.ip().to_string(),
-        )
-        .await;
-        let login = match login {
-            Ok(l) => l,
-            Err(LoginError::Gone) => return,
-            Err(LoginError::Refuse(seq, code, state, msg)) => {
-                shared.stats.login_failures.fetch_add(1, Ordering::Relaxed);
-                shared.stats.error_sent("access_denied");
-                tracing::info!(session = id, %peer, "login refused: {msg}");
-                let _ = client
-                    .send(Packet::new(seq, packet::err_payload(code, state, &msg)))
-                    .await;
-                return;
-            }
+        let Some((client, login)) = accept_login(client, id, peer, &shared).await else {
+            return;
         };
         let mut session = Session {
             id,
@@ -176,6 +158,13 @@ impl Session {
             return;
         }
         session.shared.stats.logins.fetch_add(1, Ordering::Relaxed);
+        if session.client.get_ref().is_tls() {
+            session
+                .shared
+                .stats
+                .tls_logins
+                .fetch_add(1, Ordering::Relaxed);
+        }
         tracing::debug!(session = id, peer = %session.peer, user = %login.response.user, "client logged in");
         if session
             .client
@@ -955,6 +944,82 @@ impl Session {
         }
         self.state.apply(&tracker.changes, tracker.status, sql);
         Ok(())
+    }
+}
+
+/// The login: greeting, TLS when the client asks for it (and the proxy has a
+/// certificate), the password check. `None` when the client went away or was refused
+/// (it was then told why).
+async fn accept_login(
+    mut client: Framed<ClientStream, PacketCodec>,
+    id: u64,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<(Framed<ClientStream, PacketCodec>, Login)> {
+    let info: ServerInfo = shared.server_info.lock().unwrap().clone();
+    let scramble = handshake::nonce();
+    handshake::greet(
+        &mut client,
+        id as u32,
+        &info.version,
+        info.capabilities,
+        &scramble,
+        shared.tls.is_some(),
+    )
+    .await
+    .ok()?;
+    let mut first = handshake::next(&mut client).await.ok()?;
+    if let (true, Some(acceptor)) = (handshake::is_ssl_request(&first), &shared.tls) {
+        // The client starts TLS right after its SSLRequest; whatever the packet reader
+        // already holds is the beginning of the TLS handshake.
+        let parts = client.into_parts();
+        match parts.io.upgrade(acceptor, parts.read_buf.freeze()).await {
+            Ok(stream) => client = Framed::new(stream, PacketCodec),
+            Err(e) => {
+                shared.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session = id, %peer, error = %e, "TLS handshake with the client failed");
+                return None;
+            }
+        }
+        first = handshake::next(&mut client).await.ok()?;
+    }
+    let login = if shared.config.require_tls && !client.get_ref().is_tls() {
+        Err(LoginError::Refuse(
+            first.seq.wrapping_add(1),
+            ER_SECURE_TRANSPORT_REQUIRED,
+            "HY000",
+            "Connections using insecure transport are prohibited: goneaway proxy requires TLS \
+             (require_tls); connect with TLS (mariadb --ssl, mysql --ssl-mode=REQUIRED)"
+                .into(),
+        ))
+    } else {
+        handshake::authenticate(
+            &mut client,
+            first,
+            scramble,
+            &shared.accounts,
+            &peer.ip().to_string(),
+        )
+        .await
+    };
+    match login {
+        Ok(l) => Some((client, l)),
+        Err(LoginError::Gone) => None,
+        Err(LoginError::Refuse(seq, code, state, msg)) => {
+            shared.stats.login_failures.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .error_sent(if code == ER_SECURE_TRANSPORT_REQUIRED {
+                    "tls_required"
+                } else {
+                    "access_denied"
+                });
+            tracing::info!(session = id, %peer, "login refused: {msg}");
+            let _ = client
+                .send(Packet::new(seq, packet::err_payload(code, state, &msg)))
+                .await;
+            None
+        }
     }
 }
 

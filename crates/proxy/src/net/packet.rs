@@ -30,8 +30,10 @@ pub mod caps {
     pub const SESSION_TRACK: u32 = 1 << 23;
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 
-    /// What the proxy can offer clients: no TLS, no compression, no MySQL 8 query
-    /// attributes, no MariaDB extensions (the proxy must parse what it forwards).
+    /// What the proxy can offer clients: no compression, no MySQL 8 query attributes, no
+    /// MariaDB extensions (the proxy must parse what it forwards). `SSL` is not here: the
+    /// greeting adds it only when a certificate is configured, and it never reaches the
+    /// server (the proxy's backend connections are plain text).
     pub const PROXY_SUPPORTED: u32 = LONG_PASSWORD
         | FOUND_ROWS
         | LONG_FLAG
