@@ -4,10 +4,10 @@ CARGO ?= cargo
 
 .PHONY: demo test bench deps bench-deps lint fmt
 
-## Install Debian's mariadb-server, mariadb-client and sysbench when they are missing
-## (the proxy's tests drive it with the real mariadb client and sysbench).
+## Install Debian's mariadb-server, mariadb-client, sysbench and python3-pymysql when they
+## are missing (the proxy's tests drive it with the real mariadb client, sysbench and PyMySQL).
 deps:
-	@sh scripts/ensure-mariadb.sh sysbench
+	@sh scripts/ensure-mariadb.sh sysbench python3-pymysql
 
 ## The benchmarks also compare against HAProxy.
 bench-deps:

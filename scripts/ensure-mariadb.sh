@@ -9,8 +9,16 @@ PATH="$PATH:/usr/sbin:/usr/local/sbin"
 missing=""
 command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || missing="$missing mariadb-server"
 command -v mariadb >/dev/null 2>&1 || missing="$missing mariadb-client"
+# Extra packages named on the command line: a command of the same name, except for
+# python3-pymysql (the Python client the proxy's tests drive), checked by importing it in
+# Debian's own python3 (a pyenv or venv python3 earlier on PATH would not see it).
 for extra in "$@"; do
-    command -v "$extra" >/dev/null 2>&1 || missing="$missing $extra"
+    case "$extra" in
+        python3-pymysql)
+            /usr/bin/python3 -c 'import pymysql' >/dev/null 2>&1 || missing="$missing python3-pymysql" ;;
+        *)
+            command -v "$extra" >/dev/null 2>&1 || missing="$missing $extra" ;;
+    esac
 done
 
 [ -z "$missing" ] && exit 0

@@ -13,6 +13,8 @@ mod state;
 mod faults;
 // The real `mariadb` command-line client through the proxy.
 mod cli;
+// A Python application (PyMySQL) through the proxy, and the same one without it.
+mod python;
 // TLS towards clients: the `mariadb` client over TLS, require_tls refusing plain text.
 mod tls;
 // COM_CHANGE_USER, COM_RESET_CONNECTION, limits, graceful shutdown, a cut transaction.
