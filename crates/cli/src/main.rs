@@ -13,9 +13,11 @@ mod output;
 
 /// MySQL connections that don't go away.
 ///
-/// goneaway explains "MySQL server has gone away" (2006), "Lost connection to MySQL server
-/// during query" (2013) and their relatives from any ecosystem, and reproduces them on
-/// purpose.
+/// goneaway makes "MySQL server has gone away" (2006) and "Lost connection to MySQL server
+/// during query" (2013) a solved problem: it explains them from any ecosystem's logs,
+/// diagnoses a live server, keeps applications' sessions alive through its proxy, watches
+/// servers for Prometheus, and reproduces the errors on purpose. Start with `goneaway demo`.
+/// Every subcommand's --help documents its exit codes.
 #[derive(Debug, Parser)]
 #[command(name = "goneaway", version, propagate_version = true)]
 struct Cli {
