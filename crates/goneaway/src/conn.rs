@@ -11,6 +11,7 @@ use mysql_async::{Conn, Params};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::pool::{Idle, Inner, Session};
+use crate::tcp::TcpTuning;
 use crate::Error;
 
 /// A connection checked out of a [`Pool`](crate::Pool). It goes back to the pool when
@@ -94,6 +95,16 @@ impl PooledConn {
     /// The session's `wait_timeout`, read when the connection was opened.
     pub fn wait_timeout(&self) -> Duration {
         self.session.wait_timeout
+    }
+
+    /// The keepalive interval, probe count and `TCP_USER_TIMEOUT` set on this connection's
+    /// socket when it was opened, as read back from the socket; `None` when they could
+    /// not be set (not Linux, a Unix socket, a proxy in between — see [`TcpSkip`]) or
+    /// there was nothing to set.
+    ///
+    /// [`TcpSkip`]: crate::TcpSkip
+    pub fn tcp_tuning(&self) -> Option<TcpTuning> {
+        self.session.tcp
     }
 
     /// The driver connection, for anything the methods here do not cover.

@@ -19,16 +19,29 @@
 //!   in use, waiters) go through the `metrics` facade under the names in
 //!   [`metrics_names`], events through `tracing`.
 //!
-//! # Limitation: TCP keepalive
+//! # TCP keepalive, and its limitation
 //!
 //! mysql_async 0.37 sets only the keepalive *idle time* on its sockets
-//! ([`PoolOptions::tcp_keepalive`], default 30 s); it exposes neither the socket nor a
-//! connect hook (`OptsBuilder::after_connect` gets the `Conn`, whose stream is private), so
-//! the probe interval, the probe count and Linux's `TCP_USER_TIMEOUT` cannot be set per
-//! socket: they come from the host's `net.ipv4.tcp_keepalive_intvl` and
-//! `tcp_keepalive_probes` (75 s × 9 by default). What bounds a silently dropped flow instead
-//! is the pool itself: [`PoolOptions::statement_timeout`] on every statement, and
-//! [`PoolOptions::ping_timeout`] on validation and keepalive pings, which are sent after
+//! ([`PoolOptions::tcp_keepalive`], default 30 s) and exposes neither the socket nor a
+//! connect hook (`OptsBuilder::after_connect` gets the `Conn`, whose stream is private).
+//! On Linux the pool sets the rest itself, without forking the driver: right after a
+//! connection is opened it reads the server's view of our endpoint
+//! (`information_schema.PROCESSLIST`, in the query that reads `wait_timeout` anyway), finds
+//! the one descriptor of this process whose socket has that local endpoint and the
+//! server's port (`/proc/self/fd`, `getsockname`, `getpeername`), and sets
+//! [`PoolOptions::tcp_keepalive_interval`] (10 s), [`PoolOptions::tcp_keepalive_probes`]
+//! (3) and [`PoolOptions::tcp_user_timeout`] (derived: 60 s) on it.
+//! [`PooledConn::tcp_tuning`] reports what was set.
+//!
+//! It does not apply — and the connection is used as it is, with the host's
+//! `net.ipv4.tcp_keepalive_intvl` and `tcp_keepalive_probes` (75 s × 9 by default) and no
+//! user timeout — when not on Linux, over a Unix socket, through a proxy or relay (the
+//! server sees the proxy's endpoint, not ours), or when more than one socket matches;
+//! [`Status::tcp_tuning_skipped`] and the `reason` label of
+//! [`metrics_names::TCP_TUNING_SKIPPED`] count those ([`TcpSkip`]). Whatever the sockets,
+//! what bounds a silently dropped flow is also the pool itself:
+//! [`PoolOptions::statement_timeout`] on every statement, and [`PoolOptions::ping_timeout`]
+//! on validation and keepalive pings, which are sent after
 //! [`PoolOptions::keepalive_interval`] of silence.
 //!
 //! ```no_run
@@ -66,6 +79,7 @@ mod options;
 mod pool;
 mod retry;
 mod sql;
+mod tcp;
 
 pub use bulk::{BulkInsert, Progress};
 pub use conn::PooledConn;
@@ -73,6 +87,7 @@ pub use error::Error;
 pub use options::{Limits, PoolOptions, RetryPolicy, Validation};
 pub use pool::{Pool, Status};
 pub use retry::{BoxFuture, Statement};
+pub use tcp::{TcpSkip, TcpTuning};
 
 /// The driver, re-exported so callers use the same version (`goneaway::mysql_async::Value`).
 pub use mysql_async;

@@ -17,6 +17,12 @@ pub const KEEPALIVE_PINGS: &str = "goneaway_pool_keepalive_pings_total";
 pub const RETRIES: &str = "goneaway_pool_retries_total";
 /// Counter: connections that went away while in use, by `cause`.
 pub const GONE_AWAY: &str = "goneaway_pool_gone_away_total";
+/// Counter: connections whose socket got the keepalive interval, probe count and
+/// `TCP_USER_TIMEOUT` (Linux).
+pub const TCP_TUNED: &str = "goneaway_pool_tcp_tuned_total";
+/// Counter: connections whose socket could not be tuned, by `reason`
+/// (see [`TcpSkip::as_str`](crate::TcpSkip::as_str)).
+pub const TCP_TUNING_SKIPPED: &str = "goneaway_pool_tcp_tuning_skipped_total";
 /// Counter: checkouts refused because the wait queue was full.
 pub const QUEUE_FULL: &str = "goneaway_pool_queue_full_total";
 /// Histogram: seconds a checkout waited (validation and connecting included).

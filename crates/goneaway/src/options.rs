@@ -120,12 +120,23 @@ pub struct PoolOptions {
     /// Statements run on every new connection, in order (`SET NAMES utf8mb4`,
     /// `SET time_zone = '+00:00'`), so a replacement is indistinguishable from the original.
     pub(crate) init: Vec<String>,
-    /// TCP keepalive idle time on every socket (default 30 s); the kernel probes a silent
-    /// flow so a dead peer is noticed and middleboxes see traffic. mysql_async sets only
-    /// the idle time (not the interval, the probe count or Linux's `TCP_USER_TIMEOUT`): it
-    /// does not expose the socket, so `statement_timeout` and `ping_timeout` are what bound
-    /// a blackholed flow.
+    /// TCP keepalive idle time on every socket (default 30 s; `None` turns keepalive off):
+    /// the kernel probes a silent flow so a dead peer is noticed and middleboxes see
+    /// traffic. Set by mysql_async on every platform.
     pub(crate) tcp_keepalive: Option<Duration>,
+    /// Time between unanswered keepalive probes (default 10 s). Linux only, set on the
+    /// socket found through `/proc` (see the crate docs); elsewhere the host's
+    /// `tcp_keepalive_intvl` (75 s by default) applies.
+    pub(crate) tcp_keepalive_interval: Duration,
+    /// Unanswered keepalive probes before the kernel drops the connection (default 3).
+    /// Linux only, like `tcp_keepalive_interval`; the host default is 9.
+    pub(crate) tcp_keepalive_probes: u32,
+    /// Linux's `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged before the
+    /// kernel drops the connection. `None` (the default) derives it from keepalive, as
+    /// idle plus interval × probes (60 s with the defaults), so a dead peer is noticed in
+    /// the same bound whether the connection was silent or had data in flight; `Some(ZERO)`
+    /// leaves the kernel's default (about 15 minutes of retransmissions).
+    pub(crate) tcp_user_timeout: Option<Duration>,
     /// See [`RetryPolicy`].
     pub(crate) retry: RetryPolicy,
     /// The `pool` label on the pool's gauges (default `"default"`), so a service with
@@ -150,6 +161,11 @@ impl Default for PoolOptions {
             idle_timeout: Duration::from_secs(600),
             init: Vec::new(),
             tcp_keepalive: Some(Duration::from_secs(30)),
+            // The seed's advice (`tcp_keepalive_intvl=10`, `tcp_keepalive_probes=3`), per
+            // socket instead of host-wide: a dead peer is noticed 30 s after it went silent.
+            tcp_keepalive_interval: Duration::from_secs(10),
+            tcp_keepalive_probes: 3,
+            tcp_user_timeout: None,
             retry: RetryPolicy::default(),
             name: "default".to_owned(),
         }
@@ -247,14 +263,61 @@ impl PoolOptions {
         self.init.push(sql.into());
         self
     }
-    /// TCP keepalive idle time on every socket (default 30 s); the kernel probes a silent
-    /// flow so a dead peer is noticed and middleboxes see traffic. mysql_async sets only
-    /// the idle time (not the interval, the probe count or Linux's `TCP_USER_TIMEOUT`): it
-    /// does not expose the socket, so `statement_timeout` and `ping_timeout` are what bound
-    /// a blackholed flow.
+    /// TCP keepalive idle time on every socket (default 30 s; `None` turns keepalive off):
+    /// the kernel probes a silent flow so a dead peer is noticed and middleboxes (NAT,
+    /// firewalls, load balancers with idle limits of minutes) see traffic. Set by
+    /// mysql_async on every platform; whole seconds.
+    ///
+    /// Advice implemented: "OS-level keepalive not configured to detect dead TCP
+    /// connections before MySQL's own timeout fires" — with
+    /// [`tcp_keepalive_interval`](Self::tcp_keepalive_interval) and
+    /// [`tcp_keepalive_probes`](Self::tcp_keepalive_probes), per socket rather than through
+    /// the host's `sysctl`.
     pub fn tcp_keepalive(mut self, d: Option<Duration>) -> Self {
         self.tcp_keepalive = d;
         self
+    }
+    /// Time between unanswered keepalive probes (default 10 s, whole seconds, 1 s at
+    /// least). Linux only: set on the socket found through `/proc` (see the crate docs,
+    /// and [`PooledConn::tcp_tuning`](crate::PooledConn::tcp_tuning) for what was set);
+    /// elsewhere, or when the socket cannot be found, the host's `tcp_keepalive_intvl`
+    /// (75 s by default) applies. The seed's advice: `tcp_keepalive_intvl=10`.
+    pub fn tcp_keepalive_interval(mut self, d: Duration) -> Self {
+        self.tcp_keepalive_interval = d;
+        self
+    }
+    /// Unanswered keepalive probes before the kernel drops the connection (default 3, at
+    /// most 127). Linux only, like [`tcp_keepalive_interval`](Self::tcp_keepalive_interval);
+    /// the host default is 9. The seed's advice: `tcp_keepalive_probes=3`.
+    pub fn tcp_keepalive_probes(mut self, n: u32) -> Self {
+        self.tcp_keepalive_probes = n;
+        self
+    }
+    /// Linux's `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged before the
+    /// kernel drops the connection. Default derived from keepalive: idle + interval ×
+    /// probes (60 s with the defaults), so a dead peer is noticed in the same bound
+    /// whether the connection was silent (keepalive) or had a statement in flight
+    /// (retransmissions, 15 minutes by default); not set when keepalive is off.
+    /// `Duration::ZERO` leaves the kernel's default. It never cuts a slow statement short:
+    /// a server that is computing has acknowledged the statement's bytes.
+    pub fn tcp_user_timeout(mut self, d: Duration) -> Self {
+        self.tcp_user_timeout = Some(d);
+        self
+    }
+    /// What to set on each socket beyond mysql_async's idle time; `None` for nothing.
+    pub(crate) fn tcp_settings(&self) -> Option<crate::tcp::TcpSettings> {
+        let keepalive = self
+            .tcp_keepalive
+            .map(|idle| (idle, self.tcp_keepalive_interval, self.tcp_keepalive_probes));
+        let user_timeout = match self.tcp_user_timeout {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => keepalive.map(|(idle, interval, probes)| idle + interval * probes),
+        };
+        (keepalive.is_some() || user_timeout.is_some()).then_some(crate::tcp::TcpSettings {
+            keepalive,
+            user_timeout,
+        })
     }
     /// See [`RetryPolicy`].
     pub fn retry(mut self, r: RetryPolicy) -> Self {
@@ -334,6 +397,34 @@ mod tests {
             1,
         );
         assert_eq!(l.keepalive_interval, None);
+    }
+
+    #[test]
+    fn tcp_settings_derive_the_user_timeout() {
+        let s = PoolOptions::new().tcp_settings().unwrap();
+        let (idle, interval, probes) = (Duration::from_secs(30), Duration::from_secs(10), 3);
+        assert_eq!(s.keepalive, Some((idle, interval, probes)));
+        assert_eq!(s.user_timeout, Some(Duration::from_secs(60)));
+        let s = PoolOptions::new()
+            .tcp_user_timeout(Duration::from_secs(7))
+            .tcp_settings()
+            .unwrap();
+        assert_eq!(s.user_timeout, Some(Duration::from_secs(7)));
+        let s = PoolOptions::new()
+            .tcp_user_timeout(Duration::ZERO)
+            .tcp_settings()
+            .unwrap();
+        assert_eq!(s.user_timeout, None);
+        assert_eq!(PoolOptions::new().tcp_keepalive(None).tcp_settings(), None);
+        let s = PoolOptions::new()
+            .tcp_keepalive(None)
+            .tcp_user_timeout(Duration::from_secs(5))
+            .tcp_settings()
+            .unwrap();
+        assert_eq!(
+            (s.keepalive, s.user_timeout),
+            (None, Some(Duration::from_secs(5)))
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::conn::PooledConn;
 use crate::options::{Limits, PoolOptions, Validation};
+use crate::tcp::{TcpSkip, TcpTuning};
 use crate::{metrics_names as m, Error};
 
 /// What the pool knows about one live connection.
@@ -32,6 +33,8 @@ pub(crate) struct Session {
     pub(crate) idle_limit: Duration,
     /// Age after which this connection is recycled (jittered per connection).
     pub(crate) lifetime: Duration,
+    /// The socket options set on it (`None`: not set, see [`TcpSkip`]).
+    pub(crate) tcp: Option<TcpTuning>,
 }
 
 /// An idle connection and what the pool knows about it.
@@ -51,6 +54,8 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) gone_away: AtomicU64,
     pub(crate) checkouts: AtomicU64,
+    pub(crate) tcp_tuned: AtomicU64,
+    pub(crate) tcp_tuning_skipped: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -152,6 +157,12 @@ pub struct Status {
     pub gone_away: u64,
     /// Checkouts served.
     pub checkouts: u64,
+    /// Connections whose socket got the keepalive interval, probe count and
+    /// `TCP_USER_TIMEOUT` (Linux; see the crate docs).
+    pub tcp_tuned: u64,
+    /// Connections whose socket could not be tuned (a proxy in between, a Unix socket, not
+    /// Linux…): they run with the host's defaults. See [`TcpSkip`].
+    pub tcp_tuning_skipped: u64,
 }
 
 impl Pool {
@@ -225,6 +236,8 @@ impl Pool {
             retries: c.retries.load(Ordering::Relaxed),
             gone_away: c.gone_away.load(Ordering::Relaxed),
             checkouts: c.checkouts.load(Ordering::Relaxed),
+            tcp_tuned: c.tcp_tuned.load(Ordering::Relaxed),
+            tcp_tuning_skipped: c.tcp_tuning_skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -437,11 +450,15 @@ impl Inner {
         for sql in &self.cfg.init {
             conn.query_drop(sql.as_str()).await?;
         }
-        // After the init statements, which may set them.
-        let (wait, packet): (u64, u64) = conn
-            .query_first("SELECT @@session.wait_timeout, @@session.max_allowed_packet")
-            .await?
-            .unwrap_or((28800, 4 << 20));
+        // After the init statements, which may set them. The process list's view of our
+        // endpoint rides along (no extra round trip) when the socket is to be tuned.
+        let tcp = self.cfg.tcp_settings();
+        let (wait, packet, host) = self.read_session(&mut conn, tcp.is_some()).await?;
+        let tcp = match (tcp, host) {
+            (Some(want), Some(host)) => self.tune_socket(&conn, host, want).await,
+            (Some(_), None) => self.tcp_skipped(&conn, TcpSkip::NotTcp),
+            (None, _) => None,
+        };
         let wait_timeout = Duration::from_secs(wait);
         let limits = Limits::derive(&self.cfg, wait_timeout, packet as usize);
         *self.limits.lock().unwrap() = Some(limits);
@@ -455,6 +472,7 @@ impl Inner {
             max_allowed_packet: packet as usize,
             idle_limit: limits.jittered_idle(self.cfg.max_idle.is_none()),
             lifetime: limits.jittered_lifetime(),
+            tcp,
         };
         self.live.fetch_add(1, Ordering::SeqCst);
         self.publish();
@@ -467,6 +485,73 @@ impl Inner {
             "connection opened"
         );
         Ok(Idle { conn, session })
+    }
+
+    /// Reads the session's `wait_timeout` and `max_allowed_packet`, and with `host` the
+    /// process list's view of the connection's client endpoint (`127.0.0.1:54321`).
+    async fn read_session(
+        &self,
+        conn: &mut Conn,
+        host: bool,
+    ) -> Result<(u64, u64, Option<String>), mysql_async::Error> {
+        const LIMITS: &str = "SELECT @@session.wait_timeout, @@session.max_allowed_packet";
+        const DEFAULTS: (u64, u64) = (28800, 4 << 20);
+        if host {
+            let sql = format!(
+                "{LIMITS}, (SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID())"
+            );
+            match conn.query_first::<(u64, u64, Option<String>), _>(sql).await {
+                Ok(row) => {
+                    return Ok(row.unwrap_or((DEFAULTS.0, DEFAULTS.1, None)));
+                }
+                // A server (or something posing as one) that refuses the process list
+                // must not cost us the connection: the limits alone, socket untuned.
+                Err(mysql_async::Error::Server(e)) => {
+                    tracing::debug!(error = %e, "process list not readable; socket not tuned");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (wait, packet) = conn
+            .query_first::<(u64, u64), _>(LIMITS)
+            .await?
+            .unwrap_or(DEFAULTS);
+        Ok((wait, packet, None))
+    }
+
+    /// Sets the keepalive interval, probe count and `TCP_USER_TIMEOUT` on the socket of
+    /// `conn`, found from `host` (see the `tcp` module). Runs while `conn` is held
+    /// exclusively, so its socket stays open throughout. Never fails the connection.
+    async fn tune_socket(
+        &self,
+        conn: &Conn,
+        host: String,
+        want: crate::tcp::TcpSettings,
+    ) -> Option<TcpTuning> {
+        let port = self.opts.tcp_port();
+        // Reading /proc is blocking file I/O, and /proc/net/tcp grows with the sockets of
+        // the whole network namespace.
+        let tuned = tokio::task::spawn_blocking(move || crate::tcp::tune(&host, port, want))
+            .await
+            .unwrap_or(Err(TcpSkip::Failed));
+        match tuned {
+            Ok(t) => {
+                self.counters.tcp_tuned.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::TCP_TUNED).increment(1);
+                tracing::debug!(connection_id = conn.id(), tuning = ?t, "socket tuned");
+                Some(t)
+            }
+            Err(why) => self.tcp_skipped(conn, why),
+        }
+    }
+
+    fn tcp_skipped(&self, conn: &Conn, why: TcpSkip) -> Option<TcpTuning> {
+        self.counters
+            .tcp_tuning_skipped
+            .fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::TCP_TUNING_SKIPPED, "reason" => why.as_str()).increment(1);
+        tracing::debug!(connection_id = conn.id(), reason = %why, "socket not tuned");
+        None
     }
 
     /// Takes back a connection from a caller.

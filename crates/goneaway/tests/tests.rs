@@ -9,6 +9,7 @@
 //! - `txn`: transactions rerun on loss and deadlock; a loss during COMMIT is not replayed.
 //! - `bulk`: bulk insert past `max_allowed_packet`, batched deletes.
 //! - `sizing`: wait queue, checkout timeout, init statements, status.
+//! - `tcp`: keepalive interval, probes and `TCP_USER_TIMEOUT` on the live sockets (Linux).
 //! - `gauges`: the size gauges through the `metrics` facade.
 //! - `examples`: the programs in `examples/`, run and checked.
 
@@ -21,4 +22,5 @@ mod kill;
 mod network;
 mod restart;
 mod sizing;
+mod tcp;
 mod txn;
