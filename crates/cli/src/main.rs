@@ -41,7 +41,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // Usage errors get their own code (sysexits' EX_USAGE), so that 2 can keep the
+        // meaning the subcommands give it (doctor: "could not diagnose").
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(cmd::EXIT_USAGE);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)

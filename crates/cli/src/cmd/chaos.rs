@@ -36,7 +36,7 @@ Examples:
 Exit codes:
   0  stopped cleanly (Ctrl-C or SIGTERM), or the control command was accepted
   1  the control command was refused or the control interface was unreachable
-  2  bad arguments
+  64 bad arguments (an unknown fault, say)
   70 the relay could not start (address in use, bad address)"
 )]
 pub struct Args {

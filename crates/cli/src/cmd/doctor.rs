@@ -45,7 +45,8 @@ Exit codes:
   0  nothing found
   1  findings (causes of lost connections)
   2  could not diagnose: the connection failed (the failure itself is diagnosed: unreachable,
-     access denied, too many connections, host blocked), or bad arguments
+     access denied, too many connections, host blocked)
+  64 bad arguments
   70 internal error"
 )]
 pub struct Args {

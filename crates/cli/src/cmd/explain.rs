@@ -32,7 +32,8 @@ Examples:
 Exit codes:
   0  at least one error explained
   1  no MySQL/MariaDB error found in the input
-  2  unusable input (empty, binary, not UTF-8, over 16 MiB, unreadable file) or bad arguments
+  2  unusable input (empty, binary, not UTF-8, over 16 MiB, unreadable file)
+  64 bad arguments
   70 internal error")]
 pub struct Args {
     /// The error text; several arguments are joined with spaces. Without it (or with `-`),

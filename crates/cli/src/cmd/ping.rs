@@ -28,11 +28,12 @@ Examples:
 Exit codes:
   0  healthy
   1  other failure (the --query failed, an unexpected error)
-  2  bad arguments or an unusable connection target
+  2  an unusable connection target
   3  unreachable (no route, DNS failure)
   4  refused (port closed, too many connections, host blocked, shutting down)
   5  access denied (user, password or host not allowed)
   6  timeout (no answer within --timeout)
+  64 bad arguments
   70 internal error"
 )]
 pub struct Args {

@@ -36,7 +36,7 @@ Examples:
 
 Exit codes:
   0  stopped cleanly (Ctrl-C or SIGTERM), sessions drained
-  2  bad arguments
+  64 bad arguments
   70 the proxy could not start (address in use, bad configuration)")]
 pub struct Args {
     /// Where clients connect.

@@ -30,7 +30,8 @@ goneaway_finding_confidence{cause}, goneaway_poll_errors_total{cause}.
 
 Exit codes:
   0  stopped by a signal
-  2  bad arguments, an unusable connection target, or the listen address is taken
+  2  an unusable connection target, or the listen address is taken
+  64 bad arguments
   70 internal error"
 )]
 pub struct Args {

@@ -25,6 +25,7 @@ mod proxy;
 Exit codes:
   0  the tour ran
   3  MariaDB is not installed (the message says what to install)
+  64 bad arguments
   70 a step failed unexpectedly")]
 pub struct Args {
     /// The throwaway server's wait_timeout, in seconds: how long an idle connection lives.
