@@ -1,6 +1,5 @@
 //! `goneaway chaos` relaying to a real server, with faults switched while it runs.
 
-use std::net::TcpListener;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,7 @@ use mysql_async::prelude::Queryable;
 
 use goneaway_harness::Server;
 
-use crate::util::{goneaway, run, stderr, stdout};
+use crate::util::{free_port, goneaway, run, stderr, stdout};
 
 /// The relay process; killed when the test ends, pass or fail.
 struct Chaos(Child);
@@ -18,14 +17,6 @@ impl Drop for Chaos {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_for_control(control: &str) {

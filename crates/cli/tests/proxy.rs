@@ -23,28 +23,6 @@ impl Drop for Guard {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_binary_keeps_an_idle_session_and_exits_cleanly_on_sigterm() {
     let server = Server::builder()
@@ -52,7 +30,7 @@ async fn proxy_binary_keeps_an_idle_session_and_exits_cleanly_on_sigterm() {
         .start()
         .await
         .expect("a harness server");
-    let (port, metrics_port) = (free_port(), free_port());
+    let (port, metrics_port) = (crate::util::free_port(), crate::util::free_port());
     let child = crate::util::goneaway()
         .args([
             "--log",
@@ -110,7 +88,7 @@ async fn proxy_binary_keeps_an_idle_session_and_exits_cleanly_on_sigterm() {
         .expect("the idle session still works through the proxy");
     assert_eq!(answer, Some(42));
 
-    let metrics = http_get(metrics_port, "/metrics");
+    let metrics = crate::util::http_get(&format!("127.0.0.1:{}", metrics_port), "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(
         metrics.contains("goneaway_proxy_logins_total 1"),
@@ -120,7 +98,9 @@ async fn proxy_binary_keeps_an_idle_session_and_exits_cleanly_on_sigterm() {
         metrics.contains("goneaway_proxy_client_connections 1"),
         "{metrics}"
     );
-    assert!(http_get(metrics_port, "/health").ends_with("ok\n"));
+    assert!(
+        crate::util::http_get(&format!("127.0.0.1:{}", metrics_port), "/health").ends_with("ok\n")
+    );
     drop(conn);
 
     // SIGTERM: a graceful shutdown, exit code 0, well within a bound.

@@ -1,28 +1,15 @@
 //! `goneaway watch` end to end: the real binary serves /metrics and logs a restart.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use goneaway_harness::Server;
 
-fn get(addr: &str, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 async fn until(addr: &str, what: &str, check: impl Fn(&str) -> bool) {
     let started = Instant::now();
     loop {
-        let m = get(addr, "/metrics");
+        let m = crate::util::http_get(addr, "/metrics");
         if check(&m) {
             return;
         }
@@ -79,7 +66,7 @@ async fn watch_serves_metrics_and_logs_a_restart() {
             .any(|l| l.starts_with("goneaway_restarts_detected_total{") && l.ends_with(" 1"))
     })
     .await;
-    assert!(get(&addr, "/healthz").contains("\r\n\r\nok\n"));
+    assert!(crate::util::http_get(&addr, "/healthz").contains("\r\n\r\nok\n"));
 
     child.kill().unwrap();
     let output = child.wait_with_output().unwrap();
