@@ -8,6 +8,7 @@
 //! - [`scan`] / [`scan_bytes`] find every error in a pasted log and group repeats into a
 //!   [`Report`] of [`Finding`]s, rendered with [`Report::render_text`] or
 //!   [`Report::render_markdown`], or serialised to JSON.
+//! - [`sql::is_read_only`] tells a statement that may safely run twice.
 //! - [`codes`] names the error numbers; [`ServerError`] displays as `number (SQLSTATE): message`.
 //!
 //! ```
@@ -33,6 +34,7 @@ pub mod classify;
 pub mod codes;
 mod patterns;
 pub mod scan;
+pub mod sql;
 
 pub use cause::{Cause, Retry, UnknownIdentifier};
 #[cfg(feature = "mysql_async")]

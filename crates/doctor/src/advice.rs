@@ -51,8 +51,8 @@ pub struct PoolSnippet {
     pub settings: String,
 }
 
-/// Everything the report recommends.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Everything the report recommends (the default: nothing).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Recommendations {
     /// Server variables to raise.
     pub server: Vec<ServerSetting>,
@@ -244,7 +244,6 @@ fn frameworks(p: &PoolLimits) -> Vec<PoolSnippet> {
         .filter(|k| *k >= 30 && *k < life)
         .map(|k| format!("\nkeepaliveTime={}", k * 1000))
         .unwrap_or_default();
-    let go_idle = idle;
     vec![
         PoolSnippet {
             framework: "sqlalchemy",
@@ -272,7 +271,7 @@ fn frameworks(p: &PoolLimits) -> Vec<PoolSnippet> {
         },
         PoolSnippet {
             framework: "go_database_sql",
-            settings: format!("db.SetConnMaxLifetime({life} * time.Second)\ndb.SetConnMaxIdleTime({go_idle} * time.Second)"),
+            settings: format!("db.SetConnMaxLifetime({life} * time.Second)\ndb.SetConnMaxIdleTime({idle} * time.Second)"),
         },
         PoolSnippet {
             framework: "sqlx",

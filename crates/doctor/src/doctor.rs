@@ -7,7 +7,7 @@ use goneaway_connect::Target;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
-use crate::advice::recommend;
+use crate::advice::{recommend, Recommendations};
 use crate::facts::{gather, read_status, Facts};
 use crate::finding::Ledger;
 use crate::logs::{scan_error_log, scan_kernel_log, ErrorLogScan};
@@ -89,7 +89,7 @@ fn empty_report(target: &Target) -> Report {
         application: None,
         probes: Probes::default(),
         findings: Vec::new(),
-        recommendations: recommend(None, &[]),
+        recommendations: Recommendations::default(),
         notes: Vec::new(),
     }
 }
@@ -102,10 +102,7 @@ pub(crate) async fn connect(opts: &Opts, timeout: Duration) -> Result<Conn, Conn
             let d = goneaway_core::classify_mysql_async(&e);
             Err(ConnectionFailure {
                 message: e.to_string(),
-                code: d.code.or(match &e {
-                    mysql_async::Error::Server(s) => Some(s.code),
-                    _ => None,
-                }),
+                code: d.code,
                 cause: d.primary(),
                 retry: d.retry,
                 explanation: d.explanation,
@@ -234,14 +231,13 @@ pub async fn diagnose(target: &Target, options: &Options) -> Report {
     };
     report.findings = evaluate(&inputs);
     report.recommendations = recommend(Some(&facts), &report.findings);
-    report.notes.append(&mut facts.unreadable.clone());
+    report.notes.append(&mut facts.unreadable);
     if let Some(m) = &facts.server.managed {
         report.notes.push(format!("managed server recognised: {m}"));
     }
     if let Some(c) = &facts.server.cluster {
         report.notes.push(format!("cluster recognised: {c}"));
     }
-    facts.unreadable.clear();
     report.facts = Some(facts);
     report.application = app;
     let found = !report.findings.is_empty();

@@ -306,10 +306,10 @@ async fn read_processes(
     conn: &mut Conn,
     wait_timeout: Option<u64>,
 ) -> Result<Processes, mysql_async::Error> {
-    let own: Option<(u64, String)> = conn
-        .query_first("SELECT CONNECTION_ID(), CURRENT_USER()")
-        .await?;
-    let (own_id, _current_user) = own.unwrap_or_default();
+    let own_id: u64 = conn
+        .query_first("SELECT CONNECTION_ID()")
+        .await?
+        .unwrap_or_default();
     let rows: Vec<(u64, String, String, String, u64, String, String)> = conn
         .query(
             "SELECT ID, COALESCE(USER,''), COALESCE(HOST,''), COALESCE(COMMAND,''), COALESCE(TIME,0), \

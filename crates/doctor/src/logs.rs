@@ -110,10 +110,6 @@ static CRASH: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(?:mysqld|mariadbd)\b.*got signal \d+|Assertion failure|Starting crash recovery|was not shut ?down normally")
         .expect("valid regex")
 });
-static OOM: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:Kill(?:ed)? process \d+ \((?:mysqld|mariadbd)\)|oom-kill:.*\btask=(?:mysqld|mariadbd)\b)")
-        .expect("valid regex")
-});
 
 fn event(line: usize, time: Option<i64>, text: &str) -> LogEvent {
     let trimmed = text.trim();
@@ -196,13 +192,7 @@ pub fn scan_error_log(text: &str, source: &str, since: Option<i64>) -> ErrorLogS
         }
         if let Some(c) = ABORTED.captures(line) {
             let (reason, user, host) = (&c["reason"], &c["user"], &c["host"]);
-            // MariaDB writes "(KILLED)" for a connection ended by KILL; the classifier's
-            // generic aborted-connection reading does not know that word.
-            let cause = if reason.trim().eq_ignore_ascii_case("killed") {
-                Cause::ConnectionKilled
-            } else {
-                classify_text(line).primary()
-            };
+            let cause = classify_text(line).primary();
             let ev = event(n, current_time, line);
             match scan.aborted.iter_mut().find(|g| {
                 g.cause == cause && g.reason == reason && g.user == user && g.host == host
@@ -244,7 +234,9 @@ pub fn scan_error_log(text: &str, source: &str, since: Option<i64>) -> ErrorLogS
 pub fn scan_kernel_log(text: &str, since: Option<i64>) -> Vec<LogEvent> {
     let mut out = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        if !OOM.is_match(line) {
+        // Only the classifier's OOM-killer rule (kills of the server's processes) gives
+        // out_of_memory as the first cause.
+        if classify_text(line).primary() != Cause::OutOfMemory {
             continue;
         }
         // journalctl -k prints "May 01 10:00:00 host kernel: …" (no year); dmesg -T prints
@@ -256,9 +248,7 @@ pub fn scan_kernel_log(text: &str, since: Option<i64>) -> Vec<LogEvent> {
                 continue;
             }
         }
-        if classify_text(line).primary() == Cause::OutOfMemory {
-            out.push(event(index + 1, time, line));
-        }
+        out.push(event(index + 1, time, line));
     }
     out
 }

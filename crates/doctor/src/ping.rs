@@ -43,6 +43,19 @@ impl PingStatus {
         }
     }
 
+    /// The status as it appears in JSON: `up`, `error`, `unreachable`, `refused`, `auth`,
+    /// `timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PingStatus::Up => "up",
+            PingStatus::Error => "error",
+            PingStatus::Unreachable => "unreachable",
+            PingStatus::Refused => "refused",
+            PingStatus::Auth => "auth",
+            PingStatus::Timeout => "timeout",
+        }
+    }
+
     /// Whether waiting (`--wait`) may turn this into `Up`.
     pub fn is_transient(self) -> bool {
         matches!(
@@ -121,10 +134,7 @@ impl PingReport {
             status => format!(
                 "{} is not healthy ({}, exit {}): {}{}",
                 self.target,
-                serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                status.as_str(),
                 self.exit_code,
                 self.error.as_deref().unwrap_or("?"),
                 self.cause.map(|c| format!(" [{c}]")).unwrap_or_default()
@@ -191,7 +201,7 @@ pub async fn ping(target: &Target, options: &PingOptions) -> PingReport {
             let left = w.saturating_sub(started.elapsed());
             options.progress.report(&format!(
                 "waiting for the server ({}, attempt {attempts}): {} left",
-                format!("{:?}", a.status).to_lowercase(),
+                a.status.as_str(),
                 goneaway_connect::format_duration(Duration::from_secs(left.as_secs() + 1))
             ));
         }

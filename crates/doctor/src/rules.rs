@@ -365,6 +365,15 @@ fn log_rules(l: &mut Ledger, log: &ErrorLogScan) {
         let ambiguous = candidates
             .first()
             .is_some_and(|c| c.cause == group.cause && c.likelihood < 0.6);
+        let seen = format!(
+            "{}× \"Aborted connection … ({})\" for {}@{}, last at {} (line {})",
+            group.count,
+            group.reason,
+            group.user,
+            group.host,
+            group.last.as_deref().unwrap_or("an unknown time"),
+            group.examples.last().map_or(0, |e| e.line),
+        );
         if let Some(c) = candidates
             .iter()
             .skip(1)
@@ -372,13 +381,7 @@ fn log_rules(l: &mut Ledger, log: &ErrorLogScan) {
             .find(|c| c.cause != Cause::Unknown && l.supports_from(c.cause, "application"))
         {
             l.add(c.cause, "error_log", 0.6, format!(
-                "{}× \"Aborted connection … ({})\" for {}@{}, last at {} (line {}): the server's words for this cause too, and the application's errors name it",
-                group.count,
-                group.reason,
-                group.user,
-                group.host,
-                group.last.as_deref().unwrap_or("an unknown time"),
-                group.examples.last().map_or(0, |e| e.line),
+                "{seen}: the server's words for this cause too, and the application's errors name it"
             ));
             continue;
         }
@@ -389,20 +392,7 @@ fn log_rules(l: &mut Ledger, log: &ErrorLogScan) {
             Cause::Unknown => 0.0,
             _ => 0.4,
         };
-        l.add(
-            group.cause,
-            "error_log",
-            weight,
-            format!(
-                "{}× \"Aborted connection … ({})\" for {}@{}, last at {} (line {})",
-                group.count,
-                group.reason,
-                group.user,
-                group.host,
-                group.last.as_deref().unwrap_or("an unknown time"),
-                group.examples.last().map_or(0, |e| e.line),
-            ),
-        );
+        l.add(group.cause, "error_log", weight, seen);
     }
     if let Some(start) = log.clean_starts().last() {
         let n = log.clean_starts().count();
@@ -505,28 +495,30 @@ fn app_rules(l: &mut Ledger, app: &goneaway_core::Report, inputs: &Inputs<'_>) {
     }
 }
 
+/// How long a pooled connection can sit idle: until the first of the stated pool limits
+/// ends it.
+fn pool_idle_limit(inputs: &Inputs<'_>) -> Option<Duration> {
+    match (inputs.pool_lifetime, inputs.app_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Whether the stated pool settings let a connection idle past `wait_timeout`.
 fn pool_outlives_wait(inputs: &Inputs<'_>) -> bool {
     let Some(wait) = inputs.facts.and_then(|f| f.global_u64("wait_timeout")) else {
         return false;
     };
-    let limit = match (inputs.pool_lifetime, inputs.app_timeout) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    limit.is_some_and(|l| l.as_secs() >= wait)
+    pool_idle_limit(inputs).is_some_and(|l| l.as_secs() >= wait)
 }
 
 fn pool_rules(l: &mut Ledger, inputs: &Inputs<'_>) {
     let Some(wait) = inputs.facts.and_then(|f| f.global_u64("wait_timeout")) else {
         return;
     };
-    // A pooled connection can sit idle until the first of the two limits ends it.
-    let idle_limit = match (inputs.pool_lifetime, inputs.app_timeout) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let Some(limit) = pool_idle_limit(inputs) else {
+        return;
     };
-    let Some(limit) = idle_limit else { return };
     let what = match (inputs.pool_lifetime, inputs.app_timeout) {
         (Some(_), Some(_)) => "the pool's lifetime and idle timeout let",
         (Some(_), None) => "the pool's lifetime lets",

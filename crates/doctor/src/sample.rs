@@ -7,6 +7,11 @@ use serde::Serialize;
 /// The counters whose rates the report shows.
 pub const RATED: &[&str] = &["Aborted_clients", "Aborted_connects", "Connections"];
 
+/// Whether `name` is a counter whose rate is reported: [`RATED`] and `Connection_errors_*`.
+fn is_rated(name: &str) -> bool {
+    RATED.contains(&name) || name.starts_with("Connection_errors_")
+}
+
 /// Two reads of the counters some seconds apart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Sample {
@@ -30,7 +35,7 @@ pub fn since_start(status: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
     let uptime = status.get("Uptime").copied().unwrap_or(0).max(1) as f64;
     status
         .iter()
-        .filter(|(k, _)| RATED.contains(&k.as_str()) || k.starts_with("Connection_errors_"))
+        .filter(|(k, _)| is_rated(k))
         .map(|(k, v)| (k.clone(), round2(*v as f64 * 3600.0 / uptime)))
         .collect()
 }
@@ -54,7 +59,7 @@ pub fn compare(
         return sample;
     }
     for (name, &a) in after {
-        if !(RATED.contains(&name.as_str()) || name.starts_with("Connection_errors_")) {
+        if !is_rated(name) {
             continue;
         }
         let d = a.saturating_sub(before.get(name).copied().unwrap_or(0));

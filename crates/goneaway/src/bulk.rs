@@ -199,12 +199,11 @@ impl Pool {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let not_run_if_lost = pc.loss_means_not_run();
             let failure = match pc.run(|c| c.query_drop(sql)).await {
                 Ok(()) => return Ok(()),
                 Err(f) => f,
             };
-            match judge(failure, attempt, spec.idempotent, not_run_if_lost) {
+            match judge(failure, attempt, spec.idempotent) {
                 Verdict::Retry(cause, _) if attempt < policy.max_attempts => {
                     self.inner.note_retry(cause);
                     tracing::info!(attempt, %cause, "resending bulk batch on a fresh connection");

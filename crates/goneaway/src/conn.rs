@@ -29,12 +29,6 @@ pub struct PooledConn {
     /// `None` only inside `Drop`.
     conn: Option<Conn>,
     pub(crate) session: Session,
-    /// How long the connection had been silent when it was handed out. If the server's
-    /// `wait_timeout` had passed, the first statement can only have found it closed: it
-    /// never ran, and even a write may be retried.
-    idle_at_checkout: Duration,
-    /// Statements run on this checkout.
-    statements: u32,
     /// Set when the connection is known dead or in an unknown protocol state.
     discard: bool,
     /// Released after the connection is back in the pool, so a waiter finds it there.
@@ -72,10 +66,8 @@ impl Failure {
 impl PooledConn {
     pub(crate) fn new(idle: Idle, permit: OwnedSemaphorePermit, pool: Arc<Inner>) -> Self {
         PooledConn {
-            idle_at_checkout: idle.session.last_active.elapsed(),
             conn: Some(idle.conn),
             session: idle.session,
-            statements: 0,
             discard: false,
             permit: Some(permit),
             pool,
@@ -117,14 +109,13 @@ impl PooledConn {
         self.discard = true;
     }
 
-    /// Whether a connection loss on the next statement would prove it never ran: the
-    /// connection sat silent past the server's `wait_timeout` before this first statement.
-    pub(crate) fn loss_means_not_run(&self) -> bool {
-        self.statements == 0 && self.idle_at_checkout > self.session.wait_timeout
-    }
-
     /// Runs one driver operation with the statement timeout, marking the connection
     /// dead when it is lost or times out.
+    ///
+    /// A loss is judged with how long the connection sat silent before the statement
+    /// ([`Diagnosis::given_idle`]): silent past the server's `wait_timeout`, the server had
+    /// closed it, so the statement never ran and the advice becomes
+    /// `reconnect_then_retry` — which is what lets even a write be retried.
     pub(crate) async fn run<'c, T, Fut>(
         &'c mut self,
         op: impl FnOnce(&'c mut Conn) -> Fut,
@@ -143,7 +134,6 @@ impl PooledConn {
                 Err(_) => {
                     // The protocol state is unknown mid-statement: never reuse it.
                     self.discard = true;
-                    self.statements += 1;
                     self.pool.note_gone_away(goneaway_core::Cause::NetworkDrop);
                     tracing::warn!(
                         connection_id = self.session.id,
@@ -155,7 +145,6 @@ impl PooledConn {
             },
             None => fut.await,
         };
-        self.statements += 1;
         match result {
             Ok(v) => {
                 self.session.last_active = Instant::now();

@@ -78,7 +78,6 @@ pub mod metrics_names;
 mod options;
 mod pool;
 mod retry;
-mod sql;
 mod tcp;
 
 pub use bulk::{BulkInsert, Progress};

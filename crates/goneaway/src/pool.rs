@@ -296,7 +296,10 @@ impl Inner {
         let mut last_error: Option<mysql_async::Error> = None;
         let mut connect_failures = 0u32;
         loop {
-            let candidate = self.idle.lock().unwrap().pop();
+            let (candidate, idle_left) = {
+                let mut idle = self.idle.lock().unwrap();
+                (idle.pop(), idle.len())
+            };
             let now = Instant::now();
             if let Some(idle) = candidate {
                 if let Some(reason) = self.expired(&idle.session, now) {
@@ -305,7 +308,10 @@ impl Inner {
                 }
                 if self.needs_ping(&idle.session, validation, now) {
                     match self.ping(idle).await {
-                        Some(idle) => return Ok(self.hand_out(idle, permit, start)),
+                        Some(idle) => {
+                            let idle_left = self.idle.lock().unwrap().len();
+                            return Ok(self.hand_out(idle, permit, start, idle_left));
+                        }
                         None => {
                             self.counters
                                 .stale_by_validation
@@ -316,7 +322,7 @@ impl Inner {
                         }
                     }
                 }
-                return Ok(self.hand_out(idle, permit, start));
+                return Ok(self.hand_out(idle, permit, start, idle_left));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::CheckoutTimeout {
@@ -325,7 +331,10 @@ impl Inner {
                 });
             }
             match tokio::time::timeout_at(deadline, self.open()).await {
-                Ok(Ok(idle)) => return Ok(self.hand_out(idle, permit, start)),
+                Ok(Ok(idle)) => {
+                    let idle_left = self.idle.lock().unwrap().len();
+                    return Ok(self.hand_out(idle, permit, start, idle_left));
+                }
                 Ok(Err(e)) => {
                     let d = goneaway_core::classify_mysql_async(&e);
                     if !d.is_transient() {
@@ -353,15 +362,18 @@ impl Inner {
         }
     }
 
+    /// `idle_left`: the idle connections left, read under the lock that last changed them
+    /// (so the hot path takes the idle lock once, not again to publish).
     fn hand_out(
         self: &Arc<Self>,
         idle: Idle,
         permit: OwnedSemaphorePermit,
         start: Instant,
+        idle_left: usize,
     ) -> PooledConn {
         self.counters.checkouts.fetch_add(1, Ordering::Relaxed);
         self.in_use.fetch_add(1, Ordering::Relaxed);
-        self.publish();
+        self.publish_sizes(idle_left);
         metrics::histogram!(m::CHECKOUT_WAIT).record(start.elapsed().as_secs_f64());
         PooledConn::new(idle, permit, self.clone())
     }
@@ -369,7 +381,11 @@ impl Inner {
     /// Sets the size gauges from the pool's state. Called after every change; without a
     /// recorder the gauges are no-ops, with one each is an atomic store.
     pub(crate) fn publish(&self) {
-        let idle = self.idle.lock().unwrap().len();
+        self.publish_sizes(self.idle.lock().unwrap().len());
+    }
+
+    /// [`Inner::publish`] with the idle count already read by a caller that held the lock.
+    fn publish_sizes(&self, idle: usize) {
         self.gauges
             .open
             .set(self.live.load(Ordering::Relaxed) as f64);
@@ -569,8 +585,12 @@ impl Inner {
         } else if let Some(reason) = self.expired(&idle.session, now) {
             self.close_graceful(idle.conn, reason);
         } else {
-            self.idle.lock().unwrap().push(idle);
-            self.publish();
+            let idle_left = {
+                let mut list = self.idle.lock().unwrap();
+                list.push(idle);
+                list.len()
+            };
+            self.publish_sizes(idle_left);
         }
     }
 

@@ -52,7 +52,7 @@ impl Statement {
 
     /// Whether it may be retried when its outcome is unknown.
     pub fn retry_when_outcome_unknown(&self) -> bool {
-        self.idempotent || crate::sql::is_read_only(&self.sql)
+        self.idempotent || goneaway_core::sql::is_read_only(&self.sql)
     }
 }
 
@@ -77,25 +77,25 @@ pub(crate) enum Verdict {
 
 impl Pool {
     /// The retry loop for one statement: checkout (never failing on a dead connection),
-    /// run, and on failure retry on a fresh connection when it is safe.
-    pub(crate) async fn run_statement<T, F>(&self, may_repeat: bool, op: F) -> Result<T, Error>
+    /// run `op` with the statement's SQL, and on failure retry on a fresh connection when
+    /// it is safe.
+    pub(crate) async fn run_statement<T, F>(&self, stmt: Statement, op: F) -> Result<T, Error>
     where
-        F: for<'c> Fn(&'c mut Conn) -> BoxFuture<'c, Result<T, mysql_async::Error>>,
+        F: for<'c> Fn(&'c mut Conn, &'c str) -> BoxFuture<'c, Result<T, mysql_async::Error>>,
     {
+        let may_repeat = stmt.retry_when_outcome_unknown();
         let policy = self.inner.cfg.retry;
         let start = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let mut pc = self.get().await?;
-            let not_run_if_lost = pc.loss_means_not_run();
-            let failure = match pc.run(&op).await {
+            let failure = match pc.run(|c| op(c, &stmt.sql)).await {
                 Ok(v) => return Ok(v),
                 Err(f) => f,
             };
             drop(pc);
-            let verdict = judge(failure, attempt, may_repeat, not_run_if_lost);
-            match verdict {
+            match judge(failure, attempt, may_repeat) {
                 Verdict::Retry(cause, _)
                     if attempt < policy.max_attempts && start.elapsed() < policy.deadline =>
                 {
@@ -121,13 +121,7 @@ impl Pool {
     where
         T: FromRow + Send + 'static,
     {
-        let stmt = stmt.into();
-        let sql = stmt.sql.clone();
-        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
-            let sql = sql.clone();
-            Box::pin(async move { c.query(sql).await })
-        })
-        .await
+        self.run_statement(stmt.into(), |c, sql| c.query(sql)).await
     }
 
     /// Runs a query and returns its first row, retrying like [`Pool::query`].
@@ -135,13 +129,8 @@ impl Pool {
     where
         T: FromRow + Send + 'static,
     {
-        let stmt = stmt.into();
-        let sql = stmt.sql.clone();
-        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
-            let sql = sql.clone();
-            Box::pin(async move { c.query_first(sql).await })
-        })
-        .await
+        self.run_statement(stmt.into(), |c, sql| c.query_first(sql))
+            .await
     }
 
     /// Executes a prepared statement with parameters and collects its rows, retrying like
@@ -154,14 +143,9 @@ impl Pool {
     where
         T: FromRow + Send + 'static,
     {
-        let stmt = stmt.into();
         let params: Params = params.into();
-        let sql = stmt.sql.clone();
-        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
-            let (sql, params) = (sql.clone(), params.clone());
-            Box::pin(async move { c.exec(sql, params).await })
-        })
-        .await
+        self.run_statement(stmt.into(), |c, sql| c.exec(sql, params.clone()))
+            .await
     }
 
     /// Executes a prepared statement and returns its first row, retrying like
@@ -174,14 +158,9 @@ impl Pool {
     where
         T: FromRow + Send + 'static,
     {
-        let stmt = stmt.into();
         let params: Params = params.into();
-        let sql = stmt.sql.clone();
-        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
-            let (sql, params) = (sql.clone(), params.clone());
-            Box::pin(async move { c.exec_first(sql, params).await })
-        })
-        .await
+        self.run_statement(stmt.into(), |c, sql| c.exec_first(sql, params.clone()))
+            .await
     }
 
     /// Executes a statement and returns the rows it affected, retrying like
@@ -192,11 +171,9 @@ impl Pool {
         stmt: impl Into<Statement>,
         params: impl Into<Params>,
     ) -> Result<u64, Error> {
-        let stmt = stmt.into();
         let params: Params = params.into();
-        let sql = stmt.sql.clone();
-        self.run_statement(stmt.retry_when_outcome_unknown(), move |c| {
-            let (sql, params) = (sql.clone(), params.clone());
+        self.run_statement(stmt.into(), |c, sql| {
+            let params = params.clone();
             Box::pin(async move {
                 c.exec_drop(sql, params).await?;
                 Ok(c.affected_rows())
@@ -299,14 +276,10 @@ impl Pool {
 
 /// Decides whether a failed statement may run again.
 ///
-/// `may_repeat`: read-only or marked idempotent. `not_run_if_lost`: the connection had
-/// sat past `wait_timeout`, so a loss proves the statement never reached a live session.
-pub(crate) fn judge(
-    failure: Failure,
-    attempt: u32,
-    may_repeat: bool,
-    not_run_if_lost: bool,
-) -> Verdict {
+/// `may_repeat`: read-only or marked idempotent. Whether a loss proves the statement never
+/// ran is the diagnosis's to say: `PooledConn::run` has already judged it with how long
+/// the connection sat idle.
+pub(crate) fn judge(failure: Failure, attempt: u32, may_repeat: bool) -> Verdict {
     match failure {
         Failure::Timeout(d) => {
             if may_repeat {
@@ -316,12 +289,12 @@ pub(crate) fn judge(
             }
         }
         Failure::Driver(e, d) => {
-            let nothing_ran = d.is_safe_to_retry() || (d.connection_lost && not_run_if_lost);
+            let nothing_ran = d.is_safe_to_retry();
             let allowed = match d.retry {
                 Retry::SafeToRetry | Retry::ReconnectThenRetry => true,
                 // Outside a transaction, a statement rolled back alone is safe to rerun.
                 Retry::RetryTransaction => true,
-                Retry::RetryIfIdempotent => nothing_ran || may_repeat,
+                Retry::RetryIfIdempotent => may_repeat,
                 _ => false,
             };
             // Errors on a healthy connection that are not about the connection or

@@ -170,7 +170,7 @@ async fn probe(config: &ProxyConfig, stats: &Arc<Stats>) -> ServerInfo {
         database: None,
         timeout: config.connect_timeout,
     };
-    match Backend::connect(&config.backend, &opts, stats.clone(), None).await {
+    match Backend::connect(&config.backend, &opts, stats.clone()).await {
         Ok(b) => {
             let info = ServerInfo {
                 version: b.server_version.clone(),

@@ -33,8 +33,9 @@
 //! SQLSTATE and the message matter when telling them apart.
 
 /// MySQL's `ER_CLIENT_INTERACTION_TIMEOUT`: the server disconnected an idle client.
-/// Sent by MySQL 8.0.24 and later; MariaDB uses 4031 for an unrelated error.
-pub const ER_CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
+/// Sent by MySQL 8.0.24 and later; MariaDB uses 4031 for an unrelated error. The number is
+/// named once, in the core's table of error numbers.
+pub use goneaway_core::codes::ER_CLIENT_INTERACTION_TIMEOUT;
 
 /// The SQLSTATE MySQL sends with [`ER_CLIENT_INTERACTION_TIMEOUT`].
 pub const INTERACTION_TIMEOUT_SQLSTATE: &str = "HY000";

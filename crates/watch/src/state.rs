@@ -142,16 +142,13 @@ impl ServerState {
                 self.rates.clear();
             } else {
                 let secs = (now - then).max(0.001);
-                for name in RATED.iter().chain(
-                    snap.status
-                        .keys()
-                        .filter(|k| k.starts_with("Connection_errors_"))
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .iter(),
-                ) {
-                    let (Some(a), Some(b)) = (prev.status.get(*name), snap.status.get(*name))
-                    else {
+                let errors = snap
+                    .status
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| k.starts_with("Connection_errors_"));
+                for name in RATED.iter().copied().chain(errors) {
+                    let (Some(a), Some(b)) = (prev.status.get(name), snap.status.get(name)) else {
                         continue;
                     };
                     let rate = b.saturating_sub(*a) as f64 * 3600.0 / secs;

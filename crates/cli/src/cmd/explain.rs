@@ -85,16 +85,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The raw input, read with a bound so a huge pipe is refused rather than held in memory.
 fn read_input(args: &Args) -> Result<Vec<u8>, String> {
-    // One byte over the limit is enough for the scanner to say "too large".
-    let limit = goneaway_core::MAX_INPUT_BYTES as u64 + 1;
     if let Some(path) = &args.file {
         let file = std::fs::File::open(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut input = Vec::new();
-        file.take(limit)
-            .read_to_end(&mut input)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        return Ok(input);
+        return read_bounded(file).map_err(|e| format!("cannot read {}: {e}", path.display()));
     }
     if !args.text.is_empty() && args.text != ["-"] {
         return Ok(args.text.join(" ").into_bytes());
@@ -102,11 +96,14 @@ fn read_input(args: &Args) -> Result<Vec<u8>, String> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprintln!("goneaway explain: paste the error or log, then press Ctrl-D");
     }
+    read_bounded(std::io::stdin().lock()).map_err(|e| format!("cannot read standard input: {e}"))
+}
+
+/// Reads at most one byte over the scanner's limit: enough for it to say "too large".
+fn read_bounded(reader: impl Read) -> std::io::Result<Vec<u8>> {
     let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(limit)
-        .read_to_end(&mut input)
-        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    reader
+        .take(goneaway_core::MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut input)?;
     Ok(input)
 }

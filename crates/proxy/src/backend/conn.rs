@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Framed;
@@ -92,30 +92,29 @@ fn eof(context: &str) -> ProxyError {
 const TRACKING_SETUP: &str = "SET SESSION session_track_system_variables='*', session_track_schema=ON, session_track_state_change=ON";
 
 impl Backend {
-    /// Connects, logs in and turns session tracking on, within `opts.timeout`.
+    /// Connects, logs in and turns session tracking on, within `opts.timeout`. The
+    /// connection counts against no limit until [`Backend::attach_permit`].
     pub async fn connect(
         target: &BackendTarget,
         opts: &ConnectOptions,
         stats: Arc<Stats>,
-        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<Backend, ProxyError> {
         let addr = target.addr();
         tokio::time::timeout(
             opts.timeout,
-            Self::connect_inner(target, opts, stats, permit),
+            Self::connect_inner(&addr, target, opts, stats),
         )
         .await
         .map_err(|_| ProxyError::Timeout(format!("connecting to {addr}")))?
     }
 
     async fn connect_inner(
+        addr: &str,
         target: &BackendTarget,
         opts: &ConnectOptions,
         stats: Arc<Stats>,
-        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<Backend, ProxyError> {
-        let addr = target.addr();
-        let stream = TcpStream::connect(&addr)
+        let stream = TcpStream::connect(addr)
             .await
             .map_err(io_err("connecting to the server"))?;
         let _ = stream.set_nodelay(true);
@@ -180,7 +179,7 @@ impl Backend {
                         opened: Instant::now(),
                         last_used: Instant::now(),
                         stats: stats.clone(),
-                        _permit: permit,
+                        _permit: None,
                     };
                     stats
                         .backends
@@ -292,12 +291,6 @@ impl Backend {
             Some(Err(e)) => IdleEvent::Error(e),
             None => IdleEvent::Eof,
         }
-    }
-
-    /// Checks without waiting whether the idle connection already died (see
-    /// [`Backend::idle_event`]).
-    pub fn poll_dead(&mut self) -> Option<IdleEvent> {
-        self.idle_event().now_or_never()
     }
 
     /// Runs one internal statement and returns its text rows (empty for OK).

@@ -204,15 +204,7 @@ impl ReplyTracker {
                             return Step::LocalInfile;
                         }
                         let n = packet::Reader::new(payload).lenenc().unwrap_or(0);
-                        self.state = State::Columns {
-                            left: n,
-                            then_rows: true,
-                        };
-                        if n == 0 {
-                            self.state = State::Done;
-                            return Step::Done;
-                        }
-                        Step::More
+                        self.columns(n, true)
                     }
                 }
             }
@@ -223,17 +215,7 @@ impl ReplyTracker {
                 };
                 self.prepare_next()
             }
-            State::ParamsEof { columns } => {
-                self.state = State::Columns {
-                    left: columns as u64,
-                    then_rows: false,
-                };
-                if columns == 0 {
-                    self.state = State::Done;
-                    return Step::Done;
-                }
-                Step::More
-            }
+            State::ParamsEof { columns } => self.columns(columns.into(), false),
             State::Columns { left, then_rows } => {
                 let left = left.saturating_sub(1);
                 if left > 0 {
@@ -308,14 +290,16 @@ impl ReplyTracker {
             self.state = State::ParamsEof { columns };
             return Step::More;
         }
-        if columns == 0 {
+        self.columns(columns.into(), false)
+    }
+
+    /// `n` column definitions come next (then rows, if `then_rows`); none ends the reply.
+    fn columns(&mut self, n: u64, then_rows: bool) -> Step {
+        if n == 0 {
             self.state = State::Done;
             return Step::Done;
         }
-        self.state = State::Columns {
-            left: columns as u64,
-            then_rows: false,
-        };
+        self.state = State::Columns { left: n, then_rows };
         Step::More
     }
 }

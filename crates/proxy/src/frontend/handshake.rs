@@ -5,6 +5,7 @@
 use std::io::Read;
 
 use futures_util::{SinkExt, StreamExt};
+use goneaway_core::codes::{ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR};
 use tokio_util::codec::Framed;
 
 use crate::config::Account;
@@ -46,7 +47,7 @@ pub fn change_user(
 ) -> Result<ChangeUser, (u16, &'static str, String)> {
     let unreadable = || {
         (
-            1043,
+            ER_HANDSHAKE_ERROR,
             "08S01",
             "goneaway proxy: unreadable COM_CHANGE_USER".to_owned(),
         )
@@ -72,24 +73,13 @@ pub fn change_user(
     };
     if plugin != NATIVE && plugin != SHA2 {
         return Err((
-            1045,
+            ER_ACCESS_DENIED_ERROR,
             "28000",
             format!("goneaway proxy checks passwords with {NATIVE} or {SHA2}, not {plugin}"),
         ));
     }
-    let ok = accounts.iter().find(|a| a.user == user).is_some_and(|a| {
-        let expected =
-            crate::backend::conn::scramble(&plugin, scramble, &a.password).unwrap_or_default();
-        constant_time_eq(&expected, &auth)
-    });
-    if !ok {
-        let using = if auth.is_empty() { "NO" } else { "YES" };
-        return Err((
-            1045,
-            "28000",
-            format!("Access denied for user '{user}'@'{peer_ip}' (using password: {using}) (goneaway proxy)"),
-        ));
-    }
+    check_password(accounts, &user, &plugin, scramble, &auth, peer_ip)
+        .map_err(|msg| (ER_ACCESS_DENIED_ERROR, "28000", msg))?;
     Ok(ChangeUser {
         user,
         database: (!db.is_empty()).then_some(db),
@@ -181,13 +171,12 @@ pub async fn authenticate(
         };
         return Err(LoginError::Refuse(
             p.seq.wrapping_add(1),
-            1043,
+            ER_HANDSHAKE_ERROR,
             "08S01",
             why.into(),
         ));
     };
     let mut seq = p.seq.wrapping_add(1);
-    let account = accounts.iter().find(|a| a.user == response.user);
     let plugin = response
         .auth_plugin
         .clone()
@@ -208,20 +197,8 @@ pub async fn authenticate(
         seq = p.seq.wrapping_add(1);
         used = NATIVE;
     }
-    let ok = account.is_some_and(|a| {
-        let expected =
-            crate::backend::conn::scramble(used, &scramble, &a.password).unwrap_or_default();
-        constant_time_eq(&expected, &auth)
-    });
-    if !ok {
-        let using = if auth.is_empty() { "NO" } else { "YES" };
-        return Err(LoginError::Refuse(
-            seq,
-            1045,
-            "28000",
-            format!("Access denied for user '{}'@'{peer_ip}' (using password: {using}) (goneaway proxy)", response.user),
-        ));
-    }
+    check_password(accounts, &response.user, used, &scramble, &auth, peer_ip)
+        .map_err(|msg| LoginError::Refuse(seq, ER_ACCESS_DENIED_ERROR, "28000", msg))?;
     if used == SHA2 {
         // caching_sha2_password "fast authentication succeeded"; the OK follows.
         client
@@ -243,6 +220,30 @@ pub async fn next(client: &mut Framed<ClientStream, PacketCodec>) -> Result<Pack
         Ok(Some(Ok(p))) => Ok(p),
         _ => Err(LoginError::Gone),
     }
+}
+
+/// Checks `auth`, scrambled with `plugin` and `scramble`, against `user`'s password;
+/// `Err` is the "Access denied" message.
+fn check_password(
+    accounts: &[Account],
+    user: &str,
+    plugin: &str,
+    scramble: &[u8],
+    auth: &[u8],
+    peer_ip: &str,
+) -> Result<(), String> {
+    let ok = accounts.iter().find(|a| a.user == user).is_some_and(|a| {
+        let expected =
+            crate::backend::conn::scramble(plugin, scramble, &a.password).unwrap_or_default();
+        constant_time_eq(&expected, auth)
+    });
+    if ok {
+        return Ok(());
+    }
+    let using = if auth.is_empty() { "NO" } else { "YES" };
+    Err(format!(
+        "Access denied for user '{user}'@'{peer_ip}' (using password: {using}) (goneaway proxy)"
+    ))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

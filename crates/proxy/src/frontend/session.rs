@@ -1,5 +1,6 @@
 //! One client session: login, then the command loop that keeps a healthy backend under it.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,6 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
+use goneaway_core::codes::{
+    CR_CONN_HOST_ERROR, CR_SERVER_LOST, ER_CLIENT_INTERACTION_TIMEOUT, ER_CONNECTION_KILLED,
+    ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_SERVER_SHUTDOWN,
+};
+use goneaway_core::Cause;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -14,9 +20,11 @@ use tokio_util::codec::Framed;
 
 use crate::backend::{Backend, ConnectOptions, Expect, IdleEvent, ReplyTracker, Step};
 use crate::frontend::handshake::{self, Login, LoginError};
-use crate::frontend::state::{is_read_only, SessionState, Statement};
+use goneaway_core::sql::is_read_only;
+
+use crate::frontend::state::{SessionState, Statement};
 use crate::net::packet::{self, caps, com, status, Reader};
-use crate::net::{ClientStream, Packet, PacketCodec};
+use crate::net::{ClientStream, ErrInfo, Packet, PacketCodec};
 use crate::server::{ServerInfo, Shared};
 use crate::ProxyError;
 
@@ -24,20 +32,26 @@ use crate::ProxyError;
 /// the message, which says what happened. A connection-level SQLSTATE (08xxx) is avoided on
 /// purpose: many drivers close the connection on one, and this one stays usable.
 const ER_PROXY: u16 = 1105;
-const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
 const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
 /// MySQL's answer under `require_secure_transport`; the proxy's under `require_tls`.
 const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
 
 /// Server errors that mean "this connection is closing" rather than "your command failed",
 /// and whether they prove the command did not run.
-fn fatal_error(code: u16) -> Option<bool> {
-    match code {
-        // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8: sent when wait_timeout ends the session)
-        // and ER_SERVER_SHUTDOWN: sent instead of running anything.
-        4031 | 1053 => Some(true),
-        // ER_CONNECTION_KILLED: the command may have been running when the KILL came.
-        1927 => Some(false),
+fn fatal_error(e: &ErrInfo) -> Option<bool> {
+    match e.code {
+        // MySQL 8 sends ER_CLIENT_INTERACTION_TIMEOUT when wait_timeout ends the session,
+        // and ER_SERVER_SHUTDOWN, instead of running anything. MariaDB's 4031 is an
+        // ordinary trigger error: the message tells them apart.
+        ER_CLIENT_INTERACTION_TIMEOUT
+            if goneaway_core::ServerError::new(e.code, Some(&e.sqlstate), e.message.as_str())
+                .is_mysql_inactivity() =>
+        {
+            Some(true)
+        }
+        ER_SERVER_SHUTDOWN => Some(true),
+        // The command may have been running when the KILL came.
+        ER_CONNECTION_KILLED => Some(false),
         _ => None,
     }
 }
@@ -51,7 +65,7 @@ enum Failure {
         flushed: bool,
         not_run: bool,
         seq: u8,
-        cause: &'static str,
+        cause: Cause,
         detail: String,
     },
     /// The client went away.
@@ -78,7 +92,7 @@ pub struct Session {
     state: SessionState,
     /// Unrestorable state lost with a backend that died while the session was idle, and
     /// the cause: the next command is answered with an error that says so.
-    lost: Option<(String, &'static str)>,
+    lost: Option<(String, Cause)>,
     /// The server's `max_allowed_packet`, as last read.
     max_allowed_packet: usize,
     /// The server's `wait_timeout` for this session, as last read.
@@ -112,7 +126,10 @@ impl Session {
                 shared.config.max_clients
             );
             let _ = client
-                .send(Packet::new(0, packet::err_payload(1040, "08004", &msg)))
+                .send(Packet::new(
+                    0,
+                    packet::err_payload(ER_CON_COUNT_ERROR, "08004", &msg),
+                ))
                 .await;
             return;
         }
@@ -144,17 +161,7 @@ impl Session {
         };
         // Log in to the server now, so that a wrong database or an unreachable server is
         // reported at login, as a direct connection would.
-        if let Err(e) = session.fresh_backend().await {
-            let (code, state, msg) =
-                backend_error_for_client(&e, &session.shared.config.backend.addr());
-            session.shared.stats.error_sent("backend_unavailable");
-            let _ = session
-                .client
-                .send(Packet::new(
-                    login.next_seq,
-                    packet::err_payload(code, &state, &msg),
-                ))
-                .await;
+        if session.fresh_backend_or_tell(login.next_seq).await.is_err() {
             return;
         }
         session.shared.stats.logins.fetch_add(1, Ordering::Relaxed);
@@ -197,6 +204,9 @@ impl Session {
         let mut timer = Box::pin(tokio::time::sleep(self.keepalive_interval()));
         // Likewise one shutdown waiter for the session's life, not one per command.
         let mut shutdown = Box::pin(shutdown.wait_for(|s| *s));
+        // The backend is watched before the client: when a command and the backend's death
+        // are both ready, the death is taken first and the command goes to a fresh backend.
+        // This watch is the only liveness check; none is added before each command.
         loop {
             let event = {
                 let has_backend = self.backend.is_some();
@@ -204,8 +214,8 @@ impl Session {
                 tokio::select! {
                     biased;
                     _ = shutdown.as_mut() => Event::Shutdown,
-                    p = self.client.next() => Event::Client(p.and_then(Result::ok)),
                     ev = async { match backend { Some(b) => b.idle_event().await, None => std::future::pending().await } } => Event::BackendIdle(ev),
+                    p = self.client.next() => Event::Client(p.and_then(Result::ok)),
                     _ = timer.as_mut(), if has_backend => Event::Keepalive,
                 }
             };
@@ -225,7 +235,7 @@ impl Session {
                     self.shared.stats.error_sent("shutdown");
                     let _ = self
                         .client
-                        .send(Packet::new(0, packet::err_payload(1053, "08S01", "Server shutdown in progress (goneaway proxy is shutting down; reconnect)")))
+                        .send(Packet::new(0, packet::err_payload(ER_SERVER_SHUTDOWN, "08S01", "Server shutdown in progress (goneaway proxy is shutting down; reconnect)")))
                         .await;
                     return;
                 }
@@ -281,41 +291,40 @@ impl Session {
                     cause_of_code(e.code, &e.sqlstate, &e.message),
                     e.to_string(),
                 ),
-                None => ("out_of_sync", "an unsolicited packet".to_owned()),
+                None => (Cause::OutOfSync, "an unsolicited packet".to_owned()),
             },
             IdleEvent::Eof if idle + Duration::from_millis(500) >= self.wait_timeout => {
-                ("idle_timeout", "closed after wait_timeout".into())
+                (Cause::IdleTimeout, "closed after wait_timeout".into())
             }
             IdleEvent::Eof => (
-                "unknown",
+                Cause::Unknown,
                 "the server closed the connection without a reason".into(),
             ),
             IdleEvent::Error(e) => (
-                goneaway_core::classify_io(e.kind()).primary().as_str(),
+                goneaway_core::classify_io(e.kind()).primary(),
                 e.to_string(),
             ),
         };
-        self.backend = None;
         self.mark_lost(cause, &detail);
     }
 
     /// Records a lost backend: absorbed if nothing is lost with it, else remembered for
     /// the next command's error.
-    fn mark_lost(&mut self, cause: &'static str, detail: &str) {
+    fn mark_lost(&mut self, cause: Cause, detail: &str) {
         self.backend = None;
         self.state.backend_replaced();
         match self.state.unrestorable() {
             Some(what) => {
                 tracing::info!(
                     session = self.id,
-                    cause,
+                    %cause,
                     detail,
                     "backend lost with unrestorable state: {what}"
                 );
                 self.lost = Some((what, cause));
                 self.state.forget_pinned();
             }
-            None if cause == "unknown" => {
+            None if cause == Cause::Unknown => {
                 tracing::debug!(
                     session = self.id,
                     detail,
@@ -326,11 +335,11 @@ impl Session {
             None => {
                 tracing::debug!(
                     session = self.id,
-                    cause,
+                    %cause,
                     detail,
                     "idle backend lost; will be replaced"
                 );
-                self.shared.stats.absorbed(cause);
+                self.shared.stats.absorbed(cause.as_str());
             }
         }
     }
@@ -362,7 +371,7 @@ impl Session {
         let mut delay = Duration::from_millis(50);
         let mut refused = false;
         let mut backend = loop {
-            match Backend::connect(&config.backend, &opts, self.shared.stats.clone(), None).await {
+            match Backend::connect(&config.backend, &opts, self.shared.stats.clone()).await {
                 Ok(b) => break b,
                 Err(e) if !is_transient(&e) || Instant::now() + delay >= deadline => return Err(e),
                 Err(e) => {
@@ -375,11 +384,12 @@ impl Session {
         };
         backend.attach_permit(permit);
         if std::mem::take(&mut self.unexplained_loss) {
-            self.shared.stats.absorbed(if refused {
-                "server_restart"
+            let cause = if refused {
+                Cause::ServerRestart
             } else {
-                "connection_killed"
-            });
+                Cause::ConnectionKilled
+            };
+            self.shared.stats.absorbed(cause.as_str());
         }
         for sql in self.state.restore_statements() {
             if let Err(e) = backend.simple(&sql).await {
@@ -398,6 +408,18 @@ impl Session {
         self.state.backend_replaced();
         self.backend = Some(backend);
         Ok(())
+    }
+
+    /// [`Session::fresh_backend`], telling the client (at `seq`) why when no backend could
+    /// be had: `Err(alive)`, where `alive` says whether the client got the error.
+    async fn fresh_backend_or_tell(&mut self, seq: u8) -> Result<(), bool> {
+        let Err(e) = self.fresh_backend().await else {
+            return Ok(());
+        };
+        let (code, state, msg) = backend_error_for_client(&e, &self.shared.config.backend.addr());
+        Err(self
+            .send_err(seq, code, &state, "backend_unavailable", &msg)
+            .await)
     }
 
     async fn send_err(
@@ -487,8 +509,7 @@ impl Session {
                 .send_err(1, ER_PROXY, "HY000", "state_lost", &msg)
                 .await;
         }
-        let sql = (cmd == com::QUERY)
-            .then(|| String::from_utf8_lossy(&packets[0].payload[1..]).into_owned());
+        let sql = (cmd == com::QUERY).then(|| String::from_utf8_lossy(&packets[0].payload[1..]));
         let mut attempts = 0u32;
         let max_attempts = self.shared.config.max_attempts;
         loop {
@@ -498,26 +519,9 @@ impl Session {
                     .send_err(1, ER_PROXY, "HY000", "gave_up", "goneaway proxy: the server connection failed on every attempt; the statement was not run")
                     .await;
             }
-            // A backend that died since its last use is replaced before anything is sent.
-            if let Some(ev) = self.backend.as_mut().and_then(Backend::poll_dead) {
-                self.backend_lost_idle(ev);
-                if let Some((what, cause)) = self.lost.take() {
-                    let msg = format!(
-                        "goneaway proxy: the connection to the server was lost (cause: {cause}), and with it {what}. \
-                         This statement was not run; the session goes on with a fresh connection"
-                    );
-                    return self
-                        .send_err(1, ER_PROXY, "HY000", "state_lost", &msg)
-                        .await;
-                }
-            }
             if self.backend.is_none() {
-                if let Err(e) = self.fresh_backend().await {
-                    let (code, state, msg) =
-                        backend_error_for_client(&e, &self.shared.config.backend.addr());
-                    return self
-                        .send_err(1, code, &state, "backend_unavailable", &msg)
-                        .await;
+                if let Err(alive) = self.fresh_backend_or_tell(1).await {
+                    return alive;
                 }
             }
             let (to_send, replayable) =
@@ -547,13 +551,12 @@ impl Session {
                     detail,
                 }) => {
                     let lost = self.state.unrestorable();
-                    let in_transaction = self.state.in_transaction;
                     self.backend = None;
                     self.state.backend_replaced();
                     self.state.forget_pinned();
                     tracing::info!(
                         session = self.id,
-                        cause,
+                        %cause,
                         detail,
                         flushed,
                         not_run,
@@ -577,14 +580,13 @@ impl Session {
                         let msg = format!(
                             "goneaway proxy: the connection to the server was lost (cause: {cause}), and with it {what}. {ran}; the session goes on with a fresh connection"
                         );
-                        let _ = in_transaction;
                         return self
                             .send_err(1, ER_PROXY, "HY000", "state_lost", &msg)
                             .await;
                     }
                     if not_run || replayable {
                         self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        self.shared.stats.absorbed(cause);
+                        self.shared.stats.absorbed(cause.as_str());
                         continue;
                     }
                     let msg = format!(
@@ -639,12 +641,8 @@ impl Session {
         if let Some(c) = change.charset {
             self.charset = c;
         }
-        if let Err(e) = self.fresh_backend().await {
-            let (code, state, msg) =
-                backend_error_for_client(&e, &self.shared.config.backend.addr());
-            return self
-                .send_err(1, code, &state, "backend_unavailable", &msg)
-                .await;
+        if let Err(alive) = self.fresh_backend_or_tell(1).await {
+            return alive;
         }
         let mut seq = 1;
         if change.sha2 {
@@ -694,16 +692,16 @@ impl Session {
 
     /// The packets to send for this command on the current backend (statement ids mapped,
     /// statements prepared again where needed), and whether the command may be replayed.
-    async fn prepare_packets(
+    async fn prepare_packets<'p>(
         &mut self,
         cmd: u8,
-        packets: &[Packet],
+        packets: &'p [Packet],
         sql: Option<&str>,
-    ) -> Result<(Vec<Packet>, bool), PrepareError> {
+    ) -> Result<(Cow<'p, [Packet]>, bool), PrepareError> {
         let outside_tx = !self.state.in_transaction;
         match cmd {
             com::QUERY => Ok((
-                packets.to_vec(),
+                Cow::Borrowed(packets),
                 outside_tx && sql.is_some_and(is_read_only),
             )),
             com::STMT_PREPARE
@@ -712,7 +710,7 @@ impl Session {
             | com::STATISTICS
             | com::FIELD_LIST
             | com::RESET_CONNECTION => Ok((
-                packets.to_vec(),
+                Cow::Borrowed(packets),
                 outside_tx || cmd == com::PING || cmd == com::STMT_PREPARE,
             )),
             com::STMT_EXECUTE | com::STMT_RESET | com::STMT_FETCH => {
@@ -748,11 +746,13 @@ impl Session {
                 };
                 let mut out = rewrite_statement_id(packets, backend_id);
                 if cmd == com::STMT_EXECUTE && stmt.params > 0 && out.len() == 1 {
-                    out[0] = self.fix_param_types(client_id, &stmt, &out[0]);
+                    if let Some(typed) = self.fix_param_types(client_id, &stmt, &out[0]) {
+                        out.to_mut()[0] = typed;
+                    }
                 }
                 Ok((out, outside_tx && stmt.read_only && cmd != com::STMT_FETCH))
             }
-            com::SET_OPTION | com::PROCESS_KILL | com::DEBUG => Ok((packets.to_vec(), false)),
+            com::SET_OPTION | com::PROCESS_KILL | com::DEBUG => Ok((Cow::Borrowed(packets), false)),
             _ => Err(PrepareError::Reply(
                 ER_PROXY,
                 "HY000".into(),
@@ -762,13 +762,11 @@ impl Session {
     }
 
     /// Remembers bound parameter types, and supplies them to a fresh backend when the
-    /// client executes with "new params bound" = 0.
-    fn fix_param_types(&mut self, client_id: u32, stmt: &Statement, p: &Packet) -> Packet {
+    /// client executes with "new params bound" = 0: the packet to send instead, if any.
+    fn fix_param_types(&mut self, client_id: u32, stmt: &Statement, p: &Packet) -> Option<Packet> {
         let n = stmt.params as usize;
         let flag_at = 1 + 4 + 1 + 4 + n.div_ceil(8);
-        let Some(&bound) = p.payload.get(flag_at) else {
-            return p.clone();
-        };
+        let &bound = p.payload.get(flag_at)?;
         let types_at = flag_at + 1;
         if bound == 1 {
             if let (Some(types), Some(s)) = (
@@ -778,7 +776,7 @@ impl Session {
                 s.types = Some(Bytes::copy_from_slice(types));
                 s.typed = true;
             }
-            return p.clone();
+            return None;
         }
         match (&stmt.types, stmt.typed) {
             (Some(types), false) => {
@@ -790,9 +788,9 @@ impl Session {
                 if let Some(s) = self.state.statements.get_mut(&client_id) {
                     s.typed = true;
                 }
-                Packet::new(p.seq, out.freeze())
+                Some(Packet::new(p.seq, out.freeze()))
             }
-            _ => p.clone(),
+            _ => None,
         }
     }
 
@@ -835,20 +833,19 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => return Err(io_failure(&e, flushed, next_seq)),
             };
-            if tracker.packets == 0 && p.is_err() {
-                if let Some(e) = packet::parse_err(&p.payload) {
-                    if let Some(not_run) = fatal_error(e.code) {
-                        return Err(Failure::Backend {
-                            flushed: false,
-                            not_run,
-                            seq: 1,
-                            cause: cause_of_code(e.code, &e.sqlstate, &e.message),
-                            detail: e.to_string(),
-                        });
-                    }
+            let step = tracker.feed(&p);
+            // An ERR in place of the reply may say that the connection is closing.
+            if let (1, Some(e)) = (tracker.packets, &tracker.err) {
+                if let Some(not_run) = fatal_error(e) {
+                    return Err(Failure::Backend {
+                        flushed: false,
+                        not_run,
+                        seq: 1,
+                        cause: cause_of_code(e.code, &e.sqlstate, &e.message),
+                        detail: e.to_string(),
+                    });
                 }
             }
-            let step = tracker.feed(&p);
             next_seq = p.seq.wrapping_add(1);
             let mut p = p;
             if cmd == com::STMT_PREPARE
@@ -911,7 +908,7 @@ impl Session {
         // Follow the session's state.
         if let Some((backend_id, params)) = tracker.prepared.filter(|_| tracker.err.is_none()) {
             if let Some(client_id) = new_statement {
-                let text = String::from_utf8_lossy(&packets[0].payload[1..]).into_owned();
+                let text = String::from_utf8_lossy(&packets[0].payload[1..]);
                 self.state.statements.insert(
                     client_id,
                     Statement {
@@ -1036,20 +1033,21 @@ fn statement_id(payload: &[u8]) -> Option<u32> {
     r.u32()
 }
 
-fn rewrite_statement_id(packets: &[Packet], id: u32) -> Vec<Packet> {
-    let mut out = packets.to_vec();
+fn rewrite_statement_id(packets: &[Packet], id: u32) -> Cow<'_, [Packet]> {
     // Client and server ids usually agree (both count from 1 per connection): no copy then.
-    if out[0].payload.len() >= 5 && statement_id(&out[0].payload) != Some(id) {
-        let mut payload = BytesMut::from(&out[0].payload[..]);
-        payload[1..5].copy_from_slice(&id.to_le_bytes());
-        out[0] = Packet::new(out[0].seq, payload.freeze());
+    if packets[0].payload.len() < 5 || statement_id(&packets[0].payload) == Some(id) {
+        return Cow::Borrowed(packets);
     }
-    out
+    let mut out = packets.to_vec();
+    let mut payload = BytesMut::from(&out[0].payload[..]);
+    payload[1..5].copy_from_slice(&id.to_le_bytes());
+    out[0] = Packet::new(out[0].seq, payload.freeze());
+    Cow::Owned(out)
 }
 
 /// An OK packet for a client that did not negotiate `CLIENT_SESSION_TRACK`: the info as a
-/// plain string, no session-state data.
-fn strip_session_track(payload: &[u8]) -> Bytes {
+/// plain string, no session-state data. The common OK with neither is passed on as it is.
+fn strip_session_track(payload: &Bytes) -> Bytes {
     let mut r = Reader::new(payload);
     let parsed = (|| {
         let header = r.u8()?;
@@ -1059,13 +1057,17 @@ fn strip_session_track(payload: &[u8]) -> Bytes {
         let warnings = r.u16()?;
         let info = if r.remaining() > 0 {
             r.lenenc_bytes()?
+        } else if status & status::SESSION_STATE_CHANGED == 0 {
+            // Nothing after the warnings: already the plain form.
+            return None;
         } else {
             &[][..]
         };
         Some((header, affected, last_id, status, warnings, info))
     })();
+    // Unreadable, or nothing to strip: passed on as it is.
     let Some((header, affected, last_id, status, warnings, info)) = parsed else {
-        return Bytes::copy_from_slice(payload);
+        return payload.clone();
     };
     let mut out = BytesMut::with_capacity(payload.len());
     out.put_u8(header);
@@ -1079,25 +1081,28 @@ fn strip_session_track(payload: &[u8]) -> Bytes {
 
 fn is_transient(e: &ProxyError) -> bool {
     match e {
-        ProxyError::Server(s) => matches!(s.code, 1040 | 1053 | 1927 | 1129 | 2013),
+        ProxyError::Server(s) => matches!(
+            s.code,
+            ER_CON_COUNT_ERROR
+                | ER_SERVER_SHUTDOWN
+                | ER_CONNECTION_KILLED
+                | ER_HOST_IS_BLOCKED
+                | CR_SERVER_LOST
+        ),
         _ => e.is_disconnect(),
     }
 }
 
-fn cause_of_code(code: u16, sqlstate: &str, message: &str) -> &'static str {
-    goneaway_core::classify_code(code, Some(sqlstate), Some(message))
-        .primary()
-        .as_str()
+fn cause_of_code(code: u16, sqlstate: &str, message: &str) -> Cause {
+    goneaway_core::classify_code(code, Some(sqlstate), Some(message)).primary()
 }
 
-fn cause_of_error(e: &ProxyError) -> &'static str {
+fn cause_of_error(e: &ProxyError) -> Cause {
     match e {
-        ProxyError::Io { source, .. } => {
-            goneaway_core::classify_io(source.kind()).primary().as_str()
-        }
+        ProxyError::Io { source, .. } => goneaway_core::classify_io(source.kind()).primary(),
         ProxyError::Server(s) => cause_of_code(s.code, &s.sqlstate, &s.message),
-        ProxyError::Timeout(_) => "network_drop",
-        _ => "unknown",
+        ProxyError::Timeout(_) => Cause::NetworkDrop,
+        _ => Cause::Unknown,
     }
 }
 
@@ -1109,9 +1114,9 @@ fn backend_error_for_client(e: &ProxyError, addr: &str) -> (u16, String, String)
             s.sqlstate.clone(),
             format!("{} (from the server behind goneaway proxy)", s.message),
         ),
-        ProxyError::Busy(msg) => (1040, "08004".into(), msg.clone()),
+        ProxyError::Busy(msg) => (ER_CON_COUNT_ERROR, "08004".into(), msg.clone()),
         other => (
-            2003,
+            CR_CONN_HOST_ERROR,
             "HY000".into(),
             format!("Can't connect to MySQL server on '{addr}' through goneaway proxy: {other}"),
         ),

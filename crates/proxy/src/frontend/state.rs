@@ -112,6 +112,10 @@ impl SessionState {
                 StateChange::Other(_) => {}
             }
         }
+        // Most replies change nothing: the text is only looked at when it can matter.
+        if !state_changed && !self.pinned.contains(LOCK_TABLES) {
+            return;
+        }
         let lower = sql.map(str::to_ascii_lowercase);
         if let Some(sql) = lower.as_deref() {
             if sql.contains("unlock tables") {
@@ -219,59 +223,9 @@ pub fn first_word(sql: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Whether running this statement twice is harmless: a read without locks or side effects,
-/// and only one statement.
-pub fn is_read_only(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    let word = first_word(&lower);
-    if !matches!(
-        word.as_str(),
-        "select" | "show" | "describe" | "desc" | "explain" | "help" | "checksum"
-    ) {
-        return false;
-    }
-    // A second statement after a `;` could be anything.
-    let trimmed = lower.trim_end().trim_end_matches(';');
-    if trimmed.contains(';') {
-        return false;
-    }
-    const SIDE_EFFECTS: [&str; 12] = [
-        "for update",
-        "lock in share mode",
-        "for share",
-        "get_lock",
-        "release_lock",
-        "release_all_locks",
-        "into outfile",
-        "into dumpfile",
-        "nextval",
-        "setval",
-        ":=",
-        "into @",
-    ];
-    !SIDE_EFFECTS.iter().any(|s| trimmed.contains(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn read_only_statements() {
-        for (sql, expected) in [
-            ("SELECT 1", true),
-            ("  /* hi */ select * from t where id = 1", true),
-            ("SHOW VARIABLES", true),
-            ("SELECT * FROM t FOR UPDATE", false),
-            ("SELECT GET_LOCK('a', 1)", false),
-            ("SELECT 1; DELETE FROM t", false),
-            ("INSERT INTO t VALUES (1)", false),
-            ("select sleep(1)", true),
-            ("SELECT @a := 1", false),
-        ] {
-            assert_eq!(is_read_only(sql), expected, "{sql}");
-        }
-    }
 
     #[test]
     fn pinning_follows_state_changes() {

@@ -1,0 +1,114 @@
+//! Telling a read-only statement from one that may change something, conservatively.
+//!
+//! The pool and the proxy both ask this before replaying a statement whose outcome is
+//! unknown: only a statement that cannot have changed anything may run twice.
+
+/// Whether `sql` only reads, so running it twice cannot change anything.
+///
+/// It must start (after comments and opening parentheses) with `SELECT`, `SHOW`,
+/// `DESCRIBE`, `DESC`, `EXPLAIN`, `HELP` or `CHECKSUM`; be one statement (a second one
+/// after a `;` could be anything); write no file or variable (`INTO`, `:=`); take no lock
+/// (`FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE`, `GET_LOCK`, `RELEASE_LOCK`) and move no
+/// sequence (`NEXTVAL`, `SETVAL`, `NEXT VALUE`). When in doubt it answers `false`.
+///
+/// A `SELECT` that calls a stored function which writes cannot be told apart from one that
+/// does not; callers that run such statements must not rely on this.
+///
+/// ```
+/// use goneaway_core::sql::is_read_only;
+///
+/// assert!(is_read_only("/* app */ SELECT name FROM users WHERE id = ?"));
+/// assert!(!is_read_only("SELECT * FROM jobs FOR UPDATE"));
+/// assert!(!is_read_only("SELECT 1; DELETE FROM jobs"));
+/// ```
+pub fn is_read_only(sql: &str) -> bool {
+    let body = strip_leading(sql);
+    let first = body
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    if !matches!(
+        first.as_str(),
+        "SELECT" | "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "HELP" | "CHECKSUM"
+    ) {
+        return false;
+    }
+    let upper = body.trim_end().trim_end_matches(';').to_ascii_uppercase();
+    if upper.contains(';') || upper.contains(":=") {
+        return false;
+    }
+    const SIDE_EFFECTS: [&str; 11] = [
+        "INTO",
+        "FOR UPDATE",
+        "FOR SHARE",
+        "LOCK IN SHARE MODE",
+        "GET_LOCK",
+        "RELEASE_LOCK",
+        "RELEASE_ALL_LOCKS",
+        "NEXTVAL",
+        "NEXT VALUE",
+        "SETVAL",
+        "LASTVAL",
+    ];
+    !SIDE_EFFECTS.iter().any(|w| contains_word(&upper, w))
+}
+
+/// Skips whitespace, `(`, and `/* … */`, `-- …` and `# …` comments at the start.
+fn strip_leading(mut s: &str) -> &str {
+    loop {
+        let t = s.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(rest) = t.strip_prefix("/*") {
+            s = rest.find("*/").map_or("", |i| &rest[i + 2..]);
+        } else if t.starts_with("--") || t.starts_with('#') {
+            s = t.find('\n').map_or("", |i| &t[i + 1..]);
+        } else {
+            return t;
+        }
+    }
+}
+
+/// Whether `word` stands in `upper` as a whole word (not inside an identifier).
+fn contains_word(upper: &str, word: &str) -> bool {
+    upper.match_indices(word).any(|(i, _)| {
+        let is_ident = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        !is_ident(upper[..i].chars().next_back())
+            && !is_ident(upper[i + word.len()..].chars().next())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_read_only;
+
+    #[test]
+    fn read_only_table() {
+        let cases = [
+            ("SELECT 1", true),
+            ("  select * from t where id = ?", true),
+            ("/* app */ SELECT a FROM t", true),
+            ("  /* hi */ select * from t where id = 1", true),
+            ("-- c\nSHOW VARIABLES", true),
+            ("(SELECT 1) UNION (SELECT 2)", true),
+            ("EXPLAIN SELECT 1", true),
+            ("SELECT 1;", true),
+            ("SELECT SLEEP(1)", true),
+            ("SELECT into_count FROM t", true),
+            ("SELECT a INTO @x FROM t", false),
+            ("SELECT * FROM t INTO OUTFILE '/tmp/x'", false),
+            ("SELECT GET_LOCK('x', 1)", false),
+            ("SELECT * FROM t FOR UPDATE", false),
+            ("SELECT * FROM t LOCK IN SHARE MODE", false),
+            ("SELECT @a := 1", false),
+            ("SELECT NEXTVAL(s)", false),
+            ("SELECT 1; DELETE FROM t", false),
+            ("INSERT INTO t VALUES (1)", false),
+            ("UPDATE t SET a = 1", false),
+            ("WITH x AS (SELECT 1) DELETE FROM t", false),
+            ("", false),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(is_read_only(sql), expected, "{sql}");
+        }
+    }
+}
