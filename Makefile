@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test bench deps bench-deps lint fmt
+.PHONY: demo test torture bench deps bench-deps lint fmt
 
 ## Install Debian's mariadb-server, mariadb-client, sysbench and python3-pymysql when they
 ## are missing (the proxy's tests drive it with the real mariadb client, sysbench and PyMySQL).
@@ -20,6 +20,13 @@ demo: deps
 ## The whole suite: formatting, lints, unit and integration tests against real servers.
 test: deps lint
 	$(CARGO) test --workspace
+
+## The pool's torture test, long: seeded random work, cancellations and faults, checked by
+## an oracle of the contract (make test runs a bounded 3 x 15 s slice of it).
+## GONEAWAY_TORTURE_SEED=<seed> reruns a schedule.
+torture: deps
+	GONEAWAY_TORTURE_SCHEDULES=$${GONEAWAY_TORTURE_SCHEDULES:-10} GONEAWAY_TORTURE_SECS=$${GONEAWAY_TORTURE_SECS:-60} \
+		$(CARGO) test -p goneaway --test goneaway torture -- --nocapture
 
 lint:
 	$(CARGO) fmt --all --check

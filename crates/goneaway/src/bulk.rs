@@ -114,6 +114,8 @@ impl Pool {
     /// A batch lost before the server saw it is resent on a fresh connection; one whose
     /// outcome is unknown is resent only if [`BulkInsert::idempotent`] — otherwise the
     /// error says so and the progress callback has told how many rows landed.
+    ///
+    /// Cancel safety: dropped mid-way, the batches already answered are committed and the one in flight is unknown; the connection (its timeouts raised) is closed, never reused.
     pub async fn bulk_insert<I>(&self, mut spec: BulkInsert, rows: I) -> Result<Progress, Error>
     where
         I: IntoIterator<Item = Vec<Value>>,
@@ -125,6 +127,24 @@ impl Pool {
         }
         let mut pc = self.get().await?;
         let mut saved = raise_net_timeouts(&mut pc, spec.net_timeout).await?;
+        let result = self.insert_rows(&mut spec, rows, &mut pc, &mut saved).await;
+        // On failure too: a pooled connection must not keep settings nobody asked for
+        // (if this never runs — a cancelled future — `session_changed` closes it).
+        restore_net_timeouts(&mut pc, &saved).await;
+        result
+    }
+
+    /// The body of [`Pool::bulk_insert`], between raising and restoring the timeouts.
+    async fn insert_rows<I>(
+        &self,
+        spec: &mut BulkInsert,
+        rows: I,
+        pc: &mut PooledConn,
+        saved: &mut Saved,
+    ) -> Result<Progress, Error>
+    where
+        I: IntoIterator<Item = Vec<Value>>,
+    {
         let budget = pc.max_allowed_packet().saturating_sub(PACKET_SLACK);
         let prefix = format!(
             "{} INTO {} ({}) VALUES ",
@@ -156,7 +176,8 @@ impl Pool {
                 });
             }
             if batch_rows > 0 && sql.len() + 1 + literal.len() > budget {
-                self.send_batch(&mut pc, &mut saved, &spec, &sql).await?;
+                self.send_batch(pc, saved, (spec.idempotent, spec.net_timeout), &sql)
+                    .await?;
                 progress.rows += batch_rows;
                 progress.bytes += sql.len() as u64;
                 progress.statements += 1;
@@ -175,7 +196,8 @@ impl Pool {
             batch_rows += 1;
         }
         if batch_rows > 0 {
-            self.send_batch(&mut pc, &mut saved, &spec, &sql).await?;
+            self.send_batch(pc, saved, (spec.idempotent, spec.net_timeout), &sql)
+                .await?;
             progress.rows += batch_rows;
             progress.bytes += sql.len() as u64;
             progress.statements += 1;
@@ -183,7 +205,6 @@ impl Pool {
                 f(&progress);
             }
         }
-        restore_net_timeouts(&mut pc, &saved).await;
         Ok(progress)
     }
 
@@ -192,7 +213,9 @@ impl Pool {
         &self,
         pc: &mut PooledConn,
         saved: &mut Saved,
-        spec: &BulkInsert,
+        // The batch's retry rule and the timeouts to raise on a fresh connection (not the
+        // whole spec: its progress callback is not `Sync`, and the future must be `Send`).
+        (idempotent, net_timeout): (bool, Duration),
         sql: &str,
     ) -> Result<(), Error> {
         let policy = self.inner.cfg.retry;
@@ -203,13 +226,13 @@ impl Pool {
                 Ok(()) => return Ok(()),
                 Err(f) => f,
             };
-            match judge(failure, attempt, spec.idempotent) {
+            match judge(failure, attempt, idempotent) {
                 Verdict::Retry(cause, _) if attempt < policy.max_attempts => {
                     self.inner.note_retry(cause);
                     tracing::info!(attempt, %cause, "resending bulk batch on a fresh connection");
                     tokio::time::sleep(policy.backoff(attempt)).await;
                     *pc = self.get().await?;
-                    *saved = raise_net_timeouts(pc, spec.net_timeout).await?;
+                    *saved = raise_net_timeouts(pc, net_timeout).await?;
                 }
                 Verdict::Retry(_, e) | Verdict::Fail(e) => return Err(e),
             }
@@ -225,14 +248,15 @@ impl Pool {
     /// is right only if it converges: its `WHERE` must exclude rows already changed (as
     /// `DELETE … WHERE created < ? LIMIT 1000` or `UPDATE … SET done = 1 WHERE done = 0
     /// LIMIT 1000` do).
+    ///
+    /// Cancel safety: as [`Pool::exec_drop`]; the statements already answered are committed.
     pub async fn batched(
         &self,
         sql: &str,
         params: impl Into<Params>,
         mut progress: impl FnMut(&Progress),
     ) -> Result<Progress, Error> {
-        let upper = sql.to_ascii_uppercase();
-        if !upper.contains("LIMIT") {
+        if !goneaway_core::sql::has_limit_clause(sql) {
             return Err(Error::Invalid(
                 "batched needs a statement with LIMIT n, or it would change everything at once"
                     .into(),
@@ -267,6 +291,9 @@ async fn raise_net_timeouts(pc: &mut PooledConn, to: Duration) -> Result<Saved, 
         .await?
         .unwrap_or((30, 60, String::new()));
     let secs = to.as_secs().max(1);
+    // Set before the statement is sent: from then on the session may have the raised
+    // values, and a connection dropped before the restore must be closed, not reused.
+    pc.session_changed = true;
     pc.query_drop(&format!(
         "SET SESSION net_read_timeout = {}, net_write_timeout = {}",
         secs.max(r),
@@ -285,9 +312,13 @@ async fn restore_net_timeouts(pc: &mut PooledConn, saved: &Saved) {
         "SET SESSION net_read_timeout = {}, net_write_timeout = {}",
         saved.net_read_timeout, saved.net_write_timeout
     );
-    if pc.conn().query_drop(sql).await.is_err() {
+    if !pc.session_changed {
+        return;
+    }
+    match pc.query_drop(&sql).await {
+        Ok(()) => pc.session_changed = false,
         // Better a new connection than one with settings nobody asked for.
-        pc.discard();
+        Err(_) => pc.discard(),
     }
 }
 

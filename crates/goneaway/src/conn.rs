@@ -22,8 +22,25 @@ use crate::Error;
 /// anything else, [`PooledConn::conn`] gives the `mysql_async::Conn` itself; after a
 /// connection error there, call [`PooledConn::discard`].
 ///
-/// Session state you change (`SET @x`, `SET SESSION …`) stays with the connection and
-/// is not reset when it returns: put per-session settings in
+/// # What comes back to the pool
+///
+/// A connection is reused only if it is provably clean when it returns:
+///
+/// - **No unread reply.** Dropped while a statement or a ping was in flight (a cancelled
+///   future, a timeout around a call, a panic), it is closed, never reused: the next
+///   caller would read this statement's reply. This holds for statements run through
+///   [`PooledConn::conn`] too (the driver marks a connection busy for the whole command).
+/// - **No open transaction, `autocommit` on.** When the last reply the server sent says a
+///   transaction is open or `autocommit` is off — or there is no such reply because the
+///   last statement failed — the pool sends `ROLLBACK` in the background (the connection
+///   still counts against `max_size`) and reuses it only if the server then reports it
+///   clean; otherwise it is closed.
+/// - **The pool's own session changes undone** (the raised `net_*_timeout`s of
+///   [`Pool::bulk_insert`](crate::Pool::bulk_insert)): if the restore did not run, the
+///   connection is closed.
+///
+/// Session state *you* change (`SET @x`, `SET SESSION …`, temporary tables, `GET_LOCK`)
+/// stays with the connection and is not reset when it returns: put per-session settings in
 /// [`PoolOptions::init_statement`](crate::PoolOptions::init_statement) instead.
 pub struct PooledConn {
     /// `None` only inside `Drop`.
@@ -31,6 +48,16 @@ pub struct PooledConn {
     pub(crate) session: Session,
     /// Set when the connection is known dead or in an unknown protocol state.
     discard: bool,
+    /// Set while [`PooledConn::run`] has an operation in flight: still set in `Drop` means
+    /// the future was dropped mid-operation, and a reply (or the rest of a result) may be
+    /// unread.
+    in_flight: bool,
+    /// Set while the pool has changed a session setting it has not yet restored (bulk
+    /// work's `net_*_timeout`): still set in `Drop` means the restore never ran.
+    pub(crate) session_changed: bool,
+    /// Set while a transaction the pool opened is neither committed nor rolled back: a
+    /// `ROLLBACK` before reuse whatever the server's last status flags said.
+    pub(crate) in_transaction: bool,
     /// Released after the connection is back in the pool, so a waiter finds it there.
     permit: Option<OwnedSemaphorePermit>,
     pool: Arc<Inner>,
@@ -69,6 +96,9 @@ impl PooledConn {
             conn: Some(idle.conn),
             session: idle.session,
             discard: false,
+            in_flight: false,
+            session_changed: false,
+            in_transaction: false,
             permit: Some(permit),
             pool,
         }
@@ -109,6 +139,13 @@ impl PooledConn {
         self.discard = true;
     }
 
+    /// Whether the connection is known dead or was left mid-command (for example by an
+    /// error or a cancellation while using [`PooledConn::conn`] directly): it will be
+    /// closed, not reused.
+    pub fn is_broken(&self) -> bool {
+        self.discard || self.in_flight || self.conn.as_ref().is_none_or(|c| c.is_disconnected())
+    }
+
     /// Runs one driver operation with the statement timeout, marking the connection
     /// dead when it is lost or times out.
     ///
@@ -127,6 +164,9 @@ impl PooledConn {
         // How long the connection was silent before this statement: the fact that tells a
         // server idle timeout from the other ways a connection is lost.
         let idle = self.session.last_active.elapsed();
+        // Cleared only when the operation has finished: if this future is dropped at any
+        // await below, `Drop` sees it set and closes the connection.
+        self.in_flight = true;
         let fut = op(self.conn.as_mut().expect("present until drop"));
         let result = match timeout {
             Some(d) => match tokio::time::timeout(d, fut).await {
@@ -145,6 +185,7 @@ impl PooledConn {
             },
             None => fut.await,
         };
+        self.in_flight = false;
         match result {
             Ok(v) => {
                 self.session.last_active = Instant::now();
@@ -166,6 +207,8 @@ impl PooledConn {
     }
 
     /// Runs a text-protocol query and collects its rows.
+    ///
+    /// Cancel safety: dropped mid-statement, the connection is closed when this `PooledConn` is dropped, never reused.
     pub async fn query<T: FromRow + Send + 'static>(&mut self, sql: &str) -> Result<Vec<T>, Error> {
         self.run(|c| c.query(sql))
             .await
@@ -173,6 +216,8 @@ impl PooledConn {
     }
 
     /// Runs a text-protocol query and returns its first row.
+    ///
+    /// Cancel safety: as [`PooledConn::query`].
     pub async fn query_first<T: FromRow + Send + 'static>(
         &mut self,
         sql: &str,
@@ -183,6 +228,8 @@ impl PooledConn {
     }
 
     /// Runs a text-protocol statement and discards its result.
+    ///
+    /// Cancel safety: as [`PooledConn::query`].
     pub async fn query_drop(&mut self, sql: &str) -> Result<(), Error> {
         self.run(|c| c.query_drop(sql))
             .await
@@ -190,6 +237,8 @@ impl PooledConn {
     }
 
     /// Prepares (cached) and executes a statement, collecting its rows.
+    ///
+    /// Cancel safety: as [`PooledConn::query`].
     pub async fn exec<T: FromRow + Send + 'static>(
         &mut self,
         sql: &str,
@@ -201,6 +250,8 @@ impl PooledConn {
     }
 
     /// Prepares (cached) and executes a statement, returning its first row.
+    ///
+    /// Cancel safety: as [`PooledConn::query`].
     pub async fn exec_first<T: FromRow + Send + 'static>(
         &mut self,
         sql: &str,
@@ -212,6 +263,8 @@ impl PooledConn {
     }
 
     /// Prepares (cached) and executes a statement; returns the rows affected.
+    ///
+    /// Cancel safety: as [`PooledConn::query`].
     pub async fn exec_drop(
         &mut self,
         sql: &str,
@@ -226,19 +279,67 @@ impl PooledConn {
     }
 }
 
+/// How a connection comes back to the pool (see "What comes back to the pool" on
+/// [`PooledConn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Return {
+    /// Clean: straight back to the idle list.
+    Clean,
+    /// A transaction may be open or `autocommit` is off: `ROLLBACK` first, then judge.
+    RollBack,
+    /// Never reuse it; the reason is the `closed` metric's label.
+    Close(&'static str),
+}
+
+impl PooledConn {
+    /// Judges the connection as it comes back, from what the pool and the driver know
+    /// without a round trip.
+    fn disposition(&self, conn: &Conn) -> Return {
+        use crate::metrics_names as m;
+        if self.discard {
+            Return::Close(m::REASON_DEAD)
+        } else if self.in_flight || conn.is_disconnected() {
+            // The driver sets `is_disconnected` for the whole of every command and clears
+            // it when the reply has been read: still set, a reply is unread (or the
+            // connection died).
+            Return::Close(m::REASON_CANCELLED)
+        } else if self.session_changed {
+            Return::Close(m::REASON_UNCLEAN)
+        } else if !self.in_transaction && session_is_clean(conn) {
+            Return::Clean
+        } else {
+            Return::RollBack
+        }
+    }
+}
+
+/// Whether the server's last reply says no transaction is open and `autocommit` is on.
+/// After an error there is no such reply (`last_ok_packet` is `None`), so it is not known.
+pub(crate) fn session_is_clean(conn: &Conn) -> bool {
+    use mysql_async::consts::StatusFlags;
+    conn.last_ok_packet().is_some_and(|ok| {
+        let flags = ok.status_flags();
+        flags.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+            && !flags.contains(StatusFlags::SERVER_STATUS_IN_TRANS)
+    })
+}
+
 impl Drop for PooledConn {
     fn drop(&mut self) {
+        let permit = self.permit.take();
         if let Some(conn) = self.conn.take() {
+            let how = self.disposition(&conn);
+            // The permit goes with the connection: released once it is back in the idle
+            // list (so a waiter it wakes finds it there) or closed.
             self.pool.check_in(
                 Idle {
                     conn,
                     session: self.session,
                 },
-                self.discard,
+                how,
+                permit,
             );
         }
-        // After the check-in, so a waiter woken by this permit finds the connection idle.
-        drop(self.permit.take());
     }
 }
 

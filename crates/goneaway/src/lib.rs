@@ -14,7 +14,19 @@
 //!   [`Error::CommitOutcomeUnknown`].
 //! - [`Pool::bulk_insert`] packs rows into multi-row `INSERT`s by bytes against
 //!   `max_allowed_packet`; [`Pool::batched`] runs `UPDATE/DELETE … LIMIT n` until done.
+//! - [`Pool::begin`] gives a [`Transaction`] guard: `commit()`, `rollback()`, and a
+//!   rollback when dropped open. [`Pool::query_each`]/[`Pool::exec_each`] stream large
+//!   results row by row.
 //! - [`Pool::with_conn`] runs one unit of work on a connection known good, for workers.
+//!
+//! # Cancellation
+//!
+//! Every future the crate returns may be dropped at any await (a `tokio::time::timeout`,
+//! a `select!`, a client gone) and leaves the pool exactly consistent: a connection left
+//! mid-statement is closed, never returned with its reply unread; one left in a
+//! transaction is rolled back before reuse; the counters (`size`, `waiters`, `closed`) stay
+//! exact. What a dropped *write* did is unknown, as for a lost connection. See
+//! "What comes back to the pool" on [`PooledConn`].
 //! - [`Pool::status`] is a snapshot; counters, histograms and the size gauges (open, idle,
 //!   in use, waiters) go through the `metrics` facade under the names in
 //!   [`metrics_names`], events through `tracing`.
@@ -79,6 +91,7 @@ mod options;
 mod pool;
 mod retry;
 mod tcp;
+mod tx;
 
 pub use bulk::{BulkInsert, Progress};
 pub use conn::PooledConn;
@@ -87,6 +100,35 @@ pub use options::{Limits, PoolOptions, RetryPolicy, Validation};
 pub use pool::{Pool, Status};
 pub use retry::{BoxFuture, Statement};
 pub use tcp::{TcpSkip, TcpTuning};
+pub use tx::Transaction;
+
+/// `params! { "id" => 7, "name" => name }` (with `use goneaway::params;`): named parameters for
+/// [`Pool::exec`]/[`Pool::exec_drop`] and their kin, from the driver.
+pub use mysql_async::params;
+
+/// A row type: `#[derive(FromRow)]` on a struct whose fields are the columns, by name, and
+/// the trait itself. The derive looks for the driver by name, so bring it into scope from
+/// here and name it (no direct dependency on mysql_async needed):
+///
+/// ```no_run
+/// use goneaway::{mysql_async, params, FromRow};
+///
+/// #[derive(Debug, FromRow)]
+/// #[mysql(crate_name = "mysql_async")]
+/// struct User {
+///     id: u64,
+///     name: String,
+/// }
+///
+/// # async fn f(pool: goneaway::Pool) -> Result<(), goneaway::Error> {
+/// let users: Vec<User> = pool
+///     .exec("SELECT id, name FROM users WHERE team = :team", params! { "team" => 7 })
+///     .await?;
+/// let count = pool.exec_first::<i64>("SELECT COUNT(*) FROM users WHERE team = ?", (7,)).await?;
+/// let first = pool.query_first::<User>("SELECT id, name FROM users LIMIT 1").await?;
+/// # let _ = (users, count, first); Ok(()) }
+/// ```
+pub use mysql_async::prelude::FromRow;
 
 /// The driver, re-exported so callers use the same version (`goneaway::mysql_async::Value`).
 pub use mysql_async;

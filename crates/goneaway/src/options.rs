@@ -6,16 +6,22 @@ use std::time::Duration;
 ///
 /// Advice implemented: SQLAlchemy's `pool_pre_ping`, HikariCP's `connectionTestQuery`/
 /// `isValid()` — but only when it is due, so a busy service pays no extra round trip.
+///
+/// A connection not pinged still gets a look at its socket (a non-blocking peek, one
+/// system call, no round trip) in every mode but [`Validation::Always`]: a close or an
+/// error the server sent (a `KILL`, a restart, an idle timeout) keeps it from being handed
+/// out. That look needs the socket, which the pool finds on Linux over TCP straight to
+/// the server — not through a proxy or relay, nor over a Unix socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Validation {
     /// Ping on every checkout (what sqlx does): one extra round trip per checkout.
     Always,
     /// Ping a connection that sat unused longer than this (the default, with 1 s). A
-    /// connection used a moment ago is handed out as it is.
+    /// connection used a moment ago is handed out after the look at its socket.
     WhenIdleOver(Duration),
-    /// Never ping at checkout (what mysql_async's own pool does). Statement retry and
-    /// keepalive still apply.
+    /// Never ping at checkout (what mysql_async's own pool does). The look at the socket,
+    /// statement retry and keepalive still apply.
     Never,
 }
 

@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::conn::PooledConn;
+use crate::conn::{PooledConn, Return};
 use crate::options::{Limits, PoolOptions, Validation};
 use crate::tcp::{TcpSkip, TcpTuning};
 use crate::{metrics_names as m, Error};
@@ -35,6 +35,11 @@ pub(crate) struct Session {
     pub(crate) lifetime: Duration,
     /// The socket options set on it (`None`: not set, see [`TcpSkip`]).
     pub(crate) tcp: Option<TcpTuning>,
+    /// Its socket's descriptor, when found (Linux, TCP straight to the server): checkout
+    /// peeks at it for a close or an unasked error before handing the connection out.
+    pub(crate) fd: Option<i32>,
+    /// Whether the connection uses TLS (its bytes cannot be judged by a peek).
+    pub(crate) tls: bool,
 }
 
 /// An idle connection and what the pool knows about it.
@@ -86,6 +91,9 @@ pub(crate) struct Inner {
     /// The size gauges, registered once so publishing them costs an atomic store each.
     gauges: Gauges,
     closed: AtomicBool,
+    /// Returned connections getting their `ROLLBACK` in the background (they hold a
+    /// permit and count in `live`, but are neither idle nor in use).
+    cleaning: AtomicUsize,
 }
 
 /// Handles to the pool's size gauges (see [`m::OPEN`] and its neighbours).
@@ -200,6 +208,7 @@ impl Pool {
             in_use: AtomicUsize::new(0),
             gauges,
             closed: AtomicBool::new(false),
+            cleaning: AtomicUsize::new(0),
         });
         tokio::spawn(maintain(Arc::downgrade(&inner)));
         Pool { inner }
@@ -207,12 +216,16 @@ impl Pool {
 
     /// Checks out a connection, validated if it is due (see [`Validation`]). A dead
     /// connection is discarded and another tried; the caller never sees it.
+    ///
+    /// Cancel safety: dropped while waiting or validating, it leaves the queue and the counts exact; a connection being pinged is closed.
     pub async fn get(&self) -> Result<PooledConn, Error> {
         self.inner.checkout(self.inner.cfg.validation).await
     }
 
     /// Checks out a connection that has just answered a ping (or was just opened),
     /// whatever the validation mode: for work after a long pause.
+    ///
+    /// Cancel safety: as [`Pool::get`].
     pub async fn get_validated(&self) -> Result<PooledConn, Error> {
         self.inner.checkout(Validation::Always).await
     }
@@ -243,6 +256,8 @@ impl Pool {
 
     /// Closes idle connections gracefully and refuses new checkouts; connections in use
     /// are closed when returned.
+    ///
+    /// Cancel safety: the pool is closed from the first poll; dropping the future only skips the polite goodbyes of the remaining idle connections (they are closed without COM_QUIT).
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.permits.close();
@@ -268,19 +283,16 @@ impl Inner {
                 return Err(Error::Invalid("the pool is closed".into()))
             }
             Err(tokio::sync::TryAcquireError::NoPermits) => {
-                if self.waiters.fetch_add(1, Ordering::SeqCst) >= self.cfg.max_waiters {
-                    self.waiters.fetch_sub(1, Ordering::SeqCst);
-                    self.publish();
+                let Some(waiting) = Waiting::enter(self) else {
                     metrics::counter!(m::QUEUE_FULL).increment(1);
                     return Err(Error::QueueFull {
                         limit: self.cfg.max_waiters,
                     });
-                }
-                self.publish();
+                };
                 let r =
                     tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
-                self.waiters.fetch_sub(1, Ordering::SeqCst);
-                self.publish();
+                // Also on cancellation: `Waiting`'s `Drop` leaves the queue.
+                drop(waiting);
                 match r {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(Error::Invalid("the pool is closed".into())),
@@ -306,7 +318,18 @@ impl Inner {
                     self.close_graceful(idle.conn, reason);
                     continue;
                 }
-                if self.needs_ping(&idle.session, validation, now) {
+                if !self.needs_ping(&idle.session, validation, now) {
+                    // Not due for a ping: a look at the socket, which costs no round trip,
+                    // still catches a peer that closed it (a KILL, a restart) or wrote to
+                    // it unasked (MariaDB's 1927 to a killed connection, MySQL's 4031).
+                    if let Some(signal) = crate::tcp::peer_signal(idle.session.fd, idle.session.tls)
+                    {
+                        self.caught_by_socket(idle, signal);
+                        continue;
+                    }
+                    return Ok(self.hand_out(idle, permit, start, idle_left));
+                }
+                {
                     match self.ping(idle).await {
                         Some(idle) => {
                             let idle_left = self.idle.lock().unwrap().len();
@@ -322,7 +345,6 @@ impl Inner {
                         }
                     }
                 }
-                return Ok(self.hand_out(idle, permit, start, idle_left));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::CheckoutTimeout {
@@ -424,9 +446,30 @@ impl Inner {
         }
     }
 
+    /// An idle connection whose socket showed the peer closed it or wrote to it unasked:
+    /// never handed out.
+    fn caught_by_socket(&self, idle: Idle, signal: crate::tcp::PeerSignal) {
+        let cause = signal.cause();
+        tracing::info!(connection_id = idle.session.id, %cause, ?signal, "idle connection found dead by a look at its socket");
+        self.counters
+            .stale_by_validation
+            .fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::STALE_CAUGHT, "by" => "socket").increment(1);
+        metrics::counter!(m::GONE_AWAY_IDLE, "cause" => cause.as_str()).increment(1);
+        self.suspect_now();
+        self.forget(m::REASON_DEAD);
+        drop(idle.conn);
+    }
+
     /// Pings with `ping_timeout`; returns the connection if it answered.
+    ///
+    /// Cancel-safe: dropped mid-ping, the connection (its reply unread) is closed and
+    /// accounted for as closed.
     async fn ping(&self, mut idle: Idle) -> Option<Idle> {
-        match tokio::time::timeout(self.cfg.ping_timeout, idle.conn.ping()).await {
+        let guard = Forget::armed(self, m::REASON_CANCELLED);
+        let outcome = tokio::time::timeout(self.cfg.ping_timeout, idle.conn.ping()).await;
+        guard.disarm();
+        match outcome {
             Ok(Ok(())) => {
                 idle.session.last_active = Instant::now();
                 Some(idle)
@@ -468,12 +511,18 @@ impl Inner {
         }
         // After the init statements, which may set them. The process list's view of our
         // endpoint rides along (no extra round trip) when the socket is to be tuned.
-        let tcp = self.cfg.tcp_settings();
-        let (wait, packet, host) = self.read_session(&mut conn, tcp.is_some()).await?;
-        let tcp = match (tcp, host) {
-            (Some(want), Some(host)) => self.tune_socket(&conn, host, want).await,
-            (Some(_), None) => self.tcp_skipped(&conn, TcpSkip::NotTcp),
-            (None, _) => None,
+        // The socket is looked for even with nothing to set: checkout peeks at it.
+        let want = self.cfg.tcp_settings();
+        let (wait, packet, host) = self
+            .read_session(&mut conn, cfg!(target_os = "linux"))
+            .await?;
+        let (tcp, fd) = match (want, host) {
+            (want, Some(host)) => match self.tune_socket(&conn, host, want).await {
+                Some((t, fd)) => (want.map(|_| t), Some(fd)),
+                None => (None, None),
+            },
+            (Some(_), None) => (self.tcp_skipped(&conn, TcpSkip::NotTcp), None),
+            (None, None) => (None, None),
         };
         let wait_timeout = Duration::from_secs(wait);
         let limits = Limits::derive(&self.cfg, wait_timeout, packet as usize);
@@ -489,6 +538,8 @@ impl Inner {
             idle_limit: limits.jittered_idle(self.cfg.max_idle.is_none()),
             lifetime: limits.jittered_lifetime(),
             tcp,
+            fd,
+            tls: self.opts.ssl_opts().is_some(),
         };
         self.live.fetch_add(1, Ordering::SeqCst);
         self.publish();
@@ -542,8 +593,8 @@ impl Inner {
         &self,
         conn: &Conn,
         host: String,
-        want: crate::tcp::TcpSettings,
-    ) -> Option<TcpTuning> {
+        want: Option<crate::tcp::TcpSettings>,
+    ) -> Option<(TcpTuning, i32)> {
         let port = self.opts.tcp_port();
         // Reading /proc is blocking file I/O, and /proc/net/tcp grows with the sockets of
         // the whole network namespace.
@@ -551,13 +602,20 @@ impl Inner {
             .await
             .unwrap_or(Err(TcpSkip::Failed));
         match tuned {
-            Ok(t) => {
-                self.counters.tcp_tuned.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(m::TCP_TUNED).increment(1);
-                tracing::debug!(connection_id = conn.id(), tuning = ?t, "socket tuned");
-                Some(t)
+            Ok((t, fd)) => {
+                if want.is_some() {
+                    self.counters.tcp_tuned.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(m::TCP_TUNED).increment(1);
+                    tracing::debug!(connection_id = conn.id(), tuning = ?t, "socket tuned");
+                }
+                Some((t, fd))
             }
-            Err(why) => self.tcp_skipped(conn, why),
+            Err(why) => {
+                if want.is_some() {
+                    self.tcp_skipped(conn, why);
+                }
+                None
+            }
         }
     }
 
@@ -570,14 +628,53 @@ impl Inner {
         None
     }
 
-    /// Takes back a connection from a caller.
-    pub(crate) fn check_in(&self, mut idle: Idle, discard: bool) {
+    /// Takes back a connection from a caller, with the permit it was handed out under.
+    ///
+    /// Runs inside `Drop`, so it never awaits: a connection that needs a `ROLLBACK` first
+    /// gets it in a spawned task that keeps the permit until it is done.
+    pub(crate) fn check_in(
+        self: &Arc<Self>,
+        idle: Idle,
+        how: Return,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         self.in_use.fetch_sub(1, Ordering::Relaxed);
-        if discard {
-            self.forget(m::REASON_DEAD);
-            drop(idle.conn);
-            return;
+        match how {
+            Return::Close(reason) => {
+                if reason == m::REASON_CANCELLED {
+                    tracing::debug!(
+                        connection_id = idle.session.id,
+                        "returned mid-statement (cancelled): closed, never reused"
+                    );
+                }
+                self.forget(reason);
+                drop(idle.conn);
+            }
+            Return::Clean => self.put_back(idle),
+            Return::RollBack => match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    self.cleaning.fetch_add(1, Ordering::SeqCst);
+                    let inner = self.clone();
+                    handle.spawn(async move {
+                        inner.roll_back_and_put_back(idle).await;
+                        inner.cleaning.fetch_sub(1, Ordering::SeqCst);
+                        drop(permit);
+                    });
+                    return;
+                }
+                // No runtime to send the ROLLBACK on: closing is what ends the
+                // transaction.
+                Err(_) => {
+                    self.forget(m::REASON_UNCLEAN);
+                    drop(idle.conn);
+                }
+            },
         }
+        drop(permit);
+    }
+
+    /// Back to the idle list, or closed if the pool is closed or the connection is due.
+    fn put_back(&self, mut idle: Idle) {
         let now = Instant::now();
         idle.session.last_used = now;
         if self.closed.load(Ordering::SeqCst) {
@@ -591,6 +688,33 @@ impl Inner {
                 list.len()
             };
             self.publish_sizes(idle_left);
+        }
+    }
+
+    /// Ends whatever transaction a returned connection may have open, and reuses it only
+    /// if the server then reports it clean (`autocommit` on, no transaction).
+    async fn roll_back_and_put_back(&self, mut idle: Idle) {
+        metrics::counter!(m::ROLLED_BACK).increment(1);
+        let rolled_back =
+            tokio::time::timeout(self.cfg.ping_timeout, idle.conn.query_drop("ROLLBACK")).await;
+        match rolled_back {
+            Ok(Ok(())) if crate::conn::session_is_clean(&idle.conn) => {
+                idle.session.last_active = Instant::now();
+                self.put_back(idle);
+            }
+            Ok(Ok(())) => {
+                // autocommit = 0: every later statement would run in a transaction the
+                // next caller did not open.
+                tracing::debug!(
+                    connection_id = idle.session.id,
+                    "returned with autocommit off: closed"
+                );
+                self.close_graceful(idle.conn, m::REASON_UNCLEAN);
+            }
+            _ => {
+                self.forget(m::REASON_DEAD);
+                drop(idle.conn);
+            }
         }
     }
 
@@ -627,6 +751,62 @@ impl Inner {
             handle.spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(1), conn.disconnect()).await;
             });
+        }
+    }
+}
+
+/// A caller in the wait queue: counted in `waiters` from `enter` until dropped, however
+/// the wait ends (a permit, a timeout, or the caller's future dropped).
+struct Waiting<'a> {
+    inner: &'a Inner,
+}
+
+impl<'a> Waiting<'a> {
+    /// Joins the queue, or `None` when `max_waiters` are already waiting.
+    fn enter(inner: &'a Inner) -> Option<Waiting<'a>> {
+        if inner.waiters.fetch_add(1, Ordering::SeqCst) >= inner.cfg.max_waiters {
+            inner.waiters.fetch_sub(1, Ordering::SeqCst);
+            inner.publish();
+            return None;
+        }
+        inner.publish();
+        Some(Waiting { inner })
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.inner.waiters.fetch_sub(1, Ordering::SeqCst);
+        self.inner.publish();
+    }
+}
+
+/// Accounts for a connection as closed if dropped while armed: held across an await on a
+/// connection the pool owns (a ping), so a cancelled future cannot leave `live` too high.
+struct Forget<'a> {
+    inner: &'a Inner,
+    reason: &'static str,
+    armed: bool,
+}
+
+impl<'a> Forget<'a> {
+    fn armed(inner: &'a Inner, reason: &'static str) -> Forget<'a> {
+        Forget {
+            inner,
+            reason,
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.forget(self.reason);
         }
     }
 }
@@ -676,7 +856,12 @@ async fn maintain_once(inner: &Arc<Inner>) {
             } else if surplus {
                 recycle.push((idle.remove(i), m::REASON_IDLE_TIMEOUT));
             } else if keepalive.is_some_and(|k| now.duration_since(s.last_active) >= k) {
-                due.push(idle.remove(i));
+                // The permit first, so the connection counts against max_size the whole
+                // time it is off the idle list; none free: it waits for the next tick.
+                match inner.permits.clone().try_acquire_owned() {
+                    Ok(permit) => due.push((idle.remove(i), permit)),
+                    Err(_) => i += 1,
+                }
             } else {
                 i += 1;
             }
@@ -685,12 +870,7 @@ async fn maintain_once(inner: &Arc<Inner>) {
     for (i, reason) in recycle {
         inner.close_graceful(i.conn, reason);
     }
-    for idle in due {
-        // A permit, so the pinged connection counts against max_size while it is out.
-        let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
-            inner.idle.lock().unwrap().push(idle);
-            continue;
-        };
+    for (idle, permit) in due {
         let inner = inner.clone();
         tokio::spawn(async move {
             inner
@@ -699,6 +879,11 @@ async fn maintain_once(inner: &Arc<Inner>) {
                 .fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::KEEPALIVE_PINGS).increment(1);
             match inner.ping(idle).await {
+                // The pool was closed while the ping ran: `close` has already emptied the
+                // idle list, so this one must not go back into it.
+                Some(idle) if inner.closed.load(Ordering::SeqCst) => {
+                    inner.close_graceful(idle.conn, m::REASON_POOL_CLOSED);
+                }
                 Some(idle) => {
                     // Most recently used first: put it under the others.
                     inner.idle.lock().unwrap().insert(0, idle);
@@ -720,7 +905,11 @@ async fn maintain_once(inner: &Arc<Inner>) {
     if live < inner.cfg.min_idle {
         if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
             if let Ok(idle) = inner.open().await {
-                inner.idle.lock().unwrap().insert(0, idle);
+                if inner.closed.load(Ordering::SeqCst) {
+                    inner.close_graceful(idle.conn, m::REASON_POOL_CLOSED);
+                } else {
+                    inner.idle.lock().unwrap().insert(0, idle);
+                }
             }
             drop(permit);
         }

@@ -117,6 +117,8 @@ impl Pool {
     /// Runs a query and collects its rows, retrying on a fresh connection when safe
     /// (always when nothing reached the server; after a loss mid-statement only if it is
     /// read-only or [`Statement::idempotent`]).
+    ///
+    /// Cancel safety: dropped mid-statement, the connection is closed, never reused; a write's outcome is then unknown.
     pub async fn query<T>(&self, stmt: impl Into<Statement>) -> Result<Vec<T>, Error>
     where
         T: FromRow + Send + 'static,
@@ -125,6 +127,8 @@ impl Pool {
     }
 
     /// Runs a query and returns its first row, retrying like [`Pool::query`].
+    ///
+    /// Cancel safety: as [`Pool::query`].
     pub async fn query_first<T>(&self, stmt: impl Into<Statement>) -> Result<Option<T>, Error>
     where
         T: FromRow + Send + 'static,
@@ -135,6 +139,8 @@ impl Pool {
 
     /// Executes a prepared statement with parameters and collects its rows, retrying like
     /// [`Pool::query`].
+    ///
+    /// Cancel safety: as [`Pool::query`].
     pub async fn exec<T>(
         &self,
         stmt: impl Into<Statement>,
@@ -150,6 +156,8 @@ impl Pool {
 
     /// Executes a prepared statement and returns its first row, retrying like
     /// [`Pool::query`].
+    ///
+    /// Cancel safety: as [`Pool::query`].
     pub async fn exec_first<T>(
         &self,
         stmt: impl Into<Statement>,
@@ -166,6 +174,8 @@ impl Pool {
     /// Executes a statement and returns the rows it affected, retrying like
     /// [`Pool::query`]. An `INSERT` lost mid-flight fails with
     /// [`Error::OutcomeUnknown`] instead of risking a second row.
+    ///
+    /// Cancel safety: as [`Pool::query`].
     pub async fn exec_drop(
         &self,
         stmt: impl Into<Statement>,
@@ -180,6 +190,110 @@ impl Pool {
             })
         })
         .await
+    }
+
+    /// Runs a text-protocol query and hands each row to `each` as it arrives, without
+    /// collecting the result: for results too large to hold. Returns the rows delivered.
+    ///
+    /// Retried like [`Pool::query`] only until the first row has reached `each`; a loss
+    /// after that is returned (the rows already delivered cannot be taken back), with
+    /// [`Error::is_disconnect`] true. An error from `each` stops the stream and is
+    /// returned; the rest of the result is drained (or the connection closed).
+    ///
+    /// Cancel safety: dropped mid-stream, the connection is closed, never reused.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: goneaway::Pool) -> Result<(), goneaway::Error> {
+    /// let mut total = 0i64;
+    /// pool.query_each("SELECT amount FROM payments", |amount: i64| {
+    ///     total += amount;
+    ///     Ok(())
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn query_each<T, F>(&self, stmt: impl Into<Statement>, each: F) -> Result<u64, Error>
+    where
+        T: FromRow + Send + 'static,
+        F: FnMut(T) -> Result<(), Error> + Send,
+    {
+        self.stream_rows(stmt.into(), None, each).await
+    }
+
+    /// [`Pool::query_each`] for a prepared statement with parameters.
+    ///
+    /// Cancel safety: as [`Pool::query_each`].
+    pub async fn exec_each<T, F>(
+        &self,
+        stmt: impl Into<Statement>,
+        params: impl Into<Params>,
+        each: F,
+    ) -> Result<u64, Error>
+    where
+        T: FromRow + Send + 'static,
+        F: FnMut(T) -> Result<(), Error> + Send,
+    {
+        self.stream_rows(stmt.into(), Some(params.into()), each)
+            .await
+    }
+
+    async fn stream_rows<T, F>(
+        &self,
+        stmt: Statement,
+        params: Option<Params>,
+        mut each: F,
+    ) -> Result<u64, Error>
+    where
+        T: FromRow + Send + 'static,
+        F: FnMut(T) -> Result<(), Error> + Send,
+    {
+        let may_repeat = stmt.retry_when_outcome_unknown();
+        let policy = self.inner.cfg.retry;
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut pc = self.get().await?;
+            let mut delivered = 0u64;
+            // The caller's own error, kept apart from the driver's.
+            let mut refused: Option<Error> = None;
+            let sql = stmt.sql();
+            let outcome = pc
+                .run(|c| async {
+                    match &params {
+                        None => {
+                            let result = c.query_iter(sql).await?;
+                            deliver(result, &mut each, &mut delivered, &mut refused).await
+                        }
+                        Some(p) => {
+                            let result = c.exec_iter(sql, p.clone()).await?;
+                            deliver(result, &mut each, &mut delivered, &mut refused).await
+                        }
+                    }
+                })
+                .await;
+            let failure = match (outcome, refused) {
+                (_, Some(e)) => return Err(e),
+                (Ok(()), None) => return Ok(delivered),
+                (Err(f), None) => f,
+            };
+            drop(pc);
+            if delivered > 0 {
+                // Rows reached the caller: running it again would deliver them twice.
+                return Err(failure.into_error(attempt, true));
+            }
+            match judge(failure, attempt, may_repeat) {
+                Verdict::Retry(cause, _)
+                    if attempt < policy.max_attempts && start.elapsed() < policy.deadline =>
+                {
+                    self.inner.note_retry(cause);
+                    if attempt > 1 {
+                        tokio::time::sleep(policy.backoff(attempt - 1)).await;
+                    }
+                }
+                Verdict::Retry(_, e) | Verdict::Fail(e) => return Err(e),
+            }
+        }
     }
 
     /// Runs `work` inside a transaction and commits it. The whole transaction is rerun on a
@@ -203,6 +317,8 @@ impl Pool {
     ///     .await?;
     /// # let _: i32 = moved; Ok(()) }
     /// ```
+    ///
+    /// Cancel safety: dropped at any point before `COMMIT` is answered, nothing of the transaction is committed by the pool: a connection left mid-statement is closed (the server rolls back), one left between statements gets a `ROLLBACK` before reuse. Dropped while `COMMIT` is in flight, the outcome is unknown.
     pub async fn transaction<T, F>(&self, mut work: F) -> Result<T, Error>
     where
         F: for<'t> FnMut(&'t mut PooledConn) -> BoxFuture<'t, Result<T, Error>>,
@@ -213,6 +329,9 @@ impl Pool {
         loop {
             attempt += 1;
             let mut pc = self.get().await?;
+            // Until COMMIT or ROLLBACK is answered: if this future is dropped, the check-in
+            // rolls back (or closes a connection left mid-statement).
+            pc.in_transaction = true;
             // The attempt's error; success returns from inside.
             let e: Error = match pc.run(|c| c.query_drop("START TRANSACTION")).await {
                 // Nothing ran yet: a lost connection here is always safe to retry.
@@ -220,7 +339,10 @@ impl Pool {
                 Ok(()) => match work(&mut pc).await {
                     Err(e) => e,
                     Ok(value) => match pc.run(|c| c.query_drop("COMMIT")).await {
-                        Ok(()) => return Ok(value),
+                        Ok(()) => {
+                            pc.in_transaction = false;
+                            return Ok(value);
+                        }
                         Err(f) => {
                             let e = f.into_error(attempt, true);
                             if e.is_disconnect() {
@@ -235,20 +357,24 @@ impl Pool {
                     },
                 },
             };
-            let rerun = e.is_disconnect()
-                || matches!(
+            // Work that used the driver connection directly may have lost it without an
+            // error of ours saying so: the driver's own state tells.
+            let lost = e.is_disconnect() || pc.is_broken();
+            let rerun =
+                lost || matches!(
                     e,
                     Error::Statement {
                         retry: Retry::RetryTransaction,
                         ..
                     }
-                )
-                || e.cause() == Some(Cause::Deadlock);
-            if !e.is_disconnect() {
-                // The connection is healthy: end the transaction before it goes back.
-                if pc.query_drop("ROLLBACK").await.is_err() {
-                    pc.discard();
-                }
+                ) || e.cause() == Some(Cause::Deadlock);
+            if lost {
+                pc.discard();
+            } else if pc.query_drop("ROLLBACK").await.is_ok() {
+                // The connection is healthy and the transaction ended before it goes back.
+                pc.in_transaction = false;
+            } else {
+                pc.discard();
             }
             drop(pc);
             if rerun && attempt < policy.max_attempts && start.elapsed() < policy.deadline {
@@ -265,6 +391,8 @@ impl Pool {
     /// Runs one unit of work on a connection that has just proved alive (pinged, or just
     /// opened), whatever the validation mode: for workers and cron jobs that idle for
     /// hours between units. The work runs once; it is not retried.
+    ///
+    /// Cancel safety: as [`Pool::get`] and the statements `work` runs.
     pub async fn with_conn<T, F>(&self, work: F) -> Result<T, Error>
     where
         F: for<'c> FnOnce(&'c mut PooledConn) -> BoxFuture<'c, Result<T, Error>>,
@@ -272,6 +400,32 @@ impl Pool {
         let mut pc = self.get_validated().await?;
         work(&mut pc).await
     }
+}
+
+/// Hands the rows of `result` to `each` one by one, counting them in `delivered`; an
+/// error from `each` stops the delivery and lands in `refused`. The rest of the result is
+/// drained either way, so the connection goes back with nothing unread.
+async fn deliver<T, F, P>(
+    mut result: mysql_async::QueryResult<'_, '_, P>,
+    each: &mut F,
+    delivered: &mut u64,
+    refused: &mut Option<Error>,
+) -> Result<(), mysql_async::Error>
+where
+    T: FromRow + Send + 'static,
+    F: FnMut(T) -> Result<(), Error> + Send,
+    P: mysql_async::prelude::Protocol,
+{
+    while let Some(row) = result.next().await? {
+        let value = mysql_async::from_row_opt::<T>(row)
+            .map_err(|e| mysql_async::DriverError::FromRow { row: e.0 })?;
+        *delivered += 1;
+        if let Err(e) = each(value) {
+            *refused = Some(e);
+            break;
+        }
+    }
+    result.drop_result().await
 }
 
 /// Decides whether a failed statement may run again.

@@ -117,13 +117,59 @@ pub(crate) fn parse_endpoint(host: &str) -> Option<(Option<IpAddr>, u16)> {
 
 /// Finds this connection's socket from the endpoint the server reports (`server_view`)
 /// and the server's port, and sets `want` on it. Blocking (reads `/proc/self/fd`).
+///
+/// With `want` `None` nothing is set: the socket is only found, for [`peer_signal`].
+/// Returns what the socket now has and its descriptor.
 pub(crate) fn tune(
     server_view: &str,
     server_port: u16,
-    want: TcpSettings,
-) -> Result<TcpTuning, TcpSkip> {
+    want: Option<TcpSettings>,
+) -> Result<(TcpTuning, i32), TcpSkip> {
     let (addr, port) = parse_endpoint(server_view).ok_or(TcpSkip::NotTcp)?;
     imp::tune(addr, port, server_port, want)
+}
+
+/// What an idle connection's socket shows without reading from it: the server closed it
+/// or wrote to it unasked. An idle MySQL connection has nothing to read: anything there
+/// is the server's goodbye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerSignal {
+    /// End of stream or a reset: the server (or something between) closed it.
+    Closed,
+    /// An error packet with this number (1927 to a killed connection, 4031 MySQL's
+    /// inactivity close, 1053 a shutdown).
+    Error(u16),
+    /// Bytes that are not an error packet (or cannot be read: TLS).
+    Data,
+}
+
+impl PeerSignal {
+    /// The cause the evidence names; a bare close does not tell which.
+    pub(crate) fn cause(self) -> goneaway_core::Cause {
+        use goneaway_core::Cause;
+        match self {
+            PeerSignal::Error(1927) => Cause::ConnectionKilled,
+            PeerSignal::Error(4031) => Cause::IdleTimeout,
+            PeerSignal::Error(1053) => Cause::ServerRestart,
+            _ => Cause::Unknown,
+        }
+    }
+}
+
+/// A non-blocking look (`MSG_PEEK | MSG_DONTWAIT`) at the socket of an idle connection:
+/// `None` when it is quiet (or its descriptor is not known), otherwise what the server
+/// did. One system call, no round trip. With `tls`, bytes cannot be judged (a session
+/// ticket may be waiting), so only a close counts.
+///
+/// The descriptor is the one [`tune`] found and is valid while the pool holds the idle
+/// `Conn`: nothing runs on an idle connection, so mysql_async cannot have closed it.
+pub(crate) fn peer_signal(fd: Option<i32>, tls: bool) -> Option<PeerSignal> {
+    let signal = imp::peek(fd?)?;
+    match signal {
+        PeerSignal::Closed => Some(signal),
+        _ if tls => None,
+        _ => Some(signal),
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -134,9 +180,13 @@ mod imp {
         _addr: Option<IpAddr>,
         _port: u16,
         _server_port: u16,
-        _want: TcpSettings,
-    ) -> Result<TcpTuning, TcpSkip> {
+        _want: Option<TcpSettings>,
+    ) -> Result<(TcpTuning, i32), TcpSkip> {
         Err(TcpSkip::NotLinux)
+    }
+
+    pub(super) fn peek(_fd: i32) -> Option<PeerSignal> {
+        None
     }
 }
 
@@ -151,8 +201,8 @@ mod imp {
         addr: Option<IpAddr>,
         port: u16,
         server_port: u16,
-        want: TcpSettings,
-    ) -> Result<TcpTuning, TcpSkip> {
+        want: Option<TcpSettings>,
+    ) -> Result<(TcpTuning, i32), TcpSkip> {
         let ours = |local: SocketAddr, peer: SocketAddr| {
             local.port() == port
                 && peer.port() == server_port
@@ -172,11 +222,50 @@ mod imp {
             (Ok(l), Ok(p)) if (l, p) == (local, peer) => {}
             _ => return Err(TcpSkip::NotFound),
         }
-        apply(fd, want).map_err(|e| {
-            tracing::debug!(error = %e, "setsockopt on the connection's socket failed");
-            TcpSkip::Failed
-        })?;
-        read_back(fd, local, peer).map_err(|_| TcpSkip::Failed)
+        if let Some(want) = want {
+            apply(fd, want).map_err(|e| {
+                tracing::debug!(error = %e, "setsockopt on the connection's socket failed");
+                TcpSkip::Failed
+            })?;
+        }
+        let tuning = read_back(fd, local, peer).map_err(|_| TcpSkip::Failed)?;
+        Ok((tuning, fd.as_raw_fd()))
+    }
+
+    pub(super) fn peek(fd: RawFd) -> Option<PeerSignal> {
+        let mut buf = [0u8; 8];
+        // SAFETY: a buffer of the length passed; MSG_PEEK leaves the bytes for the driver
+        // and MSG_DONTWAIT never blocks. The descriptor is the idle connection's socket
+        // (see `peer_signal`); on any other it fails or reads nothing, and changes nothing.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => Some(PeerSignal::Closed),
+            n if n > 0 => {
+                let n = n as usize;
+                // A MySQL packet: 3 bytes of length, a sequence id, then 0xff for an error
+                // followed by its number, little-endian.
+                if n >= 7 && buf[4] == 0xff {
+                    Some(PeerSignal::Error(u16::from_le_bytes([buf[5], buf[6]])))
+                } else {
+                    Some(PeerSignal::Data)
+                }
+            }
+            _ => match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ETIMEDOUT) => {
+                    Some(PeerSignal::Closed)
+                }
+                // EAGAIN: quiet, alive as far as the kernel knows. Anything else says
+                // nothing about the peer.
+                _ => None,
+            },
+        }
     }
 
     /// The one descriptor of this process that is a TCP socket with endpoints that are
@@ -367,18 +456,19 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn tunes_our_own_socket_and_refuses_ambiguity() {
-        use std::os::fd::AsFd;
+        use std::os::fd::{AsFd, AsRawFd};
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let server_port = listener.local_addr().unwrap().port();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let _accepted = listener.accept().unwrap();
         let view = client.local_addr().unwrap().to_string();
-        let want = TcpSettings {
+        let want = Some(TcpSettings {
             keepalive: Some((Duration::from_secs(11), Duration::from_secs(2), 5)),
             user_timeout: Some(Duration::from_millis(21_500)),
-        };
-        let t = tune(&view, server_port, want).expect("tuned");
+        });
+        let (t, found) = tune(&view, server_port, want).expect("tuned");
+        assert_eq!(found, client.as_raw_fd());
         assert_eq!(t.local, client.local_addr().unwrap());
         assert_eq!(t.peer, client.peer_addr().unwrap());
         assert_eq!(t.keepalive_idle, Some(Duration::from_secs(11)));
@@ -403,5 +493,49 @@ mod tests {
         let dup = fd.try_clone_to_owned().unwrap();
         assert_eq!(tune(&view, server_port, want), Err(TcpSkip::Ambiguous));
         drop(dup);
+    }
+
+    /// The look at an idle socket: quiet while the peer is, then what the peer did — an
+    /// error packet with its number, a close — without consuming a byte.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn peer_signal_sees_what_the_peer_did() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let fd = Some(client.as_raw_fd());
+        assert_eq!(peer_signal(fd, false), None);
+        // MariaDB's goodbye to a killed connection: ERR 1927, then the close.
+        server
+            .write_all(&[0x07, 0, 0, 0, 0xff, 0x87, 0x07, b'#', b'7', b'0'])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(peer_signal(fd, false), Some(PeerSignal::Error(1927)));
+        assert_eq!(
+            peer_signal(fd, false).unwrap().cause(),
+            goneaway_core::Cause::ConnectionKilled
+        );
+        assert_eq!(
+            peer_signal(fd, true),
+            None,
+            "bytes on a TLS socket are not judged"
+        );
+        drop(server);
+        std::thread::sleep(Duration::from_millis(50));
+        // The bytes are still there for the driver: peeking consumed nothing.
+        assert_eq!(peer_signal(fd, false), Some(PeerSignal::Error(1927)));
+
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        drop(server);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            peer_signal(Some(client.as_raw_fd()), true),
+            Some(PeerSignal::Closed)
+        );
+        assert_eq!(peer_signal(None, false), None);
     }
 }

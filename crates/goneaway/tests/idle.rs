@@ -81,16 +81,18 @@ async fn defaults_keep_an_idle_connection_alive() {
     assert_eq!(st.gone_away, 0, "{st:?}");
 }
 
-/// No validation, no keepalive, no recycling (mysql_async's pool behaviour): the first
-/// statement on a connection the server closed fails, and the pool retries it on a fresh
-/// connection — even an INSERT, because a connection silent past wait_timeout proves the
-/// statement never reached a live session. Exactly one row.
+/// No validation, no keepalive, no recycling (mysql_async's pool behaviour), through a
+/// relay (so the pool cannot peek at the server's socket): the first statement on a
+/// connection the server closed fails, and the pool retries it on a fresh connection —
+/// even an INSERT, because a connection silent past wait_timeout proves the statement
+/// never reached a live session. Exactly one row.
 #[tokio::test]
 async fn idle_past_wait_timeout_statement_is_retried_without_validation() {
     let server = server(2).await;
     create_table(&server).await;
+    let relay = crate::common::relay(&server).await;
     let pool = pool(
-        &server.url(),
+        &server.url_for(relay.local_addr()),
         opts()
             .validation(Validation::Never)
             .keepalive_interval(Duration::ZERO)
@@ -110,4 +112,33 @@ async fn idle_past_wait_timeout_statement_is_retried_without_validation() {
     assert_eq!(rows, vec!["after idle".to_string()]);
     let st = pool.status();
     assert_eq!(st.retries, 2, "{st:?}");
+}
+
+/// The same straight to the server: even with validation off, the look at the socket at
+/// checkout (no round trip) sees the server's close, so no statement meets a dead
+/// connection and nothing needs a retry.
+#[tokio::test]
+async fn idle_past_wait_timeout_is_caught_by_the_socket_without_validation() {
+    let server = server(2).await;
+    create_table(&server).await;
+    let pool = pool(
+        &server.url(),
+        opts()
+            .validation(Validation::Never)
+            .keepalive_interval(Duration::ZERO)
+            .max_idle(Duration::from_secs(3600)),
+    );
+    warm(&pool, 1).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let affected = pool
+        .exec_drop("INSERT INTO t (v) VALUES (?)", ("after idle",))
+        .await
+        .expect("the caller sees no error");
+    assert_eq!(affected, 1);
+    let st = pool.status();
+    assert_eq!(
+        (st.retries, st.stale_caught_by_validation),
+        (0, 1),
+        "{st:?}"
+    );
 }

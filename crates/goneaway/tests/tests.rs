@@ -12,8 +12,12 @@
 //! - `tcp`: keepalive interval, probes and `TCP_USER_TIMEOUT` on the live sockets (Linux).
 //! - `gauges`: the size gauges through the `metrics` facade.
 //! - `examples`: the programs in `examples/`, run and checked.
+//! - `cancel`: futures dropped mid-statement, mid-transaction, waiting and validating.
+//! - `torture`: seeded random schedules of work, cancellations and faults, checked by an
+//!   oracle of the contract.
 
 mod bulk;
+mod cancel;
 mod common;
 mod examples;
 mod gauges;
@@ -23,4 +27,5 @@ mod network;
 mod restart;
 mod sizing;
 mod tcp;
+mod torture;
 mod txn;
