@@ -167,8 +167,19 @@ async fn transaction_cut_before_commit_loses_it_whole() {
     );
     let e = r.unwrap_err();
     assert!(e.to_string().contains("open transaction"), "{e}");
-    // Whatever the client does next, nothing of the cut transaction is committed.
-    conn.query_drop("COMMIT").await.unwrap();
+    assert_eq!(code(&e), 1927, "{e}");
+    assert!(e.to_string().contains("outcome is unknown"), "{e}");
+    // The session is in the failed-transaction state: nothing runs outside the
+    // transaction the client thinks it is in, and its COMMIT commits nothing.
+    let e = conn
+        .query_drop("INSERT INTO t VALUES (4)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 1927, "{e}");
+    assert!(e.to_string().contains("ROLLBACK"), "{e}");
+    let e = conn.query_drop("COMMIT").await.unwrap_err();
+    assert_eq!(code(&e), 1927, "{e}");
+    assert!(e.to_string().contains("committed nothing"), "{e}");
     let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
     assert_eq!(n, Some(0), "no partial commit");
     // And a new transaction works on the same session.

@@ -31,14 +31,14 @@ for line in sys.stdin:
         print("err", repr(e), flush=True)
 "#;
 
-struct Worker {
+pub(crate) struct Worker {
     _child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl Worker {
-    fn start(port: u16) -> Worker {
+    pub(crate) fn start(port: u16) -> Worker {
         // Debian's python3: the one python3-pymysql is installed for (`make deps`).
         let mut child = Command::new("/usr/bin/python3")
             .args(["-c", WORKER, "127.0.0.1", &port.to_string(), USER, PASSWORD])
@@ -58,11 +58,21 @@ impl Worker {
     }
 
     /// Sends one command and returns the worker's answer line.
-    async fn run(&mut self, command: &str) -> String {
+    pub(crate) async fn run(&mut self, command: &str) -> String {
+        self.send(command).await;
+        self.answer(command).await
+    }
+
+    /// Sends one command without waiting for its answer.
+    pub(crate) async fn send(&mut self, command: &str) {
         self.stdin
             .write_all(format!("{command}\n").as_bytes())
             .await
             .unwrap();
+    }
+
+    /// The answer to the command sent last.
+    pub(crate) async fn answer(&mut self, command: &str) -> String {
         let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
             .await
             .unwrap_or_else(|_| panic!("no answer to {command:?} within 60 s"))

@@ -21,3 +21,6 @@ mod tls;
 mod lifecycle;
 // sysbench and concurrent clients through KILLs, a restart and a crash.
 mod under_load;
+// The transaction contract with PyMySQL and the mariadb client: KILL, restart and crash,
+// between statements and during one; the failed-transaction state.
+mod transactions;

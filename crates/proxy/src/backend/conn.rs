@@ -56,6 +56,10 @@ pub struct Backend {
     pub wait_timeout: Duration,
     /// The server's `max_allowed_packet`.
     pub max_allowed_packet: usize,
+    /// When the server started (Unix seconds: its clock minus its `Uptime`), read at
+    /// login. A later backend with a later start proves the server restarted in between;
+    /// the same start proves it did not.
+    pub server_started: Option<i64>,
     /// When the connection was opened.
     pub opened: Instant,
     /// When the last command finished: the server's idle clock starts here.
@@ -176,6 +180,7 @@ impl Backend {
                         server_capabilities: greeting.capabilities,
                         wait_timeout: Duration::from_secs(28800),
                         max_allowed_packet: 16 << 20,
+                        server_started: None,
                         opened: Instant::now(),
                         last_used: Instant::now(),
                         stats: stats.clone(),
@@ -232,7 +237,10 @@ impl Backend {
     async fn setup(&mut self) -> Result<(), ProxyError> {
         self.simple(TRACKING_SETUP).await?;
         let rows = self
-            .simple("SELECT @@wait_timeout, @@max_allowed_packet")
+            .simple(
+                "SELECT @@wait_timeout, @@max_allowed_packet, UNIX_TIMESTAMP() - \
+                 (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME')",
+            )
             .await?;
         if let Some(row) = rows.first() {
             let num = |i: usize| {
@@ -246,6 +254,7 @@ impl Backend {
             if let Some(m) = num(1) {
                 self.max_allowed_packet = m as usize;
             }
+            self.server_started = num(2).map(|t| t as i64);
         }
         Ok(())
     }

@@ -1,4 +1,39 @@
 //! One client session: login, then the command loop that keeps a healthy backend under it.
+//!
+//! # What the client is told, and in which numbers
+//!
+//! A server error that ends the connection (`1927` for a KILL, `1053` for a shutdown,
+//! MySQL 8's `4031`) reaches the client as the server sent it, number, SQLSTATE and text,
+//! whenever the proxy cannot absorb it. Where the proxy itself must speak about a lost
+//! backend it uses one number, `1927 ER_CONNECTION_KILLED` (MariaDB's own "Connection
+//! was killed", what a KILLed session gets), with SQLSTATE `08S01` and a text that starts
+//! with the phrase a direct client would show:
+//!
+//! | situation | message starts with |
+//! |---|---|
+//! | the statement was not run: state was lost (an open transaction, user variables…) | `MySQL server has gone away (Connection was killed by goneaway proxy: …` |
+//! | the statement may have run (outcome unknown), or its reply was cut | `Lost connection to MySQL server during query (Connection was killed by goneaway proxy: …` |
+//!
+//! Why: the client-side numbers 2006 and 2013 cannot be sent: libmariadb (the `mariadb`
+//! client, Ruby mysql2, Python mysqlclient) rejects an ERR packet carrying a client error
+//! number as "2027 Received malformed packet". 1927 is a server number that the disconnect
+//! logic of drivers and frameworks already knows: HikariCP and the JDBC drivers evict a
+//! connection on SQLSTATE class `08`; Rails maps 1927 to `ConnectionFailed`; SQLAlchemy's
+//! PyMySQL dialect looks for "connection was killed"; Laravel's `DetectsLostConnections`
+//! looks for "server has gone away" and "Lost connection"; go-sql-driver hands a server
+//! ERR back as a `*mysql.MySQLError` (never `driver.ErrBadConn`), so `database/sql` does
+//! not replay a statement whose outcome is unknown. A driver that closes its connection on
+//! it loses nothing: what the error reports lost is lost on a new connection too. The
+//! proxy's other errors (a command it does not forward, a limit) keep `1105`/`1040`.
+//!
+//! # A lost transaction
+//!
+//! A backend lost while the session had a transaction open (`BEGIN`, or autocommit off
+//! and a write run since the last COMMIT or ROLLBACK) leaves the session in the
+//! *failed-transaction state*: the server rolled the transaction back, and nothing the
+//! client sends runs until the client has ended it. `ROLLBACK` ends it with OK; `COMMIT`
+//! ends it with an error (nothing was committed); every other statement is refused with
+//! 1927 and runs nowhere. The session then goes on with a fresh backend.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -22,7 +57,7 @@ use crate::backend::{Backend, ConnectOptions, Expect, IdleEvent, ReplyTracker, S
 use crate::frontend::handshake::{self, Login, LoginError};
 use goneaway_core::sql::is_read_only;
 
-use crate::frontend::state::{SessionState, Statement};
+use crate::frontend::state::{ends_transaction, first_word, SessionState, Statement};
 use crate::net::packet::{self, caps, com, status, Reader};
 use crate::net::{ClientStream, ErrInfo, Packet, PacketCodec};
 use crate::server::{ServerInfo, Shared};
@@ -32,6 +67,11 @@ use crate::ProxyError;
 /// the message, which says what happened. A connection-level SQLSTATE (08xxx) is avoided on
 /// purpose: many drivers close the connection on one, and this one stays usable.
 const ER_PROXY: u16 = 1105;
+/// The number of the proxy's lost-connection errors (see the module docs for why not 2006
+/// or 2013).
+const LOST_CODE: u16 = ER_CONNECTION_KILLED;
+/// Their SQLSTATE (JDBC's "communication link failure").
+const SQLSTATE_LOST: &str = "08S01";
 const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
 /// MySQL's answer under `require_secure_transport`; the proxy's under `require_tls`.
 const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
@@ -61,15 +101,48 @@ fn fatal_error(e: &ErrInfo) -> Option<bool> {
 enum Failure {
     /// The backend failed. `flushed`: part of the reply already reached the client (then
     /// `seq` is the next sequence id). `not_run`: the server proved it ran nothing.
+    /// `cause`: known, or what the reconnection must complete. `server_err`: the
+    /// server's own error packet, when it sent one.
     Backend {
         flushed: bool,
         not_run: bool,
         seq: u8,
-        cause: Cause,
+        cause: Result<Cause, Unexplained>,
         detail: String,
+        server_err: Option<ErrInfo>,
     },
     /// The client went away.
     ClientGone,
+}
+
+/// What is known of a backend lost without an error packet, until the reconnection adds
+/// whether the server restarted.
+#[derive(Debug, Clone, Copy)]
+struct Unexplained {
+    /// How long the backend had been idle, when it was lost between commands.
+    idle: Option<Duration>,
+    /// Reset rather than closed.
+    reset: bool,
+    /// Nothing was lost with it: count it as absorbed once the cause is known.
+    absorbed: bool,
+}
+
+impl Unexplained {
+    /// The cause, given whether the server restarted meanwhile (refused the reconnection,
+    /// or came back with a later start time).
+    fn cause(&self, restarted: bool, wait_timeout: Duration) -> Cause {
+        match (restarted, self.idle) {
+            // MariaDB closes its connections without a word on a shutdown as on a crash,
+            // idle or running a statement: the evidence proves the server restarted, not
+            // how it went down.
+            (true, _) => Cause::ServerRestart,
+            (false, Some(idle)) if idle + Duration::from_millis(500) >= wait_timeout => {
+                Cause::IdleTimeout
+            }
+            (false, _) if self.reset => Cause::NetworkDrop,
+            (false, _) => Cause::ConnectionKilled,
+        }
+    }
 }
 
 enum Event {
@@ -97,10 +170,19 @@ pub struct Session {
     max_allowed_packet: usize,
     /// The server's `wait_timeout` for this session, as last read.
     wait_timeout: Duration,
-    /// An idle backend closed without saying why (MariaDB closes silently on KILL and on
-    /// shutdown): the cause is told by the reconnection — refused for a while means a
-    /// restart, accepted at once means the connection alone was killed.
-    unexplained_loss: bool,
+    /// A backend lost without the server saying why (MariaDB closes silently on KILL and
+    /// on shutdown): the cause is told by the reconnection.
+    unexplained: Option<Unexplained>,
+    /// The cause of the last unexplained loss, once the reconnection told it.
+    explained: Option<Cause>,
+    /// When the server behind the last backend started (see `Backend::server_started`).
+    server_started: Option<i64>,
+    /// The server's thread id of the last backend.
+    last_thread_id: Option<u32>,
+    /// The failed-transaction state: the open transaction was lost with its backend (see
+    /// the module docs), with the cause (`None` until the reconnection tells it) and what
+    /// happened.
+    failed_tx: Option<(Option<Cause>, String)>,
     /// The nonce of the client's login, which `COM_CHANGE_USER` scrambles with again.
     scramble: Vec<u8>,
     /// The reply buffer, kept between commands (when small) so that a reply costs no
@@ -154,7 +236,11 @@ impl Session {
             lost: None,
             max_allowed_packet: 16 << 20,
             wait_timeout: Duration::from_secs(28800),
-            unexplained_loss: false,
+            unexplained: None,
+            explained: None,
+            server_started: None,
+            last_thread_id: None,
+            failed_tx: None,
             scramble: login.scramble.clone(),
             reply_buf: BytesMut::with_capacity(16 << 10),
             shared,
@@ -272,8 +358,8 @@ impl Session {
         match backend.ping(self.shared.config.connect_timeout).await {
             Ok(()) => self.backend = Some(backend),
             Err(e) => {
-                let cause = cause_of_error(&e);
-                self.mark_lost(cause, &e.to_string());
+                let idle = backend.last_used.elapsed();
+                self.mark_lost(loss_of(&e, Some(idle)), &e.to_string());
             }
         }
     }
@@ -285,23 +371,28 @@ impl Session {
             .as_ref()
             .map(|b| b.last_used.elapsed())
             .unwrap_or_default();
+        let silent = |reset: bool| Unexplained {
+            idle: Some(idle),
+            reset,
+            absorbed: false,
+        };
         let (cause, detail) = match ev {
             IdleEvent::Packet(p) => match packet::parse_err(&p.payload) {
                 Some(e) => (
-                    cause_of_code(e.code, &e.sqlstate, &e.message),
+                    Ok(cause_of_code(e.code, &e.sqlstate, &e.message)),
                     e.to_string(),
                 ),
-                None => (Cause::OutOfSync, "an unsolicited packet".to_owned()),
+                None => (Ok(Cause::OutOfSync), "an unsolicited packet".to_owned()),
             },
             IdleEvent::Eof if idle + Duration::from_millis(500) >= self.wait_timeout => {
-                (Cause::IdleTimeout, "closed after wait_timeout".into())
+                (Ok(Cause::IdleTimeout), "closed after wait_timeout".into())
             }
             IdleEvent::Eof => (
-                Cause::Unknown,
+                Err(silent(false)),
                 "the server closed the connection without a reason".into(),
             ),
             IdleEvent::Error(e) => (
-                goneaway_core::classify_io(e.kind()).primary(),
+                Err(silent(e.kind() == std::io::ErrorKind::ConnectionReset)),
                 e.to_string(),
             ),
         };
@@ -309,30 +400,50 @@ impl Session {
     }
 
     /// Records a lost backend: absorbed if nothing is lost with it, else remembered for
-    /// the next command's error.
-    fn mark_lost(&mut self, cause: Cause, detail: &str) {
+    /// the next command's error (a lost transaction: the failed-transaction state). The
+    /// cause is known, or `Err` with what the reconnection must complete.
+    fn mark_lost(&mut self, cause: Result<Cause, Unexplained>, detail: &str) {
         self.backend = None;
         self.state.backend_replaced();
-        match self.state.unrestorable() {
-            Some(what) => {
+        let in_tx = self.state.in_transaction;
+        let what = self.state.unrestorable();
+        match (cause, what) {
+            (cause, Some(what)) => {
                 tracing::info!(
                     session = self.id,
-                    %cause,
+                    cause = cause
+                        .map(Cause::as_str)
+                        .unwrap_or("to be told by the reconnection"),
                     detail,
                     "backend lost with unrestorable state: {what}"
                 );
-                self.lost = Some((what, cause));
+                let known = match cause {
+                    Ok(c) => Some(c),
+                    Err(u) => {
+                        self.unexplained = Some(u);
+                        None
+                    }
+                };
+                if in_tx {
+                    self.failed_tx = Some((
+                        known,
+                        format!("while the session was idle, and with it {what}"),
+                    ));
+                } else {
+                    self.lost = Some((what, known.unwrap_or(Cause::Unknown)));
+                }
                 self.state.forget_pinned();
             }
-            None if cause == Cause::Unknown => {
+            (Err(mut u), None) => {
                 tracing::debug!(
                     session = self.id,
                     detail,
                     "idle backend closed; will be replaced"
                 );
-                self.unexplained_loss = true;
+                u.absorbed = true;
+                self.unexplained = Some(u);
             }
-            None => {
+            (Ok(cause), None) => {
                 tracing::debug!(
                     session = self.id,
                     %cause,
@@ -344,11 +455,30 @@ impl Session {
         }
     }
 
+    /// The cause of the last unexplained loss: told by the reconnection if there was one,
+    /// else by one attempt to reconnect now (refused right after the loss: the server went
+    /// down).
+    async fn explain_loss(&mut self) -> Cause {
+        if self.unexplained.is_some() && self.backend.is_none() {
+            let _ = self.fresh_backend_within(Duration::ZERO).await;
+        }
+        if let Some(u) = self.unexplained.take() {
+            return u.cause(true, self.wait_timeout);
+        }
+        self.explained.take().unwrap_or(Cause::Unknown)
+    }
+
     /// Connects a backend for this session and restores its state, waiting for a
     /// restarting server up to the configured time.
     async fn fresh_backend(&mut self) -> Result<(), ProxyError> {
+        self.fresh_backend_within(self.shared.config.server_wait)
+            .await
+    }
+
+    /// [`Session::fresh_backend`], waiting for the server at most `wait`.
+    async fn fresh_backend_within(&mut self, wait: Duration) -> Result<(), ProxyError> {
         let config = &self.shared.config;
-        let deadline = Instant::now() + config.server_wait;
+        let deadline = Instant::now() + wait;
         let permit = tokio::time::timeout(
             config.backend_slot_wait,
             self.shared.backend_slots.clone().acquire_owned(),
@@ -383,13 +513,27 @@ impl Session {
             }
         };
         backend.attach_permit(permit);
-        if std::mem::take(&mut self.unexplained_loss) {
-            let cause = if refused {
-                Cause::ServerRestart
+        // The evidence of a restart: refused for a while, or a server that started later
+        // than the one behind the previous backend (its Uptime is shorter than the time
+        // since that start).
+        // Thread ids only grow during a server's life, so a smaller one proves a restart
+        // too (the Uptime rule alone cannot see a restart within a second or two).
+        let restarted = refused
+            || matches!((self.server_started, backend.server_started), (Some(a), Some(b)) if b > a + 1)
+            || self
+                .last_thread_id
+                .is_some_and(|id| backend.connection_id < id);
+        if let Some(b) = backend.server_started {
+            self.server_started = Some(b);
+        }
+        self.last_thread_id = Some(backend.connection_id);
+        if let Some(u) = self.unexplained.take() {
+            let cause = u.cause(restarted, self.wait_timeout);
+            if u.absorbed {
+                self.shared.stats.absorbed(cause.as_str());
             } else {
-                Cause::ConnectionKilled
-            };
-            self.shared.stats.absorbed(cause.as_str());
+                self.explained = Some(cause);
+            }
         }
         for sql in self.state.restore_statements() {
             if let Err(e) = backend.simple(&sql).await {
@@ -500,23 +644,36 @@ impl Session {
             }
             _ => {}
         }
+        let sql = (cmd == com::QUERY).then(|| String::from_utf8_lossy(&packets[0].payload[1..]));
+        if self.failed_tx.is_some()
+            && !matches!(
+                cmd,
+                com::PING | com::STMT_PREPARE | com::RESET_CONNECTION | com::STATISTICS
+            )
+        {
+            return self.refuse_in_failed_tx(sql.as_deref()).await;
+        }
         if let Some((what, cause)) = self.lost.take() {
+            let cause = if cause == Cause::Unknown {
+                self.explain_loss().await
+            } else {
+                cause
+            };
             let msg = format!(
-                "goneaway proxy: the connection to the server was lost while this session was idle (cause: {cause}), and with it {what}. \
-                 This statement was not run; the session goes on with a fresh connection, so run it again after restoring that state"
+                "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost while this session was idle (cause: {cause}), and with it {what}. \
+                 This statement was not run; the session goes on with a fresh connection, so run it again after restoring that state)"
             );
             return self
-                .send_err(1, ER_PROXY, "HY000", "state_lost", &msg)
+                .send_err(1, LOST_CODE, SQLSTATE_LOST, "state_lost", &msg)
                 .await;
         }
-        let sql = (cmd == com::QUERY).then(|| String::from_utf8_lossy(&packets[0].payload[1..]));
         let mut attempts = 0u32;
         let max_attempts = self.shared.config.max_attempts;
         loop {
             attempts += 1;
             if attempts > max_attempts + 2 {
                 return self
-                    .send_err(1, ER_PROXY, "HY000", "gave_up", "goneaway proxy: the server connection failed on every attempt; the statement was not run")
+                    .send_err(1, LOST_CODE, SQLSTATE_LOST, "gave_up", "MySQL server has gone away (Connection was killed by goneaway proxy: the server connection failed on every attempt; the statement was not run)")
                     .await;
             }
             if self.backend.is_none() {
@@ -532,8 +689,10 @@ impl Session {
                     }
                     Err(PrepareError::Backend(e)) => {
                         // Nothing of the client's command was sent yet: safe to try again.
-                        let cause = cause_of_error(&e);
-                        self.mark_lost(cause, &e.to_string());
+                        self.mark_lost(loss_of(&e, None), &e.to_string());
+                        if self.failed_tx.is_some() {
+                            return self.refuse_in_failed_tx(sql.as_deref()).await;
+                        }
                         continue;
                     }
                 };
@@ -549,56 +708,173 @@ impl Session {
                     seq,
                     cause,
                     detail,
+                    server_err,
                 }) => {
+                    let in_tx = self.state.in_transaction;
                     let lost = self.state.unrestorable();
                     self.backend = None;
                     self.state.backend_replaced();
                     self.state.forget_pinned();
+                    if !flushed && lost.is_none() && (not_run || replayable) {
+                        self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        match cause {
+                            Ok(c) => self.shared.stats.absorbed(c.as_str()),
+                            Err(mut u) => {
+                                u.absorbed = true;
+                                self.unexplained = Some(u);
+                            }
+                        }
+                        continue;
+                    }
+                    let cause = match cause {
+                        Ok(c) => c,
+                        Err(u) => {
+                            self.unexplained = Some(u);
+                            self.explain_loss().await
+                        }
+                    };
                     tracing::info!(
                         session = self.id,
                         %cause,
                         detail,
                         flushed,
                         not_run,
+                        in_transaction = in_tx,
                         "backend lost during a command"
                     );
-                    if flushed {
-                        let msg = format!(
-                            "goneaway proxy: the connection to the server was lost in the middle of the reply (cause: {cause}); the reply above is incomplete{}. The session goes on with a fresh connection",
-                            lost.map(|w| format!(", and {w} was lost")).unwrap_or_default()
-                        );
-                        return self
-                            .send_err(seq, ER_PROXY, "HY000", "reply_cut", &msg)
-                            .await;
-                    }
-                    if let Some(what) = lost {
-                        let ran = if not_run {
-                            "This statement was not run"
-                        } else {
-                            "Whether this statement ran is unknown"
-                        };
-                        let msg = format!(
-                            "goneaway proxy: the connection to the server was lost (cause: {cause}), and with it {what}. {ran}; the session goes on with a fresh connection"
-                        );
-                        return self
-                            .send_err(1, ER_PROXY, "HY000", "state_lost", &msg)
-                            .await;
-                    }
-                    if not_run || replayable {
-                        self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        self.shared.stats.absorbed(cause.as_str());
-                        continue;
-                    }
-                    let msg = format!(
-                        "goneaway proxy: the connection to the server was lost while this statement ran (cause: {cause}); the outcome is unknown: \
-                         it may or may not have been applied, so goneaway did not run it again. Check before retrying; the session goes on with a fresh connection"
-                    );
                     return self
-                        .send_err(1, ER_PROXY, "HY000", "outcome_unknown", &msg)
+                        .answer_loss(
+                            cmd,
+                            sql.as_deref(),
+                            in_tx,
+                            lost,
+                            (flushed, not_run, seq),
+                            cause,
+                            server_err,
+                        )
                         .await;
                 }
             }
         }
+    }
+
+    /// Tells the client about a backend lost during its command (which was not retried),
+    /// and enters the failed-transaction state when a transaction was lost with it.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer_loss(
+        &mut self,
+        cmd: u8,
+        sql: Option<&str>,
+        in_tx: bool,
+        lost: Option<String>,
+        (flushed, not_run, seq): (bool, bool, u8),
+        cause: Cause,
+        server_err: Option<ErrInfo>,
+    ) -> bool {
+        // The statement that ends the transaction decides its fate itself: a lost
+        // ROLLBACK rolled back (the server rolls back a connection it loses), a lost
+        // COMMIT may or may not have committed.
+        let ending = (in_tx && cmd == com::QUERY && ends_transaction(sql))
+            .then(|| sql.map(first_word).is_some_and(|w| w == "rollback"));
+        if in_tx && ending.is_none() {
+            self.failed_tx = Some((Some(cause), "during a statement".to_owned()));
+        }
+        if ending == Some(true) && !flushed {
+            return self.send_ok(1).await;
+        }
+        if let Some(e) = server_err {
+            // The server's own words, number and SQLSTATE: what a direct client gets.
+            self.shared.stats.error_sent("server_closed");
+            return self
+                .client
+                .send(Packet::new(
+                    1,
+                    packet::err_payload(e.code, &e.sqlstate, &e.message),
+                ))
+                .await
+                .is_ok();
+        }
+        let tx_note = if ending.is_some() {
+            ". This COMMIT's outcome is unknown: the transaction may or may not have been committed; check before running it again"
+        } else if in_tx {
+            ". The server rolled the open transaction back and nothing of it was committed; every statement is refused until the client sends ROLLBACK"
+        } else {
+            ""
+        };
+        let what = lost
+            .filter(|_| !in_tx)
+            .map(|w| format!(", and with it {w}"))
+            .unwrap_or_default();
+        if flushed {
+            let msg = format!(
+                "Lost connection to MySQL server during query (Connection was killed by goneaway proxy: the connection to the server was lost in the middle of the reply (cause: {cause}); the reply above is incomplete{what}{tx_note}. The session goes on with a fresh connection)"
+            );
+            return self
+                .send_err(seq, LOST_CODE, SQLSTATE_LOST, "reply_cut", &msg)
+                .await;
+        }
+        if not_run {
+            let msg = format!(
+                "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost (cause: {cause}){what}; this statement was not run{tx_note})"
+            );
+            return self
+                .send_err(1, LOST_CODE, SQLSTATE_LOST, "state_lost", &msg)
+                .await;
+        }
+        let msg = format!(
+            "Lost connection to MySQL server during query (Connection was killed by goneaway proxy: the connection to the server was lost while this statement ran (cause: {cause}){what}; the outcome is unknown: \
+             it may or may not have been applied, so goneaway did not run it again{tx_note}. Check before retrying; the session goes on with a fresh connection)"
+        );
+        self.send_err(1, LOST_CODE, SQLSTATE_LOST, "outcome_unknown", &msg)
+            .await
+    }
+
+    /// A command in the failed-transaction state: ROLLBACK ends it with OK, COMMIT ends it
+    /// with an error, anything else is refused and runs nowhere.
+    async fn refuse_in_failed_tx(&mut self, sql: Option<&str>) -> bool {
+        let Some((cause, how)) = self.failed_tx.take() else {
+            return true;
+        };
+        let cause = match cause {
+            Some(c) => c,
+            None => self.explain_loss().await,
+        };
+        if ends_transaction(sql) {
+            if sql.map(first_word).is_some_and(|w| w == "rollback") {
+                tracing::debug!(
+                    session = self.id,
+                    "ROLLBACK ends the failed-transaction state"
+                );
+                return self.send_ok(1).await;
+            }
+            let msg = format!(
+                "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost {how} (cause: {cause}) and the server rolled the open transaction back: \
+                 this COMMIT committed nothing. The transaction has ended; run it again from its start)"
+            );
+            return self
+                .send_err(1, LOST_CODE, SQLSTATE_LOST, "transaction_lost", &msg)
+                .await;
+        }
+        let msg = format!(
+            "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost {how} (cause: {cause}) and the server rolled the open transaction back; \
+             nothing of it was committed. This statement was not run: send ROLLBACK to end the lost transaction, then start it again)"
+        );
+        self.failed_tx = Some((Some(cause), how));
+        self.send_err(1, LOST_CODE, SQLSTATE_LOST, "transaction_lost", &msg)
+            .await
+    }
+
+    /// An OK for a command the proxy answers itself, with the session's status flags.
+    async fn send_ok(&mut self, seq: u8) -> bool {
+        let status = if self.state.autocommit_off {
+            0
+        } else {
+            status::AUTOCOMMIT
+        };
+        self.client
+            .send(Packet::new(seq, packet::ok_payload(status)))
+            .await
+            .is_ok()
     }
 
     /// `COM_CHANGE_USER`: the client logs in again against the proxy's accounts; its
@@ -637,7 +913,8 @@ impl Session {
             ..SessionState::default()
         };
         self.lost = None;
-        self.unexplained_loss = false;
+        self.failed_tx = None;
+        self.unexplained = None;
         if let Some(c) = change.charset {
             self.charset = c;
         }
@@ -812,8 +1089,9 @@ impl Session {
             flushed,
             not_run: false,
             seq,
-            cause: cause_of_error(e),
+            cause: loss_of(e, None),
             detail: e.to_string(),
+            server_err: None,
         };
         if let Err(e) = backend.send(packets).await {
             return Err(io_failure(&e, false, 1));
@@ -841,8 +1119,9 @@ impl Session {
                         flushed: false,
                         not_run,
                         seq: 1,
-                        cause: cause_of_code(e.code, &e.sqlstate, &e.message),
+                        cause: Ok(cause_of_code(e.code, &e.sqlstate, &e.message)),
                         detail: e.to_string(),
+                        server_err: Some(e.clone()),
                     });
                 }
             }
@@ -926,6 +1205,7 @@ impl Session {
             match cmd {
                 com::RESET_CONNECTION => {
                     self.state.reset();
+                    self.failed_tx = None;
                     if let Some(b) = self.backend.as_mut() {
                         if let Err(e) = b.retrack().await {
                             tracing::warn!(session = self.id, error = %e, "could not re-enable session tracking after a reset");
@@ -939,7 +1219,13 @@ impl Session {
                 _ => {}
             }
         }
-        self.state.apply(&tracker.changes, tracker.status, sql);
+        let writes = match cmd {
+            com::QUERY => !sql.is_some_and(is_read_only),
+            com::STMT_EXECUTE => true,
+            _ => false,
+        };
+        self.state
+            .apply(&tracker.changes, tracker.status, writes, sql);
         Ok(())
     }
 }
@@ -1095,6 +1381,19 @@ fn is_transient(e: &ProxyError) -> bool {
 
 fn cause_of_code(code: u16, sqlstate: &str, message: &str) -> Cause {
     goneaway_core::classify_code(code, Some(sqlstate), Some(message)).primary()
+}
+
+/// A lost backend's cause, or what the reconnection must complete when the server did not
+/// say (`idle`: how long it had been idle, `None` during a command).
+fn loss_of(e: &ProxyError, idle: Option<Duration>) -> Result<Cause, Unexplained> {
+    match e {
+        ProxyError::Io { source, .. } => Err(Unexplained {
+            idle,
+            reset: source.kind() == std::io::ErrorKind::ConnectionReset,
+            absorbed: false,
+        }),
+        other => Ok(cause_of_error(other)),
+    }
 }
 
 fn cause_of_error(e: &ProxyError) -> Cause {

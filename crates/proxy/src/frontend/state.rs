@@ -41,14 +41,21 @@ pub struct SessionState {
     pub database: Option<String>,
     /// Session variables the client changed, with their current values.
     pub variables: BTreeMap<String, String>,
-    /// Whether the server reported an open transaction.
+    /// Whether a transaction is open: the server reported one, or the session runs with
+    /// autocommit off and has run a statement since its last COMMIT or ROLLBACK (with
+    /// autocommit off every statement belongs to a transaction, even one the server does
+    /// not flag yet).
     pub in_transaction: bool,
+    /// Whether autocommit is off, as the server's status flags last said.
+    pub autocommit_off: bool,
     /// State a fresh backend cannot get back (user variables, temporary tables…).
     pub pinned: BTreeSet<&'static str>,
     /// Prepared statements by the id the client was given.
     pub statements: HashMap<u32, Statement>,
     /// The next statement id handed to the client.
     pub next_statement: u32,
+    /// With autocommit off: a statement ran since the last COMMIT or ROLLBACK.
+    pub autocommit_off_work: bool,
 }
 
 impl SessionState {
@@ -68,6 +75,7 @@ impl SessionState {
     /// Forgets the state that died with a backend (after the client was told).
     pub fn forget_pinned(&mut self) {
         self.in_transaction = false;
+        self.autocommit_off_work = false;
         self.pinned.clear();
     }
 
@@ -83,15 +91,33 @@ impl SessionState {
     pub fn reset(&mut self) {
         self.variables.clear();
         self.in_transaction = false;
+        self.autocommit_off = false;
+        self.autocommit_off_work = false;
         self.pinned.clear();
         self.statements.clear();
     }
 
-    /// Applies a reply's tracked changes and status; `sql` is the statement's text when the
-    /// command was a query, to tell which unrestorable state a "state changed" note means.
-    pub fn apply(&mut self, changes: &[StateChange], status: Option<u16>, sql: Option<&str>) {
+    /// Applies a reply's tracked changes and status; `writes` says whether the command may
+    /// have changed data (a query that is not read-only, any execute: with autocommit off it
+    /// opens the transaction even when the server does not flag one), `sql` is its text when
+    /// it was a query, to tell which unrestorable state a "state changed" note means.
+    pub fn apply(
+        &mut self,
+        changes: &[StateChange],
+        status: Option<u16>,
+        writes: bool,
+        sql: Option<&str>,
+    ) {
+        use crate::net::packet::status::{AUTOCOMMIT, IN_TRANS};
         if let Some(status) = status {
-            self.in_transaction = status & crate::net::packet::status::IN_TRANS != 0;
+            let flagged = status & IN_TRANS != 0;
+            self.autocommit_off = status & AUTOCOMMIT == 0;
+            if !self.autocommit_off || (!flagged && ends_transaction(sql)) {
+                self.autocommit_off_work = false;
+            } else if flagged || (writes && sql.is_none_or(|s| first_word(s) != "set")) {
+                self.autocommit_off_work = true;
+            }
+            self.in_transaction = flagged || self.autocommit_off_work;
         }
         let mut explained = false;
         let mut state_changed = false;
@@ -180,6 +206,28 @@ const LOCK_TABLES: &str = "table locks (LOCK TABLES)";
 const SQL_PREPARED: &str = "SQL-level prepared statements (PREPARE)";
 const UNKNOWN_STATE: &str = "session state the proxy cannot restore";
 
+/// Whether the statement ends a transaction (COMMIT, ROLLBACK; not ROLLBACK TO SAVEPOINT).
+pub fn ends_transaction(sql: Option<&str>) -> bool {
+    let Some(sql) = sql else {
+        return false;
+    };
+    match first_word(sql).as_str() {
+        "commit" => true,
+        "rollback" => !is_rollback_to_savepoint(sql),
+        _ => false,
+    }
+}
+
+/// `ROLLBACK [WORK] TO [SAVEPOINT] x`, which keeps the transaction open.
+pub fn is_rollback_to_savepoint(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .take(3)
+        .any(|w| w == "to")
+}
+
 /// Whether the text names a user variable (`@x`, not `@@x`).
 fn mentions_user_variable(sql: &str) -> bool {
     let b = sql.as_bytes();
@@ -236,6 +284,7 @@ mod tests {
                 "+02:00".into(),
             )],
             Some(2),
+            true,
             Some("SET time_zone='+02:00'"),
         );
         assert!(s.unrestorable().is_none());
@@ -243,9 +292,39 @@ mod tests {
             s.restore_statements(),
             vec!["SET SESSION time_zone = '+02:00'"]
         );
-        s.apply(&[StateChange::StateChanged], Some(2), Some("SET @x = 1"));
+        s.apply(
+            &[StateChange::StateChanged],
+            Some(2),
+            true,
+            Some("SET @x = 1"),
+        );
         assert_eq!(s.unrestorable().as_deref(), Some("user variables"));
-        s.apply(&[], Some(3), Some("BEGIN"));
+        s.apply(&[], Some(3), true, Some("BEGIN"));
         assert!(s.unrestorable().unwrap().starts_with("an open transaction"));
+    }
+
+    #[test]
+    fn autocommit_off_is_a_transaction_from_the_first_statement() {
+        let mut s = SessionState::default();
+        // SET autocommit = 0: status without AUTOCOMMIT, nothing run yet.
+        s.apply(&[], Some(0), true, Some("SET autocommit = 0"));
+        assert!(s.autocommit_off && !s.in_transaction);
+        // A read that touched no table loses nothing.
+        s.apply(&[], Some(0), false, Some("SELECT 1"));
+        assert!(!s.in_transaction);
+        // A write the server does not flag (a non-transactional table) still counts.
+        s.apply(&[], Some(0), true, Some("INSERT INTO myisam_t VALUES (1)"));
+        assert!(s.in_transaction);
+        s.apply(&[], Some(0), true, Some("COMMIT"));
+        assert!(!s.in_transaction);
+        s.apply(&[], Some(1), true, Some("INSERT INTO t VALUES (1)"));
+        assert!(s.in_transaction);
+        s.apply(&[], Some(1), true, Some("ROLLBACK TO SAVEPOINT a"));
+        assert!(s.in_transaction);
+        s.apply(&[], Some(0), true, Some("rollback work"));
+        assert!(!s.in_transaction);
+        // Autocommit back on: nothing open.
+        s.apply(&[], Some(2), true, Some("SET autocommit = 1"));
+        assert!(!s.in_transaction && !s.autocommit_off);
     }
 }
