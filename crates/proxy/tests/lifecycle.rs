@@ -64,14 +64,29 @@ async fn change_user_and_reset_connection_start_a_clean_session() {
     assert_eq!(v, Some(42));
     drop(stmt);
 
-    // A wrong password is refused, and the connection ends as a server would end it.
+    // A wrong password or an unknown user is refused with 1045, and the session goes on as
+    // the user it was, as on the server.
     let mut other = connect(&proxy).await;
     let e = other
         .change_user(mysql_async::ChangeUserOpts::default().with_pass(Some("wrong".into())))
         .await
         .unwrap_err();
+    assert_eq!(code(&e), 1045, "{e}");
     assert!(e.to_string().contains("Access denied"), "{e}");
-    assert!(other.ping().await.is_err());
+    let e = other
+        .change_user(mysql_async::ChangeUserOpts::default().with_user(Some("nobody".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 1045, "{e}");
+    let user = one(&mut other, "SELECT CURRENT_USER()").await.unwrap();
+    assert!(user.starts_with("goneaway@"), "{user}");
+
+    // A client that names no database has none, as directly.
+    let mut bare = mysql_async::Conn::new(opts(&proxy).db_name(None::<String>))
+        .await
+        .unwrap();
+    let db: Option<Option<String>> = bare.query_first("SELECT DATABASE()").await.unwrap();
+    assert_eq!(db, Some(None));
 }
 
 #[tokio::test]

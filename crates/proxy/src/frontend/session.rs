@@ -226,11 +226,9 @@ impl Session {
             charset: login.response.charset,
             backend: None,
             state: SessionState {
-                database: login
-                    .response
-                    .database
-                    .clone()
-                    .or_else(|| shared.config.backend.database.clone()),
+                // No database unless the client names one, as directly: DATABASE() is
+                // NULL. (The backend URL's database is only the proxy's own.)
+                database: login.response.database.clone(),
                 ..SessionState::default()
             },
             lost: None,
@@ -880,7 +878,8 @@ impl Session {
     /// `COM_CHANGE_USER`: the client logs in again against the proxy's accounts; its
     /// session then starts afresh on a fresh backend (the proxy always logs in to the
     /// server with its own account, so nothing of the old session may leak into the new
-    /// one). A refused change ends the connection, as the server does.
+    /// one). A refused change is answered with 1045 and the session goes on unchanged,
+    /// as on the server.
     async fn change_user(&mut self, payload: &[u8]) -> bool {
         let checked = handshake::change_user(
             payload,
@@ -896,8 +895,9 @@ impl Session {
                     .stats
                     .login_failures
                     .fetch_add(1, Ordering::Relaxed);
-                self.send_err(1, code, state, "access_denied", &msg).await;
-                return false;
+                // As the server does: the change is refused and the session goes on as the
+                // user it was.
+                return self.send_err(1, code, state, "access_denied", &msg).await;
             }
         };
         tracing::debug!(session = self.id, user = %change.user, "COM_CHANGE_USER");
@@ -906,9 +906,7 @@ impl Session {
         }
         let next_statement = self.state.next_statement;
         self.state = SessionState {
-            database: change
-                .database
-                .or_else(|| self.shared.config.backend.database.clone()),
+            database: change.database,
             next_statement,
             ..SessionState::default()
         };
