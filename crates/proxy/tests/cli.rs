@@ -101,3 +101,40 @@ async fn mariadb_client_load_data_local_infile() {
     );
     assert_eq!(stdout, "500\t125250\trow 99\nafter\n");
 }
+
+/// A server that cannot be reached: the `mariadb` client is told so at login in words it
+/// can read (a client-range number such as 2003 would be "2027 Received malformed packet").
+#[tokio::test]
+async fn mariadb_client_is_told_when_the_server_is_unreachable() {
+    use goneaway_proxy::{BackendTarget, Proxy, ProxyConfig};
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let backend = BackendTarget::from_url(&format!(
+        "mysql://{USER}:{PASSWORD}@127.0.0.1:{port}/goneaway"
+    ))
+    .unwrap();
+    let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backend);
+    config.server_wait = Duration::from_millis(500);
+    let proxy = Proxy::start(config).await.expect("proxy starts");
+    let out = Command::new("/usr/bin/mariadb")
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", proxy.local_addr().port()),
+            &format!("--user={USER}"),
+            &format!("--password={PASSWORD}"),
+            "--skip-ssl",
+            "-e",
+            "SELECT 1",
+        ])
+        .output()
+        .await
+        .expect("the mariadb client runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("ERROR 1105 (08S01)"), "{err}");
+    assert!(err.contains("Can't connect to MySQL server"), "{err}");
+}

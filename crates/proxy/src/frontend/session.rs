@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use goneaway_core::codes::{
-    CR_CONN_HOST_ERROR, CR_SERVER_LOST, ER_CLIENT_INTERACTION_TIMEOUT, ER_CONNECTION_KILLED,
-    ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_SERVER_SHUTDOWN,
+    CR_SERVER_LOST, ER_CLIENT_INTERACTION_TIMEOUT, ER_CONNECTION_KILLED, ER_CON_COUNT_ERROR,
+    ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_SERVER_SHUTDOWN,
 };
 use goneaway_core::Cause;
 use tokio::io::AsyncWriteExt;
@@ -1412,9 +1412,12 @@ fn backend_error_for_client(e: &ProxyError, addr: &str) -> (u16, String, String)
             format!("{} (from the server behind goneaway proxy)", s.message),
         ),
         ProxyError::Busy(msg) => (ER_CON_COUNT_ERROR, "08004".into(), msg.clone()),
+        // Not 2003 CR_CONN_HOST_ERROR: libmariadb rejects a client number from a server as
+        // a malformed packet (see the module docs). SQLSTATE 08S01 marks it a connection
+        // failure for the drivers that classify by SQLSTATE.
         other => (
-            CR_CONN_HOST_ERROR,
-            "HY000".into(),
+            ER_PROXY,
+            SQLSTATE_LOST.into(),
             format!("Can't connect to MySQL server on '{addr}' through goneaway proxy: {other}"),
         ),
     }
