@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test torture bench deps bench-deps lint fmt
+.PHONY: demo test torture bench deps bench-deps lint fmt compat compat-smoke compat-deps
 
 ## Install Debian's mariadb-server, mariadb-client, sysbench and python3-pymysql when they
 ## are missing (the proxy's tests drive it with the real mariadb client, sysbench and PyMySQL).
@@ -40,3 +40,18 @@ fmt:
 bench: bench-deps
 	cd bench && $(CARGO) run --release
 	$(CARGO) bench -p goneaway-proxy --bench sysbench
+
+## MariaDB's own test suite (mysql-test-run, Debian's mariadb-test, the same version as the
+## server) through the proxy: compat/tests.txt in mtr's --extern mode, each run on a fresh
+## throwaway server, directly and through `goneaway proxy`, with the text protocol and
+## --ps-protocol. Fails when a test that passes directly fails through the proxy, unless
+## compat/known-differences.txt names it with a reason. See compat/run.sh.
+compat-deps:
+	@sh scripts/ensure-mariadb.sh mariadb-test
+
+compat: compat-deps
+	compat/run.sh
+
+## About twenty fast tests of the same (compat/smoke.txt), each given a minute at most.
+compat-smoke: compat-deps
+	GONEAWAY_COMPAT_TIMEOUT=$${GONEAWAY_COMPAT_TIMEOUT:-1} compat/run.sh --list compat/smoke.txt

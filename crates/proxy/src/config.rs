@@ -19,6 +19,10 @@ pub struct BackendTarget {
     pub password: String,
     /// The database a session starts in when its client names none.
     pub database: Option<String>,
+    /// In place of the password: `SHA1(password)`, for a server account whose client
+    /// proved it (see [`crate::accounts`]); logs in with `mysql_native_password` only.
+    /// Never printed.
+    pub native_hash: Option<[u8; 20]>,
 }
 
 impl std::fmt::Debug for BackendTarget {
@@ -29,6 +33,7 @@ impl std::fmt::Debug for BackendTarget {
             .field("user", &self.user)
             .field("password", &"****")
             .field("database", &self.database)
+            .field("native_hash", &self.native_hash.map(|_| "****"))
             .finish()
     }
 }
@@ -73,7 +78,24 @@ impl BackendTarget {
             user,
             password,
             database: db,
+            native_hash: None,
         })
+    }
+
+    /// The login's answer to the server's `nonce` with `plugin`: from the password, or
+    /// from [`BackendTarget::native_hash`].
+    pub fn auth_response(&self, plugin: &str, nonce: &[u8]) -> Result<Vec<u8>, ProxyError> {
+        let Some(h1) = &self.native_hash else {
+            return crate::backend::conn::scramble(plugin, nonce, &self.password);
+        };
+        if !matches!(plugin, "mysql_native_password" | "") {
+            return Err(ProxyError::Protocol(format!(
+                "the server asks for {plugin} for '{}', but an account read from the server logs in through the proxy \
+                 with mysql_native_password only",
+                self.user
+            )));
+        }
+        Ok(crate::backend::conn::native_scramble(nonce, h1))
     }
 
     /// `host:port`.
@@ -161,6 +183,11 @@ pub struct ProxyConfig {
     pub tls_key: Option<PathBuf>,
     /// Refuse clients that log in without TLS (ERR 3159). Needs a certificate.
     pub require_tls: bool,
+    /// Let every account of the server log in with its own password (read from
+    /// `mysql.user` with the backend URL's account; `mysql_native_password` accounts), as
+    /// well as [`ProxyConfig::accounts`]. Such a session logs in to the server as its own
+    /// account. See [`crate::accounts`].
+    pub server_accounts: bool,
 }
 
 impl ProxyConfig {
@@ -193,6 +220,8 @@ impl ProxyConfig {
             tls_cert: None,
             tls_key: None,
             require_tls: false,
+            // As directly: whoever has an account on the server can use it.
+            server_accounts: true,
         }
     }
 
@@ -219,6 +248,8 @@ impl ProxyConfig {
     /// tls_cert = "/etc/goneaway/proxy.crt"
     /// tls_key = "/etc/goneaway/proxy.key"
     /// require_tls = false
+    /// # the server's own accounts may log in too (default true)
+    /// server_accounts = true
     /// [[accounts]]
     /// user = "app"
     /// password = "secret"
@@ -271,6 +302,9 @@ impl ProxyConfig {
         c.tls_cert = file.tls_cert;
         c.tls_key = file.tls_key;
         c.require_tls = file.require_tls.unwrap_or(false);
+        if let Some(v) = file.server_accounts {
+            c.server_accounts = v;
+        }
         c.check_tls()?;
         Ok(c)
     }
@@ -312,6 +346,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     require_tls: Option<bool>,
+    server_accounts: Option<bool>,
 }
 
 #[cfg(test)]

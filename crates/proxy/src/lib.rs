@@ -5,6 +5,7 @@
 //!   client and shuts down gracefully ([`Proxy::shutdown`]).
 //! - [`ProxyConfig`] says where to listen, which server to front ([`BackendTarget`]) and
 //!   who may log in ([`Account`]); it reads TOML ([`ProxyConfig::from_toml`]).
+//!   [`accounts`] checks logins against those and against the server's own accounts.
 //! - [`net`] frames packets ([`net::PacketCodec`]), reads the few packet structures the
 //!   proxy needs, and carries a client's bytes in plain TCP or TLS ([`net::ClientStream`]);
 //!   [`backend`] logs in to the server and follows replies; [`stats`] counts what the proxy
@@ -35,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accounts;
 pub mod backend;
 pub mod config;
 mod error;

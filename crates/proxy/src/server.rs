@@ -10,8 +10,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::ServerConfig;
 
+use crate::accounts::Accounts;
 use crate::backend::{Backend, ConnectOptions};
-use crate::config::{Account, ProxyConfig};
+use crate::config::ProxyConfig;
 use crate::frontend::Session;
 use crate::net::packet::{caps, DEFAULT_CHARSET};
 use crate::stats::Stats;
@@ -28,7 +29,7 @@ pub(crate) struct ServerInfo {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: ProxyConfig,
-    pub accounts: Vec<Account>,
+    pub accounts: Accounts,
     pub stats: Arc<Stats>,
     pub server_info: Mutex<ServerInfo>,
     /// One permit per backend connection (see [`ProxyConfig::max_backends`]).
@@ -93,7 +94,7 @@ impl Proxy {
         };
         let info = probe(&config, &stats).await;
         let shared = Arc::new(Shared {
-            accounts: config.effective_accounts(),
+            accounts: Accounts::new(&config, stats.clone()),
             backend_slots: Arc::new(Semaphore::new(config.max_backends)),
             config: config.clone(),
             stats: stats.clone(),
@@ -165,7 +166,7 @@ impl Drop for Proxy {
 /// Logs in once to learn the server's version; falls back to a neutral greeting.
 async fn probe(config: &ProxyConfig, stats: &Arc<Stats>) -> ServerInfo {
     let opts = ConnectOptions {
-        client_capabilities: caps::PROXY_SUPPORTED,
+        client_capabilities: caps::INTERNAL,
         charset: DEFAULT_CHARSET,
         database: None,
         timeout: config.connect_timeout,

@@ -31,6 +31,8 @@ pub struct Stats {
     pub logins: AtomicU64,
     /// Client logins refused (wrong account or password, or plain text under `require_tls`).
     pub login_failures: AtomicU64,
+    /// Reads of the server's accounts (`mysql.user`), see [`crate::accounts`].
+    pub server_account_reads: AtomicU64,
     /// Client logins accepted over TLS (a subset of `logins`).
     pub tls_logins: AtomicU64,
     /// TLS handshakes with clients that failed (bad ClientHello, no common cipher…).
@@ -140,6 +142,12 @@ impl Stats {
             "counter",
             "Client logins refused.",
             c(&self.login_failures).to_string(),
+        );
+        metric(
+            "goneaway_proxy_server_account_reads_total",
+            "counter",
+            "Reads of the server's accounts (mysql.user) to check client logins.",
+            c(&self.server_account_reads).to_string(),
         );
         metric(
             "goneaway_proxy_tls_logins_total",

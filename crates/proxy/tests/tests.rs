@@ -24,3 +24,5 @@ mod under_load;
 // The transaction contract with PyMySQL and the mariadb client: KILL, restart and crash,
 // between statements and during one; the failed-transaction state.
 mod transactions;
+// The server's own accounts through the proxy: passwords, hosts, privileges, changes.
+mod accounts;

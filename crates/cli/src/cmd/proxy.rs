@@ -19,9 +19,13 @@ use goneaway_proxy::{Account, BackendTarget, Proxy, ProxyConfig};
 /// the session goes on.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Clients log in to the proxy with --user and the password from --password-env or
---password-file (or, without --user, with the backend URL's own account); the proxy logs
-in to the server with the backend URL's account.
+Who may log in: the server's own accounts (mysql_native_password), checked against
+mysql.user, which the proxy reads with the backend URL's account (it needs SELECT on
+mysql.user); such a session logs in to the server as its own account, so the server's
+privileges apply. Besides, --user with the password from --password-env or --password-file
+(or, without --user, the backend URL's own account) logs in with any plugin, and its
+sessions use the backend URL's account on the server. --no-server-accounts admits only
+those.
 
 With --tls-cert and --tls-key the proxy offers TLS (1.2 and 1.3) to clients, and
 --require-tls refuses clients that do not use it. The connection to the server stays plain
@@ -71,6 +75,10 @@ pub struct Args {
     /// Refuse clients that log in without TLS (they get error 3159).
     #[arg(long)]
     require_tls: bool,
+    /// Admit only the configured account (--user, or the backend URL's), not the
+    /// server's own accounts.
+    #[arg(long)]
+    no_server_accounts: bool,
     /// How long a command waits for a restarting server, in seconds.
     #[arg(long, value_name = "SECS")]
     server_wait: Option<f64>,
@@ -140,6 +148,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.require_tls {
         config.require_tls = true;
     }
+    if args.no_server_accounts {
+        config.server_accounts = false;
+    }
     if let Some(s) = args.server_wait {
         config.server_wait = Duration::from_secs_f64(s.max(0.0));
     }
@@ -163,7 +174,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the proxy's runtime")?;
     let proxy = runtime.spawn(Proxy::start(config.clone())).await??;
     eprintln!(
-        "goneaway proxy: listening on {}{} for {} (server {}){}",
+        "goneaway proxy: listening on {}{} for {}{} (server {}){}",
         proxy.local_addr(),
         match (&config.tls_cert, config.require_tls) {
             (Some(_), true) => " (TLS required)",
@@ -176,6 +187,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|a| a.user.as_str())
             .collect::<Vec<_>>()
             .join(", "),
+        if config.server_accounts {
+            " and the server's accounts"
+        } else {
+            ""
+        },
         config.backend.addr(),
         proxy
             .metrics_addr()

@@ -154,7 +154,7 @@ impl Backend {
             max_packet: 1 << 30,
             charset: opts.charset,
             user: target.user.clone(),
-            auth_response: scramble(&plugin, &greeting.scramble, &target.password)?,
+            auth_response: target.auth_response(&plugin, &greeting.scramble)?,
             database: opts.database.clone(),
             auth_plugin: Some(plugin),
             attributes: None,
@@ -205,7 +205,7 @@ impl Backend {
                     let plugin = String::from_utf8_lossy(r.nul_bytes()).into_owned();
                     let nonce = r.rest();
                     let nonce = nonce.strip_suffix(&[0]).unwrap_or(nonce);
-                    let data = scramble(&plugin, nonce, &target.password)?;
+                    let data = target.auth_response(&plugin, nonce)?;
                     framed
                         .send(Packet::new(p.seq.wrapping_add(1), data))
                         .await
@@ -236,12 +236,34 @@ impl Backend {
     /// Turns session tracking on and reads the limits the proxy works within.
     async fn setup(&mut self) -> Result<(), ProxyError> {
         self.simple(TRACKING_SETUP).await?;
-        let rows = self
-            .simple(
+        // A client's NO_SCHEMA flag makes `information_schema.GLOBAL_STATUS` a table of
+        // the current database: such a session reads the uptime in a second statement.
+        let no_schema = self.capabilities & caps::NO_SCHEMA != 0;
+        let mut rows = self
+            .simple(if no_schema {
+                "SELECT @@wait_timeout, @@max_allowed_packet, NULL"
+            } else {
                 "SELECT @@wait_timeout, @@max_allowed_packet, UNIX_TIMESTAMP() - \
-                 (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME')",
-            )
+                 (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME')"
+            })
             .await?;
+        if no_schema {
+            let uptime = self.simple("SHOW GLOBAL STATUS LIKE 'Uptime'").await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default();
+            let started = uptime
+                .first()
+                .and_then(|r| r.get(1).cloned().flatten())
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(|u| (now - u).to_string());
+            if let Some(row) = rows.first_mut() {
+                if row.len() > 2 {
+                    row[2] = started;
+                }
+            }
+        }
         if let Some(row) = rows.first() {
             let num = |i: usize| {
                 row.get(i)
@@ -430,15 +452,7 @@ pub fn scramble(plugin: &str, nonce: &[u8], password: &str) -> Result<Vec<u8>, P
     }
     let xor = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x ^ y).collect::<Vec<u8>>();
     match plugin {
-        // SHA1(password) XOR SHA1(nonce + SHA1(SHA1(password)))
-        "mysql_native_password" | "" => {
-            let h1 = Sha1::digest(pw);
-            let h2 = Sha1::digest(h1);
-            let mut h = Sha1::new();
-            h.update(nonce);
-            h.update(h2);
-            Ok(xor(&h1, &h.finalize()))
-        }
+        "mysql_native_password" | "" => Ok(native_scramble(nonce, &Sha1::digest(pw).into())),
         // SHA256(password) XOR SHA256(SHA256(SHA256(password)) + nonce)
         "caching_sha2_password" => {
             let h1 = Sha256::digest(pw);
@@ -452,4 +466,15 @@ pub fn scramble(plugin: &str, nonce: &[u8], password: &str) -> Result<Vec<u8>, P
             "the server asks for the {other} authentication plugin, which the proxy does not speak"
         ))),
     }
+}
+
+/// `mysql_native_password`'s answer from `SHA1(password)`:
+/// `SHA1(password) XOR SHA1(nonce + SHA1(SHA1(password)))`.
+pub fn native_scramble(nonce: &[u8], h1: &[u8; 20]) -> Vec<u8> {
+    use sha1::{Digest, Sha1};
+    let nonce = &nonce[..nonce.len().min(20)];
+    let mut h = Sha1::new();
+    h.update(nonce);
+    h.update(Sha1::digest(h1));
+    h1.iter().zip(h.finalize()).map(|(x, y)| x ^ y).collect()
 }

@@ -1,14 +1,15 @@
 //! The client side of the login: the greeting (offering TLS when configured), the password
-//! check against the proxy's own accounts, the plugin switch. The TLS upgrade itself is
+//! check (against [`crate::accounts`]), the plugin switch. The TLS upgrade itself is
 //! [`crate::net::ClientStream::upgrade`], called by the session between the two.
 
 use std::io::Read;
+use std::net::IpAddr;
 
 use futures_util::{SinkExt, StreamExt};
 use goneaway_core::codes::{ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR};
 use tokio_util::codec::Framed;
 
-use crate::config::Account;
+use crate::accounts::{Accounts, Verified};
 use crate::net::packet::{self, caps, status, Greeting, HandshakeResponse};
 use crate::net::{ClientStream, Packet, PacketCodec};
 
@@ -23,6 +24,8 @@ pub struct Login {
     pub next_seq: u8,
     /// The nonce the client was greeted with: `COM_CHANGE_USER` scrambles with it again.
     pub scramble: Vec<u8>,
+    /// The account the session logs in to the server with.
+    pub verified: Verified,
 }
 
 /// A `COM_CHANGE_USER` whose password checked out against the proxy's accounts.
@@ -34,16 +37,18 @@ pub struct ChangeUser {
     pub charset: Option<u8>,
     /// Whether the client used `caching_sha2_password` (it then expects "fast auth OK").
     pub sha2: bool,
+    /// The account the session logs in to the server with from now on.
+    pub verified: Verified,
 }
 
 /// Checks a `COM_CHANGE_USER` payload (command byte included) against the accounts, with
 /// the nonce of the session's login. `Err` is the ERR to answer with.
-pub fn change_user(
+pub async fn change_user(
     payload: &[u8],
     client_caps: u32,
     scramble: &[u8],
-    accounts: &[Account],
-    peer_ip: &str,
+    accounts: &Accounts,
+    peer: IpAddr,
 ) -> Result<ChangeUser, (u16, &'static str, String)> {
     let unreadable = || {
         (
@@ -78,13 +83,16 @@ pub fn change_user(
             format!("goneaway proxy checks passwords with {NATIVE} or {SHA2}, not {plugin}"),
         ));
     }
-    check_password(accounts, &user, &plugin, scramble, &auth, peer_ip)
+    let verified = accounts
+        .check(&user, &plugin, scramble, &auth, peer)
+        .await
         .map_err(|msg| (ER_ACCESS_DENIED_ERROR, "28000", msg))?;
     Ok(ChangeUser {
         user,
         database: (!db.is_empty()).then_some(db),
         charset,
         sha2: plugin == SHA2,
+        verified,
     })
 }
 
@@ -160,8 +168,8 @@ pub async fn authenticate(
     client: &mut Framed<ClientStream, PacketCodec>,
     p: Packet,
     scramble: Vec<u8>,
-    accounts: &[Account],
-    peer_ip: &str,
+    accounts: &Accounts,
+    peer: IpAddr,
 ) -> Result<Login, LoginError> {
     let Some(response) = HandshakeResponse::parse(&p.payload) else {
         let why = if is_ssl_request(&p) {
@@ -183,7 +191,10 @@ pub async fn authenticate(
         .unwrap_or_else(|| NATIVE.into());
     let mut auth = response.auth_response.clone();
     let mut used = plugin.as_str();
-    if plugin != NATIVE && plugin != SHA2 {
+    // The proxy checks configured accounts with either plugin, the server's accounts with
+    // mysql_native_password only (see crate::accounts).
+    let sha2_ok = accounts.is_configured(&response.user);
+    if plugin != NATIVE && (plugin != SHA2 || !sha2_ok) {
         // Ask the client to switch to the plugin the proxy checks.
         client
             .send(Packet::new(
@@ -197,7 +208,9 @@ pub async fn authenticate(
         seq = p.seq.wrapping_add(1);
         used = NATIVE;
     }
-    check_password(accounts, &response.user, used, &scramble, &auth, peer_ip)
+    let verified = accounts
+        .check(&response.user, used, &scramble, &auth, peer)
+        .await
         .map_err(|msg| LoginError::Refuse(seq, ER_ACCESS_DENIED_ERROR, "28000", msg))?;
     if used == SHA2 {
         // caching_sha2_password "fast authentication succeeded"; the OK follows.
@@ -211,6 +224,7 @@ pub async fn authenticate(
         response,
         next_seq: seq,
         scramble,
+        verified,
     })
 }
 
@@ -220,32 +234,4 @@ pub async fn next(client: &mut Framed<ClientStream, PacketCodec>) -> Result<Pack
         Ok(Some(Ok(p))) => Ok(p),
         _ => Err(LoginError::Gone),
     }
-}
-
-/// Checks `auth`, scrambled with `plugin` and `scramble`, against `user`'s password;
-/// `Err` is the "Access denied" message.
-fn check_password(
-    accounts: &[Account],
-    user: &str,
-    plugin: &str,
-    scramble: &[u8],
-    auth: &[u8],
-    peer_ip: &str,
-) -> Result<(), String> {
-    let ok = accounts.iter().find(|a| a.user == user).is_some_and(|a| {
-        let expected =
-            crate::backend::conn::scramble(plugin, scramble, &a.password).unwrap_or_default();
-        constant_time_eq(&expected, auth)
-    });
-    if ok {
-        return Ok(());
-    }
-    let using = if auth.is_empty() { "NO" } else { "YES" };
-    Err(format!(
-        "Access denied for user '{user}'@'{peer_ip}' (using password: {using}) (goneaway proxy)"
-    ))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

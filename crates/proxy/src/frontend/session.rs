@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use goneaway_core::codes::{
-    CR_SERVER_LOST, ER_CLIENT_INTERACTION_TIMEOUT, ER_CONNECTION_KILLED, ER_CON_COUNT_ERROR,
-    ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_SERVER_SHUTDOWN,
+    CR_SERVER_LOST, ER_ACCESS_DENIED_ERROR, ER_CLIENT_INTERACTION_TIMEOUT, ER_CONNECTION_KILLED,
+    ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_SERVER_SHUTDOWN,
 };
 use goneaway_core::Cause;
 use tokio::io::AsyncWriteExt;
@@ -57,6 +57,7 @@ use crate::backend::{Backend, ConnectOptions, Expect, IdleEvent, ReplyTracker, S
 use crate::frontend::handshake::{self, Login, LoginError};
 use goneaway_core::sql::is_read_only;
 
+use crate::config::BackendTarget;
 use crate::frontend::state::{ends_transaction, first_word, SessionState, Statement};
 use crate::net::packet::{self, caps, com, status, Reader};
 use crate::net::{ClientStream, ErrInfo, Packet, PacketCodec};
@@ -185,6 +186,9 @@ pub struct Session {
     failed_tx: Option<(Option<Cause>, String)>,
     /// The nonce of the client's login, which `COM_CHANGE_USER` scrambles with again.
     scramble: Vec<u8>,
+    /// The server and the account this session logs in to it with (see
+    /// [`crate::accounts`]).
+    target: BackendTarget,
     /// The reply buffer, kept between commands (when small) so that a reply costs no
     /// allocation.
     reply_buf: BytesMut,
@@ -240,6 +244,7 @@ impl Session {
             last_thread_id: None,
             failed_tx: None,
             scramble: login.scramble.clone(),
+            target: login.verified.target(&shared.config.backend),
             reply_buf: BytesMut::with_capacity(16 << 10),
             shared,
         };
@@ -499,7 +504,7 @@ impl Session {
         let mut delay = Duration::from_millis(50);
         let mut refused = false;
         let mut backend = loop {
-            match Backend::connect(&config.backend, &opts, self.shared.stats.clone()).await {
+            match Backend::connect(&self.target, &opts, self.shared.stats.clone()).await {
                 Ok(b) => break b,
                 Err(e) if !is_transient(&e) || Instant::now() + delay >= deadline => return Err(e),
                 Err(e) => {
@@ -875,19 +880,20 @@ impl Session {
             .is_ok()
     }
 
-    /// `COM_CHANGE_USER`: the client logs in again against the proxy's accounts; its
-    /// session then starts afresh on a fresh backend (the proxy always logs in to the
-    /// server with its own account, so nothing of the old session may leak into the new
-    /// one). A refused change is answered with 1045 and the session goes on unchanged,
-    /// as on the server.
+    /// `COM_CHANGE_USER`: the client logs in again (see [`crate::accounts`]); its session
+    /// then starts afresh on a fresh backend logged in as the new account, so nothing of
+    /// the old session leaks into the new one. A refused change (by the proxy, or by the
+    /// server when the fresh backend logs in) is answered with the error and the session
+    /// goes on unchanged, as on the server.
     async fn change_user(&mut self, payload: &[u8]) -> bool {
         let checked = handshake::change_user(
             payload,
             self.client_caps,
             &self.scramble,
             &self.shared.accounts,
-            &self.peer.ip().to_string(),
-        );
+            self.peer.ip(),
+        )
+        .await;
         let change = match checked {
             Ok(c) => c,
             Err((code, state, msg)) => {
@@ -895,29 +901,59 @@ impl Session {
                     .stats
                     .login_failures
                     .fetch_add(1, Ordering::Relaxed);
-                // As the server does: the change is refused and the session goes on as the
-                // user it was.
+                tracing::info!(session = self.id, peer = %self.peer, "COM_CHANGE_USER refused: {msg}");
                 return self.send_err(1, code, state, "access_denied", &msg).await;
             }
         };
         tracing::debug!(session = self.id, user = %change.user, "COM_CHANGE_USER");
-        if let Some(b) = self.backend.take() {
-            b.quit().await;
-        }
+        // The new session is set up beside the old one, which comes back if the server
+        // refuses the new account.
         let next_statement = self.state.next_statement;
-        self.state = SessionState {
-            database: change.database,
-            next_statement,
-            ..SessionState::default()
+        let old = OldSession {
+            backend: self.backend.take(),
+            state: std::mem::replace(
+                &mut self.state,
+                SessionState {
+                    database: change.database,
+                    next_statement,
+                    ..SessionState::default()
+                },
+            ),
+            lost: self.lost.take(),
+            failed_tx: self.failed_tx.take(),
+            unexplained: self.unexplained.take(),
+            charset: self.charset,
+            target: std::mem::replace(
+                &mut self.target,
+                change.verified.target(&self.shared.config.backend),
+            ),
         };
-        self.lost = None;
-        self.failed_tx = None;
-        self.unexplained = None;
         if let Some(c) = change.charset {
             self.charset = c;
         }
-        if let Err(alive) = self.fresh_backend_or_tell(1).await {
-            return alive;
+        if let Err(e) = self.fresh_backend().await {
+            // Back to the old session, as the server leaves it after a refused change.
+            self.backend = old.backend;
+            self.state = old.state;
+            self.lost = old.lost;
+            self.failed_tx = old.failed_tx;
+            self.unexplained = old.unexplained;
+            self.charset = old.charset;
+            self.target = old.target;
+            let (code, state, msg) =
+                backend_error_for_client(&e, &self.shared.config.backend.addr());
+            if code == ER_ACCESS_DENIED_ERROR {
+                self.shared
+                    .stats
+                    .login_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return self
+                .send_err(1, code, &state, "backend_unavailable", &msg)
+                .await;
+        }
+        if let Some(b) = old.backend {
+            b.quit().await;
         }
         let mut seq = 1;
         if change.sha2 {
@@ -1274,14 +1310,7 @@ async fn accept_login(
                 .into(),
         ))
     } else {
-        handshake::authenticate(
-            &mut client,
-            first,
-            scramble,
-            &shared.accounts,
-            &peer.ip().to_string(),
-        )
-        .await
+        handshake::authenticate(&mut client, first, scramble, &shared.accounts, peer.ip()).await
     };
     match login {
         Ok(l) => Some((client, l)),
@@ -1302,6 +1331,17 @@ async fn accept_login(
             None
         }
     }
+}
+
+/// What `COM_CHANGE_USER` puts aside while the new account logs in.
+struct OldSession {
+    backend: Option<Backend>,
+    state: SessionState,
+    lost: Option<(String, Cause)>,
+    failed_tx: Option<(Option<Cause>, String)>,
+    unexplained: Option<Unexplained>,
+    charset: u8,
+    target: BackendTarget,
 }
 
 enum PrepareError {

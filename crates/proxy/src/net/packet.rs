@@ -54,6 +54,12 @@ pub mod caps {
         | PLUGIN_AUTH_LENENC_CLIENT_DATA
         | SESSION_TRACK
         | DEPRECATE_EOF;
+
+    /// What the proxy's own connections (the startup probe, the reads of the server's
+    /// accounts) ask for: none of the flags that change how SQL is parsed (`NO_SCHEMA`
+    /// makes `mysql.user` a table of the current database, `IGNORE_SPACE`, `ODBC`) or
+    /// which timeout applies (`INTERACTIVE`).
+    pub const INTERNAL: u32 = PROXY_SUPPORTED & !(NO_SCHEMA | IGNORE_SPACE | ODBC | INTERACTIVE);
 }
 
 /// Server status flags (`SERVER_*`).

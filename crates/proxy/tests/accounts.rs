@@ -1,0 +1,208 @@
+//! The server's own accounts log in through the proxy as themselves: the server's
+//! passwords, host rules and privileges apply, password changes are seen at once, and a
+//! session keeps its account across a lost backend.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use goneaway_proxy::{BackendTarget, Proxy, ProxyConfig};
+use mysql_async::prelude::*;
+use tokio::process::Command;
+
+use crate::common::*;
+
+async fn proxy_with_accounts(server: &goneaway_harness::Server, server_accounts: bool) -> Proxy {
+    let backend = BackendTarget::from_url(&server.url()).unwrap();
+    let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backend);
+    config.server_wait = Duration::from_secs(30);
+    config.connect_timeout = Duration::from_secs(3);
+    config.server_accounts = server_accounts;
+    Proxy::start(config).await.expect("proxy starts")
+}
+
+fn as_account(proxy: &Proxy, user: &str, password: &str) -> mysql_async::OptsBuilder {
+    opts(proxy)
+        .user(Some(user))
+        .pass(Some(password))
+        .db_name(Some("goneaway"))
+}
+
+#[tokio::test]
+async fn server_accounts_log_in_as_themselves() {
+    let server = server().await;
+    server
+        .admin(
+            "CREATE USER 'reader'@'%' IDENTIFIED BY 'first-pw'; \
+             GRANT SELECT ON goneaway.* TO 'reader'@'%'; \
+             CREATE USER 'elsewhere'@'10.9.9.9' IDENTIFIED BY 'pw'; \
+             GRANT ALL ON *.* TO 'elsewhere'@'10.9.9.9'; \
+             CREATE USER 'open'@'%'; GRANT SELECT ON goneaway.* TO 'open'@'%'; \
+             CREATE TABLE goneaway.accounts_t (id INT PRIMARY KEY); \
+             INSERT INTO goneaway.accounts_t VALUES (1)",
+        )
+        .await
+        .unwrap();
+    let proxy = proxy_with_accounts(&server, true).await;
+
+    // The account is the server's: CURRENT_USER() and its privileges, the server's own
+    // 1142 for what it may not do.
+    let mut reader = mysql_async::Conn::new(as_account(&proxy, "reader", "first-pw"))
+        .await
+        .expect("a server account logs in through the proxy");
+    assert_eq!(
+        one(&mut reader, "SELECT CURRENT_USER()").await.unwrap(),
+        "reader@%"
+    );
+    let n: Option<i64> = reader
+        .query_first("SELECT COUNT(*) FROM accounts_t")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    let e = reader
+        .query_drop("INSERT INTO accounts_t VALUES (2)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 1142, "{e}");
+
+    // Across a lost backend the session logs in again as the same account (the proxy
+    // never saw the password, only the proof of it).
+    let id = backend_id(&mut reader).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        one(&mut reader, "SELECT CURRENT_USER()").await.unwrap(),
+        "reader@%"
+    );
+    assert_ne!(backend_id(&mut reader).await, id);
+
+    // A wrong password, an unknown user, a host the account does not admit: 1045.
+    for (user, pw) in [
+        ("reader", "guess"),
+        ("nobody", "x"),
+        ("elsewhere", "pw"),
+        ("open", "x"),
+    ] {
+        let e = mysql_async::Conn::new(as_account(&proxy, user, pw))
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), 1045, "{user}: {e}");
+        assert!(e.to_string().contains("Access denied"), "{e}");
+    }
+    // An account without a password logs in without one.
+    let mut open = mysql_async::Conn::new(as_account(&proxy, "open", ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        one(&mut open, "SELECT CURRENT_USER()").await.unwrap(),
+        "open@%"
+    );
+
+    // A new password works at once, the old one no longer does; a new account too.
+    server
+        .admin(
+            "SET PASSWORD FOR 'reader'@'%' = PASSWORD('second-pw'); \
+             CREATE USER 'newcomer'@'%' IDENTIFIED BY 'hello'",
+        )
+        .await
+        .unwrap();
+    let e = mysql_async::Conn::new(as_account(&proxy, "reader", "first-pw"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 1045, "{e}");
+    mysql_async::Conn::new(as_account(&proxy, "reader", "second-pw"))
+        .await
+        .expect("the new password");
+    mysql_async::Conn::new(as_account(&proxy, "newcomer", "hello").db_name(None::<String>))
+        .await
+        .expect("an account created after the proxy started");
+
+    // COM_CHANGE_USER to a server account, and back to the configured one.
+    let mut conn = connect(&proxy).await;
+    conn.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some("reader".into()))
+            .with_pass(Some("second-pw".into())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        one(&mut conn, "SELECT CURRENT_USER()").await.unwrap(),
+        "reader@%"
+    );
+    let e = conn
+        .change_user(
+            mysql_async::ChangeUserOpts::default()
+                .with_user(Some("reader".into()))
+                .with_pass(Some("first-pw".into())),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 1045, "{e}");
+    assert_eq!(
+        one(&mut conn, "SELECT CURRENT_USER()").await.unwrap(),
+        "reader@%",
+        "a refused change of user leaves the session as it was"
+    );
+    conn.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some(USER.into()))
+            .with_pass(Some(PASSWORD.into())),
+    )
+    .await
+    .unwrap();
+    assert!(one(&mut conn, "SELECT CURRENT_USER()")
+        .await
+        .unwrap()
+        .starts_with("goneaway@"));
+    assert!(
+        proxy
+            .stats()
+            .server_account_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2,
+        "the accounts were read again after the change"
+    );
+
+    // The mariadb client, as a user runs it.
+    let out = Command::new("/usr/bin/mariadb")
+        .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+        .args(["--skip-ssl", "-N", "-B", "-ureader", "-psecond-pw"])
+        .arg(format!("-P{}", proxy.local_addr().port()))
+        .args([
+            "-e",
+            "SELECT CURRENT_USER(), COUNT(*) FROM goneaway.accounts_t",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "reader@%\t1\n");
+}
+
+#[tokio::test]
+async fn without_server_accounts_only_the_configured_account_logs_in() {
+    let server = server().await;
+    server
+        .admin("CREATE USER 'reader'@'%' IDENTIFIED BY 'pw'")
+        .await
+        .unwrap();
+    let proxy = proxy_with_accounts(&server, false).await;
+    let e = mysql_async::Conn::new(as_account(&proxy, "reader", "pw").db_name(None::<String>))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 1045, "{e}");
+    connect(&proxy).await;
+    assert_eq!(
+        proxy
+            .stats()
+            .server_account_reads
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
