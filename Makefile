@@ -17,9 +17,11 @@ bench-deps:
 demo: deps
 	$(CARGO) run --quiet -p goneaway-cli -- demo
 
-## The whole suite: formatting, lints, unit and integration tests against real servers.
+## The whole suite: formatting, lints, unit and integration tests against real servers,
+## and a bounded slice of MariaDB's own test suite through the proxy (compat-smoke).
 test: deps lint
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory compat-smoke
 
 ## The pool's torture test, long: seeded random work, cancellations and faults, checked by
 ## an oracle of the contract (make test runs a bounded 3 x 15 s slice of it).

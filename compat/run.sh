@@ -18,7 +18,8 @@
 # servers. mtr stops at a test's first failure and the rest go on against a fresh server,
 # so that one failure cannot leave tables or variables behind for the next tests. The proxy
 # logs clients in as root with no password (mtr's account) and logs in to the server the
-# same way. Everything goes to 127.0.0.1 only. Results, .reject files and logs stay in the
+# same way; accounts a test creates log in through the proxy as themselves. Everything goes
+# to 127.0.0.1 only. Results, .reject files and logs stay in the
 # work directory (GONEAWAY_COMPAT_DIR, default a new /tmp/goneaway-compat.*).
 #
 # Environment: GONEAWAY_MTR_DIR (default /usr/share/mysql/mysql-test), GONEAWAY_BIN (a built
@@ -276,8 +277,8 @@ stop_pid() {
 }
 
 # Starts goneaway proxy in front of 127.0.0.1:$2, logging to $1/proxy.log; sets proxy_pid
-# and proxy_port. Clients log in as the backend URL's account: root, empty password (the
-# account mtr's tests use).
+# and proxy_port. Clients log in as the backend URL's account (root, empty password: the
+# account mtr's tests use) or as any account the tests create (the server's own accounts).
 start_proxy() {
     local dir=$1 backend_port=$2
     "$goneaway" --log "${GONEAWAY_COMPAT_LOG:-warn}" proxy \

@@ -87,6 +87,9 @@ pub const ER_LOCK_DEADLOCK: u16 = 1213;
 pub const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
 /// 1317: "Query execution was interrupted" (SQLSTATE 70100) — KILL QUERY, or a shutdown.
 pub const ER_QUERY_INTERRUPTED: u16 = 1317;
+/// 1820: "You must SET PASSWORD before executing this statement" — an account whose
+/// password expired, logged in in sandbox mode.
+pub const ER_MUST_CHANGE_PASSWORD: u16 = 1820;
 /// 1927: "Connection was killed" (MariaDB only, SQLSTATE 70100).
 pub const ER_CONNECTION_KILLED: u16 = 1927;
 /// 1969: "Query execution was interrupted (max_statement_time exceeded)" (MariaDB only).

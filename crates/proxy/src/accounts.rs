@@ -10,8 +10,10 @@
 //! `SHA1(password) XOR SHA1(nonce + SHA1(SHA1(password)))`, so the proxy recovers
 //! `SHA1(password)` from a correct answer, checks it against the stored hash, and keeps it
 //! for the session's later logins to the server, each with the server's own nonce. A
-//! client that cannot prove the password gets 1045: never an open relay. Accounts with any
-//! other plugin (`unix_socket`, `ed25519`, `caching_sha2_password`) cannot be checked
+//! client that cannot prove the password gets 1045: never an open relay. Accounts of the
+//! deprecated `mysql_old_password` are checked and logged in with the stored hash, which
+//! is all that plugin ever needs (the login asks the client for that plugin). Accounts with
+//! any other plugin (`unix_socket`, `ed25519`, `caching_sha2_password`) cannot be checked
 //! this way and are refused with a message that says so; configured accounts cover them.
 //!
 //! The table is read when a login first needs it and again when a login names a user it
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 use sha1::{Digest, Sha1};
 
 use crate::backend::conn::{self, Backend, ConnectOptions};
-use crate::config::{Account, BackendTarget, ProxyConfig};
+use crate::config::{Account, BackendTarget, Credential, ProxyConfig};
 use crate::net::packet;
 use crate::stats::Stats;
 
@@ -35,6 +37,8 @@ use crate::stats::Stats;
 pub const RELOAD_INTERVAL: Duration = Duration::from_millis(100);
 
 const NATIVE: &str = "mysql_native_password";
+/// The pre-4.1 plugin; the server accepts it only with `secure_auth = OFF`.
+pub const OLD: &str = "mysql_old_password";
 
 /// The account a client proved it may use, and so the one its session logs in to the
 /// server with.
@@ -43,11 +47,11 @@ pub enum Verified {
     /// A configured account: the session logs in to the server with the backend URL's
     /// account.
     Configured,
-    /// The server's own account `user`: the session logs in as it, with `SHA1(password)`
-    /// (`None`: the account has no password).
+    /// The server's own account `user`: the session logs in as it, with what the client
+    /// proved (`None`: the account has no password).
     Server {
         user: String,
-        hash: Option<[u8; 20]>,
+        credential: Option<Credential>,
     },
 }
 
@@ -65,10 +69,10 @@ impl Verified {
     pub fn target(&self, backend: &BackendTarget) -> BackendTarget {
         match self {
             Verified::Configured => backend.clone(),
-            Verified::Server { user, hash } => BackendTarget {
+            Verified::Server { user, credential } => BackendTarget {
                 user: user.clone(),
                 password: String::new(),
-                native_hash: *hash,
+                credential: *credential,
                 ..backend.clone()
             },
         }
@@ -80,7 +84,8 @@ impl Verified {
 struct ServerAccount {
     host: String,
     plugin: String,
-    /// `*` and 40 hex digits for `mysql_native_password`; empty for no password.
+    /// `*` and 40 hex digits for `mysql_native_password`, 16 hex digits for
+    /// `mysql_old_password`; empty for no password.
     auth: String,
 }
 
@@ -138,6 +143,28 @@ impl Accounts {
         self.configured.iter().any(|a| a.user == user)
     }
 
+    /// The plugin a client logging in as `user` from `peer` must answer with, when `user`
+    /// is one of the server's accounts: [`OLD`] for a `mysql_old_password` account,
+    /// otherwise `mysql_native_password`. `None` for configured accounts (any plugin the
+    /// proxy speaks) and when server accounts are off. An unknown user makes the table be
+    /// read again.
+    pub async fn server_plugin(&self, user: &str, peer: IpAddr) -> Option<&'static str> {
+        if self.is_configured(user) {
+            return None;
+        }
+        let server = self.server.as_ref()?;
+        let asked = Instant::now();
+        for fresh in [false, true] {
+            if fresh || server.never_read() {
+                server.read_after(asked).await;
+            }
+            if let Some(plugin) = server.plugin_of(user, peer) {
+                return Some(if plugin == OLD { OLD } else { NATIVE });
+            }
+        }
+        Some(NATIVE)
+    }
+
     /// Checks `auth`, the client's answer to `nonce` with `plugin`, for `user` connecting
     /// from `peer`. `Err` is the "Access denied" message.
     pub async fn check(
@@ -171,7 +198,7 @@ impl Accounts {
                 ": anonymous accounts cannot log in through the proxy",
             ));
         }
-        if plugin != NATIVE {
+        if plugin != NATIVE && plugin != OLD {
             return Err(denied(&format!(
                 ": the server's accounts are checked with {NATIVE}, not {plugin}"
             )));
@@ -184,11 +211,11 @@ impl Accounts {
             if fresh || server.never_read() {
                 server.read_after(asked).await;
             }
-            match server.verify(user, nonce, auth, peer) {
-                Ok(hash) => {
+            match server.verify(user, plugin, nonce, auth, peer) {
+                Ok(credential) => {
                     return Ok(Verified::Server {
                         user: user.to_owned(),
-                        hash,
+                        credential,
                     })
                 }
                 Err(w) => why = w,
@@ -270,13 +297,20 @@ impl ServerAccounts {
     /// Checks the client's answer against the most specific row for `user` whose host
     /// matches `peer`, as the server picks the row it checks; `Ok` carries
     /// `SHA1(password)` (`None` for an account without one).
+    /// The plugin of the row for `user` that admits `peer`, if there is one.
+    fn plugin_of(&self, user: &str, peer: IpAddr) -> Option<String> {
+        let table = self.users.read().unwrap();
+        pick(table.users.get(user)?, peer).map(|r| r.plugin.clone())
+    }
+
     fn verify(
         &self,
         user: &str,
+        plugin: &str,
         nonce: &[u8],
         auth: &[u8],
         peer: IpAddr,
-    ) -> Result<Option<[u8; 20]>, String> {
+    ) -> Result<Option<Credential>, String> {
         let table = self.users.read().unwrap();
         if let Some(e) = &table.error {
             if table.users.is_empty() {
@@ -286,19 +320,22 @@ impl ServerAccounts {
         let Some(rows) = table.users.get(user) else {
             return Err(String::new());
         };
-        let Some(row) = rows
-            .iter()
-            .filter(|r| host_matches(&r.host, peer))
-            .max_by_key(|r| host_specificity(&r.host))
-        else {
+        let Some(row) = pick(rows, peer) else {
             return Err(String::new());
         };
-        if !row.plugin.is_empty() && row.plugin != NATIVE {
+        let row_plugin = if row.plugin.is_empty() {
+            NATIVE
+        } else {
+            row.plugin.as_str()
+        };
+        if row_plugin != NATIVE && row_plugin != OLD {
             return Err(format!(
                 ": the account uses {}, which the proxy cannot check; list it in the proxy's accounts",
                 row.plugin
             ));
         }
+        // The old plugin's answer ends with a NUL.
+        let auth = auth.strip_suffix(&[0]).unwrap_or(auth);
         if row.auth.is_empty() {
             return if auth.is_empty() {
                 Ok(None)
@@ -306,15 +343,224 @@ impl ServerAccounts {
                 Err(String::new())
             };
         }
+        if row_plugin == OLD {
+            if plugin != OLD {
+                return Err(format!(": the account uses {OLD}"));
+            }
+            let hash = old_hash_of(&row.auth)
+                .ok_or_else(|| ": the account has no usable password hash".to_owned())?;
+            let expected = conn::old_scramble(nonce, hash);
+            return if constant_time_eq(&expected, auth) {
+                Ok(Some(Credential::Old(hash)))
+            } else {
+                Err(String::new())
+            };
+        }
+        if plugin != NATIVE {
+            return Err(format!(": the account uses {NATIVE}"));
+        }
         let stored = row
             .auth
             .strip_prefix('*')
             .and_then(hex20)
             .ok_or_else(|| ": the account has no usable password hash".to_owned())?;
         native_recover(nonce, auth, &stored)
-            .map(Some)
+            .map(|h1| Some(Credential::Native(h1)))
             .ok_or_else(String::new)
     }
+}
+
+/// The row the server checks for a client at `peer`: the most specific host that admits
+/// it.
+fn pick(rows: &[ServerAccount], peer: IpAddr) -> Option<&ServerAccount> {
+    rows.iter()
+        .filter(|r| host_matches(&r.host, peer))
+        .max_by_key(|r| host_specificity(&r.host))
+}
+
+/// A `mysql_old_password` hash as stored: 16 hex digits, two 32-bit halves.
+fn old_hash_of(s: &str) -> Option<[u32; 2]> {
+    if s.len() != 16 {
+        return None;
+    }
+    Some([
+        u32::from_str_radix(s.get(..8)?, 16).ok()?,
+        u32::from_str_radix(s.get(8..)?, 16).ok()?,
+    ])
+}
+
+/// The credential a statement the session ran sets for its own account `user`, when it sets
+/// one the proxy can log in with: `SET PASSWORD [FOR CURRENT_USER() | FOR user] =
+/// PASSWORD('…')` (or `OLD_PASSWORD('…')`), `ALTER USER {CURRENT_USER() | user} IDENTIFIED BY
+/// '…'`. After it, the session's fresh backends log in with the new password, as the
+/// application would when it reconnects. `Some(None)`: the password was removed.
+pub fn password_change(sql: &str, user: &str) -> Option<Option<Credential>> {
+    let mut t = Tokens::new(sql);
+    let for_user = |t: &mut Tokens| -> Option<bool> {
+        // CURRENT_USER, CURRENT_USER(), or 'user'@'host' / user@host / user
+        let first = t.next()?;
+        if first.eq_ignore_ascii_case("current_user") {
+            if t.peek() == Some("(") {
+                t.next();
+                (t.next()? == ")").then_some(())?;
+            }
+            return Some(true);
+        }
+        let name = unquote(&first)?;
+        if t.peek() == Some("@") {
+            t.next();
+            t.next()?;
+        }
+        Some(name == user)
+    };
+    let literal = |t: &mut Tokens| t.next().and_then(|s| unquote_string(&s));
+    let first = t.next()?;
+    if first.eq_ignore_ascii_case("set") {
+        (t.next()?.eq_ignore_ascii_case("password")).then_some(())?;
+        let mut mine = true;
+        if t.peek().is_some_and(|w| w.eq_ignore_ascii_case("for")) {
+            t.next();
+            mine = for_user(&mut t)?;
+        }
+        (t.next()? == "=").then_some(())?;
+        let func = t.next()?;
+        let old = if func.eq_ignore_ascii_case("password") {
+            false
+        } else if func.eq_ignore_ascii_case("old_password") {
+            true
+        } else {
+            return None; // a hash: the proxy cannot log in with it
+        };
+        (t.next()? == "(").then_some(())?;
+        let password = literal(&mut t)?;
+        (t.next()? == ")").then_some(())?;
+        t.next().is_none().then_some(())?;
+        return mine.then(|| credential_of(&password, old));
+    }
+    if first.eq_ignore_ascii_case("alter") {
+        (t.next()?.eq_ignore_ascii_case("user")).then_some(())?;
+        if t.peek().is_some_and(|w| w.eq_ignore_ascii_case("if")) {
+            return None;
+        }
+        let mine = for_user(&mut t)?;
+        (t.next()?.eq_ignore_ascii_case("identified")).then_some(())?;
+        (t.next()?.eq_ignore_ascii_case("by")).then_some(())?;
+        let password = literal(&mut t)?;
+        // Anything else (a second user, account options) and the proxy does not guess.
+        t.next().is_none().then_some(())?;
+        return mine.then(|| credential_of(&password, false));
+    }
+    None
+}
+
+fn credential_of(password: &str, old: bool) -> Option<Credential> {
+    if password.is_empty() {
+        None
+    } else if old {
+        Some(Credential::Old(conn::old_hash(password.as_bytes())))
+    } else {
+        Some(Credential::Native(Sha1::digest(password.as_bytes()).into()))
+    }
+}
+
+/// The words, punctuation and quoted strings of a statement (quotes kept), no comments.
+struct Tokens {
+    tokens: std::collections::VecDeque<String>,
+}
+
+impl Tokens {
+    fn new(sql: &str) -> Tokens {
+        let mut tokens = std::collections::VecDeque::new();
+        let chars: Vec<char> = sql.trim().trim_end_matches(';').chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c.is_whitespace() {
+                i += 1;
+            } else if c == '\'' || c == '"' || c == '`' {
+                let start = i;
+                i += 1;
+                while i < chars.len() {
+                    if chars[i] == '\\' && c != '`' {
+                        i += 2;
+                        continue;
+                    }
+                    if chars[i] == c {
+                        if chars.get(i + 1) == Some(&c) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i = (i + 1).min(chars.len());
+                tokens.push_back(chars[start..i].iter().collect());
+            } else if c.is_alphanumeric() || c == '_' || c == '$' {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric()
+                        || chars[i] == '_'
+                        || chars[i] == '$'
+                        || chars[i] == '.')
+                {
+                    i += 1;
+                }
+                tokens.push_back(chars[start..i].iter().collect());
+            } else {
+                tokens.push_back(c.to_string());
+                i += 1;
+            }
+        }
+        Tokens { tokens }
+    }
+
+    fn next(&mut self) -> Option<String> {
+        self.tokens.pop_front()
+    }
+
+    fn peek(&self) -> Option<&str> {
+        self.tokens.front().map(String::as_str)
+    }
+}
+
+/// A user name: bare, or quoted with ', " or `.
+fn unquote(token: &str) -> Option<String> {
+    match token.chars().next()? {
+        '\'' | '"' | '`' => unquote_string(token),
+        _ => Some(token.to_owned()),
+    }
+}
+
+/// A quoted string's value (backslash escapes and doubled quotes resolved).
+fn unquote_string(token: &str) -> Option<String> {
+    let q = token.chars().next()?;
+    if !matches!(q, '\'' | '"' | '`') || token.len() < 2 || !token.ends_with(q) {
+        return None;
+    }
+    let inner: Vec<char> = token[1..token.len() - 1].chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < inner.len() {
+        let c = inner[i];
+        if c == '\\' && q != '`' && i + 1 < inner.len() {
+            out.push(match inner[i + 1] {
+                'n' => '\n',
+                't' => '\t',
+                '0' => '\0',
+                'r' => '\r',
+                other => other,
+            });
+            i += 2;
+        } else if c == q && inner.get(i + 1) == Some(&q) {
+            out.push(q);
+            i += 2;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 /// From a client's `mysql_native_password` answer, `SHA1(password)`, if it matches the
@@ -421,13 +667,84 @@ mod tests {
         // The recovered hash answers the server's next nonce as the password would.
         let other = b"ZYXWVUTSRQPONMLKJIHG";
         let target = BackendTarget {
-            native_hash: Some(h1),
+            credential: Some(Credential::Native(h1)),
             ..BackendTarget::from_url("mysql://u@h:1/").unwrap()
         };
         assert_eq!(
             target.auth_response(NATIVE, other).unwrap(),
             conn::scramble(NATIVE, other, "s3cret").unwrap()
         );
+    }
+
+    #[test]
+    fn old_password_answers() {
+        // From MariaDB's main.change_user: PASSWORD 'oldpw' is stored as 09301740536db389.
+        assert_eq!(conn::old_hash(b"oldpw"), [0x0930_1740, 0x536d_b389]);
+        assert_eq!(
+            old_hash_of("09301740536db389"),
+            Some([0x0930_1740, 0x536d_b389])
+        );
+        let nonce = b"abcdefghij0123456789";
+        let answer = conn::scramble(OLD, nonce, "oldpw").unwrap();
+        assert_eq!(answer.len(), 9, "8 bytes and a NUL, as libmariadb sends");
+        let hash = conn::old_hash(b"oldpw");
+        assert_eq!(&answer[..8], &conn::old_scramble(nonce, hash));
+        assert_ne!(
+            conn::old_scramble(nonce, hash),
+            conn::old_scramble(b"ABCDEFGH", hash)
+        );
+        let target = BackendTarget {
+            credential: Some(Credential::Old(hash)),
+            ..BackendTarget::from_url("mysql://u@h:1/").unwrap()
+        };
+        assert_eq!(target.auth_response(OLD, nonce).unwrap(), answer);
+    }
+
+    #[test]
+    fn password_changes_of_the_sessions_own_account() {
+        let native = |pw: &str| Some(Some(Credential::Native(Sha1::digest(pw.as_bytes()).into())));
+        assert_eq!(
+            password_change("SET PASSWORD = PASSWORD('n3w')", "app"),
+            native("n3w")
+        );
+        assert_eq!(
+            password_change(
+                "set password for current_user() = password(\"it's\");",
+                "app"
+            ),
+            native("it's")
+        );
+        assert_eq!(
+            password_change("SET PASSWORD FOR 'app'@'%' = PASSWORD('a''b\\\\c')", "app"),
+            native("a'b\\c")
+        );
+        assert_eq!(
+            password_change("ALTER USER CURRENT_USER IDENTIFIED BY 'x y'", "app"),
+            native("x y")
+        );
+        assert_eq!(
+            password_change("ALTER USER `app`@`localhost` IDENTIFIED BY 'z'", "app"),
+            native("z")
+        );
+        assert_eq!(
+            password_change("SET PASSWORD = OLD_PASSWORD('oldpw')", "app"),
+            Some(Some(Credential::Old([0x0930_1740, 0x536d_b389])))
+        );
+        assert_eq!(
+            password_change("SET PASSWORD = PASSWORD('')", "app"),
+            Some(None)
+        );
+        // Another account, a hash, or options the proxy does not follow: not a change of
+        // this session's credential.
+        for sql in [
+            "SET PASSWORD FOR 'other'@'%' = PASSWORD('x')",
+            "ALTER USER other IDENTIFIED BY 'x'",
+            "SET PASSWORD = '*0123456789ABCDEF0123456789ABCDEF01234567'",
+            "ALTER USER app IDENTIFIED BY 'x' PASSWORD EXPIRE",
+            "SELECT PASSWORD('x')",
+        ] {
+            assert_eq!(password_change(sql, "app"), None, "{sql}");
+        }
     }
 
     #[test]

@@ -19,10 +19,28 @@ pub struct BackendTarget {
     pub password: String,
     /// The database a session starts in when its client names none.
     pub database: Option<String>,
-    /// In place of the password: `SHA1(password)`, for a server account whose client
-    /// proved it (see [`crate::accounts`]); logs in with `mysql_native_password` only.
-    /// Never printed.
-    pub native_hash: Option<[u8; 20]>,
+    /// In place of the password: what a server account's client proved it knows (see
+    /// [`crate::accounts`]). Never printed.
+    pub credential: Option<Credential>,
+}
+
+/// What answers a server's nonce for a server account, without its password.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `SHA1(password)`, recovered from a `mysql_native_password` answer.
+    Native([u8; 20]),
+    /// The `mysql_old_password` hash, as `mysql.user` stores it.
+    Old([u32; 2]),
+}
+
+/// Masked: which kind only, never the bytes.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Native(_) => f.write_str("Native(****)"),
+            Credential::Old(_) => f.write_str("Old(****)"),
+        }
+    }
 }
 
 impl std::fmt::Debug for BackendTarget {
@@ -33,7 +51,7 @@ impl std::fmt::Debug for BackendTarget {
             .field("user", &self.user)
             .field("password", &"****")
             .field("database", &self.database)
-            .field("native_hash", &self.native_hash.map(|_| "****"))
+            .field("credential", &self.credential.map(|_| "****"))
             .finish()
     }
 }
@@ -78,24 +96,32 @@ impl BackendTarget {
             user,
             password,
             database: db,
-            native_hash: None,
+            credential: None,
         })
     }
 
     /// The login's answer to the server's `nonce` with `plugin`: from the password, or
-    /// from [`BackendTarget::native_hash`].
+    /// from [`BackendTarget::credential`].
     pub fn auth_response(&self, plugin: &str, nonce: &[u8]) -> Result<Vec<u8>, ProxyError> {
-        let Some(h1) = &self.native_hash else {
-            return crate::backend::conn::scramble(plugin, nonce, &self.password);
-        };
-        if !matches!(plugin, "mysql_native_password" | "") {
-            return Err(ProxyError::Protocol(format!(
-                "the server asks for {plugin} for '{}', but an account read from the server logs in through the proxy \
-                 with mysql_native_password only",
+        use crate::backend::conn::{native_scramble, old_scramble};
+        match (self.credential, plugin) {
+            (None, _) => crate::backend::conn::scramble(plugin, nonce, &self.password),
+            (Some(Credential::Native(h1)), "mysql_native_password" | "") => {
+                Ok(native_scramble(nonce, &h1))
+            }
+            (Some(Credential::Old(hash)), "mysql_old_password") => {
+                let mut answer = old_scramble(nonce, hash).to_vec();
+                answer.push(0);
+                Ok(answer)
+            }
+            // The greeting names the server's default plugin. The server asks for the old
+            // plugin's answer only after one of the new length (20 bytes): any will do.
+            (Some(Credential::Old(_)), "mysql_native_password" | "") => Ok(vec![0; 20]),
+            (Some(_), other) => Err(ProxyError::Protocol(format!(
+                "the server asks for {other} for '{}', but this account logged in to the proxy with another plugin",
                 self.user
-            )));
+            ))),
         }
-        Ok(crate::backend::conn::native_scramble(nonce, h1))
     }
 
     /// `host:port`.

@@ -45,7 +45,7 @@ pub mod net;
 mod server;
 pub mod stats;
 
-pub use config::{Account, BackendTarget, ProxyConfig};
+pub use config::{Account, BackendTarget, Credential, ProxyConfig};
 pub use error::ProxyError;
 pub use server::Proxy;
 pub use stats::Stats;

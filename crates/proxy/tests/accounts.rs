@@ -206,3 +206,109 @@ async fn without_server_accounts_only_the_configured_account_logs_in() {
         0
     );
 }
+
+/// An account whose password expired logs in to its sandbox, as directly (the `mariadb`
+/// client with --connect-expired-password): statements are refused with the server's 1820
+/// until the client sets a password, and from then on the session is an ordinary one (it
+/// survives a lost backend, logging in with the new password).
+#[tokio::test]
+async fn an_expired_password_gets_the_servers_sandbox() {
+    use tokio::io::AsyncWriteExt;
+    let server = server().await;
+    server
+        .admin(
+            "SET GLOBAL disconnect_on_expired_password = OFF; \
+             CREATE USER 'late'@'%' IDENTIFIED BY 'old-pw' PASSWORD EXPIRE; \
+             GRANT SELECT ON goneaway.* TO 'late'@'%'",
+        )
+        .await
+        .unwrap();
+    let proxy = proxy_with_accounts(&server, true).await;
+    let mut child = Command::new("/usr/bin/mariadb")
+        .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+        .args([
+            "--skip-ssl",
+            "-N",
+            "-B",
+            "--force",
+            "--connect-expired-password",
+        ])
+        .args(["-ulate", "-pold-pw"])
+        .arg(format!("-P{}", proxy.local_addr().port()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"SELECT 'refused';\nSET PASSWORD = PASSWORD('new-pw');\nSELECT CURRENT_USER();\n",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The backend goes away; the next statement runs on a fresh one.
+    let mut admin = server.admin_conn().await.unwrap();
+    let ids: Vec<u64> = admin
+        .query("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'late'")
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "one backend for the session");
+    admin.query_drop(format!("KILL {}", ids[0])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stdin
+        .write_all(b"SELECT CONCAT('again ', CURRENT_USER());\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ERROR 1820"), "{stderr}");
+    assert_eq!(stdout, "late@%\nagain late@%\n", "{stderr}");
+    mysql_async::Conn::new(as_account(&proxy, "late", "new-pw").db_name(None::<String>))
+        .await
+        .expect("the new password");
+}
+
+/// `mysql_old_password` accounts (with `secure_auth = OFF`) log in through the proxy with
+/// the real `mariadb` client, which the proxy asks for that plugin.
+#[tokio::test]
+async fn old_password_accounts_log_in_with_the_mariadb_client() {
+    let server = server().await;
+    server
+        .admin(
+            "SET GLOBAL secure_auth = OFF; \
+             CREATE USER 'legacy'@'%' IDENTIFIED BY PASSWORD '09301740536db389'; \
+             GRANT SELECT ON goneaway.* TO 'legacy'@'%'",
+        )
+        .await
+        .unwrap();
+    let proxy = proxy_with_accounts(&server, true).await;
+    let run = |password: &'static str| {
+        Command::new("/usr/bin/mariadb")
+            .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+            .args(["--skip-ssl", "-N", "-B", "-ulegacy"])
+            .arg(format!("-p{password}"))
+            .arg(format!("-P{}", proxy.local_addr().port()))
+            .args(["-e", "SELECT CURRENT_USER()"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+    };
+    let out = run("oldpw").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "legacy@%\n");
+    let out = run("wrong").await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ERROR 1045"), "{err}");
+}

@@ -69,6 +69,69 @@ async fn oversized_packet_gets_1153_and_the_session_continues() {
     );
 }
 
+/// A `COM_QUERY` payload of exactly `n` bytes.
+fn query_of(n: usize) -> String {
+    let frame = "SELECT ''".len() + 1;
+    format!("SELECT '{}'", "a".repeat(n - frame))
+}
+
+/// The server refuses a command packet from max(max_allowed_packet, net_buffer_length) on,
+/// that size included; the proxy draws the line at the same byte, with the limit of the
+/// backend the command runs on, even when the global value changed since the session's
+/// last one.
+#[tokio::test]
+async fn the_packet_limit_is_the_servers_to_the_byte() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut direct = mysql_async::Conn::new(
+        mysql_async::Opts::from_url(&server.url())
+            .map(mysql_async::OptsBuilder::from_opts)
+            .unwrap()
+            .max_allowed_packet(Some(16 << 20)),
+    )
+    .await
+    .unwrap();
+    let mut conn = mysql_async::Conn::new(opts(&proxy).max_allowed_packet(Some(16 << 20)))
+        .await
+        .unwrap();
+    let limit = 1 << 20; // the harness server's max_allowed_packet
+    for conn in [&mut direct, &mut conn] {
+        conn.query_drop(query_of(limit - 1)).await.unwrap();
+    }
+    let e = direct.query_drop(query_of(limit)).await.unwrap_err();
+    assert_eq!(code(&e), 1153, "directly: {e}");
+    let id = backend_id(&mut conn).await;
+    let e = conn.query_drop(query_of(limit)).await.unwrap_err();
+    assert_eq!(code(&e), 1153, "through the proxy: {e}");
+    assert_eq!(one(&mut conn, "SELECT 'usable'").await.unwrap(), "usable");
+    assert_eq!(
+        backend_id(&mut conn).await,
+        id,
+        "the proxy refused it itself; the server never closed the backend"
+    );
+
+    // Below net_buffer_length (16 KiB) a lower max_allowed_packet changes nothing.
+    server
+        .admin("SET GLOBAL max_allowed_packet = 1024")
+        .await
+        .unwrap();
+    let mut small = mysql_async::Conn::new(opts(&proxy).max_allowed_packet(Some(16 << 20)))
+        .await
+        .unwrap();
+    small.query_drop(query_of(16383)).await.unwrap();
+    let e = small.query_drop(query_of(16384)).await.unwrap_err();
+    assert_eq!(code(&e), 1153, "{e}");
+
+    // A raised global: a session whose backend was released (idle past the 2 s
+    // wait_timeout) gets the new limit with its next backend.
+    server
+        .admin("SET GLOBAL max_allowed_packet = 4194304")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    small.query_drop(query_of(2 << 20)).await.unwrap();
+}
+
 #[tokio::test]
 async fn injected_4031_and_blackholed_idle_flows_are_absorbed() {
     use goneaway_relay::Fault;

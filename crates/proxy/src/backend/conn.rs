@@ -9,6 +9,8 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Framed;
 
+use goneaway_core::codes::ER_MUST_CHANGE_PASSWORD;
+
 use crate::backend::reply::{Expect, ReplyTracker, Step};
 use crate::config::BackendTarget;
 use crate::net::packet::{self, caps, com, ErrInfo, Greeting, HandshakeResponse, Reader};
@@ -54,8 +56,11 @@ pub struct Backend {
     pub server_capabilities: u32,
     /// The session's `wait_timeout` as the server reported it at login.
     pub wait_timeout: Duration,
-    /// The server's `max_allowed_packet`.
-    pub max_allowed_packet: usize,
+    /// The size from which the server refuses a command packet with 1153 (and closes the
+    /// connection): the session's `max_allowed_packet` or `net_buffer_length`, whichever
+    /// is larger, as the server's `my_net_init` sets `max_packet_size`; a packet of exactly
+    /// this size is already refused (measured on MariaDB 10.11).
+    pub packet_limit: usize,
     /// When the server started (Unix seconds: its clock minus its `Uptime`), read at
     /// login. A later backend with a later start proves the server restarted in between;
     /// the same start proves it did not.
@@ -66,6 +71,10 @@ pub struct Backend {
     pub last_used: Instant,
     stats: Arc<Stats>,
     /// Counts against the proxy's backend limit while the connection lives.
+    /// The account's password expired and the server let it in in sandbox mode: it refuses
+    /// everything but `SET PASSWORD`/`ALTER USER` with 1820, the proxy's own setup
+    /// included, which [`Backend::leave_sandbox`] retries once the client changed it.
+    pub sandboxed: bool,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -179,11 +188,12 @@ impl Backend {
                         server_version: greeting.server_version.clone(),
                         server_capabilities: greeting.capabilities,
                         wait_timeout: Duration::from_secs(28800),
-                        max_allowed_packet: 16 << 20,
+                        packet_limit: 16 << 20,
                         server_started: None,
                         opened: Instant::now(),
                         last_used: Instant::now(),
                         stats: stats.clone(),
+                        sandboxed: false,
                         _permit: None,
                     };
                     stats
@@ -199,6 +209,15 @@ impl Backend {
                     return Err(ProxyError::Server(
                         packet::parse_err(&p.payload).unwrap_or_else(unknown_err),
                     ));
+                }
+                // A bare 0xfe is the pre-plugin "send the old password's answer" request,
+                // to the greeting's nonce.
+                Some(0xfe) if p.payload.len() == 1 => {
+                    let data = target.auth_response("mysql_old_password", &greeting.scramble)?;
+                    framed
+                        .send(Packet::new(p.seq.wrapping_add(1), data))
+                        .await
+                        .map_err(io_err("logging in"))?;
                 }
                 Some(0xfe) => {
                     let mut r = Reader::new(&p.payload[1..]);
@@ -233,50 +252,67 @@ impl Backend {
         ))
     }
 
-    /// Turns session tracking on and reads the limits the proxy works within.
+    /// Turns session tracking on and reads the limits the proxy works within. A session
+    /// in the sandbox of an expired password refuses that with 1820 (`SET` is allowed
+    /// there, `SELECT` is not): the connection is marked [`Backend::sandboxed`] and
+    /// serves the client all the same.
     async fn setup(&mut self) -> Result<(), ProxyError> {
-        self.simple(TRACKING_SETUP).await?;
-        // A client's NO_SCHEMA flag makes `information_schema.GLOBAL_STATUS` a table of
-        // the current database: such a session reads the uptime in a second statement.
-        let no_schema = self.capabilities & caps::NO_SCHEMA != 0;
-        let mut rows = self
-            .simple(if no_schema {
-                "SELECT @@wait_timeout, @@max_allowed_packet, NULL"
-            } else {
-                "SELECT @@wait_timeout, @@max_allowed_packet, UNIX_TIMESTAMP() - \
-                 (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME')"
-            })
-            .await?;
-        if no_schema {
-            let uptime = self.simple("SHOW GLOBAL STATUS LIKE 'Uptime'").await?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default();
-            let started = uptime
-                .first()
-                .and_then(|r| r.get(1).cloned().flatten())
-                .and_then(|v| v.parse::<i64>().ok())
-                .map(|u| (now - u).to_string());
-            if let Some(row) = rows.first_mut() {
-                if row.len() > 2 {
-                    row[2] = started;
-                }
+        match self.read_setup().await {
+            Err(ProxyError::Server(e)) if e.code == ER_MUST_CHANGE_PASSWORD => {
+                self.sandboxed = true;
+                Ok(())
+            }
+            r => {
+                self.sandboxed = false;
+                r
             }
         }
-        if let Some(row) = rows.first() {
-            let num = |i: usize| {
-                row.get(i)
-                    .and_then(|v| v.as_deref())
-                    .and_then(|v| v.parse::<f64>().ok())
-            };
-            if let Some(w) = num(0) {
-                self.wait_timeout = Duration::from_secs_f64(w.max(1.0));
-            }
-            if let Some(m) = num(1) {
-                self.max_allowed_packet = m as usize;
-            }
-            self.server_started = num(2).map(|t| t as i64);
+    }
+
+    async fn read_setup(&mut self) -> Result<(), ProxyError> {
+        self.simple(TRACKING_SETUP).await?;
+        // SHOW, not SELECT: the proxy's own statements stay out of Com_select, the counter
+        // dashboards chart as the application's reads (MariaDB's main.change_user checks
+        // that a change of user does not move it). SHOW also works whatever the client's
+        // NO_SCHEMA flag says about `schema.table` names.
+        let vars = self
+            .simple(
+                "SHOW SESSION VARIABLES WHERE Variable_name IN \
+                 ('wait_timeout', 'max_allowed_packet', 'net_buffer_length')",
+            )
+            .await?;
+        let var = |name: &str| {
+            vars.iter()
+                .find(|r| r.first().and_then(|v| v.as_deref()) == Some(name))
+                .and_then(|r| r.get(1).and_then(|v| v.as_deref()))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        if let Some(w) = var("wait_timeout") {
+            self.wait_timeout = Duration::from_secs_f64(w.max(1.0));
+        }
+        if let Some(m) = var("max_allowed_packet") {
+            self.packet_limit = (m as usize).max(var("net_buffer_length").unwrap_or(0.0) as usize);
+        }
+        let uptime = self.simple("SHOW GLOBAL STATUS LIKE 'Uptime'").await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        // When the server started, on the proxy's clock: comparable between backends
+        // whatever the server's clock says.
+        self.server_started = uptime
+            .first()
+            .and_then(|r| r.get(1).cloned().flatten())
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|u| now - u);
+        Ok(())
+    }
+
+    /// On a sandboxed connection, after a command the server accepted: if the password
+    /// has been changed, the setup the sandbox refused runs now.
+    pub async fn leave_sandbox(&mut self) -> Result<(), ProxyError> {
+        if self.sandboxed {
+            self.setup().await?;
         }
         Ok(())
     }
@@ -453,6 +489,11 @@ pub fn scramble(plugin: &str, nonce: &[u8], password: &str) -> Result<Vec<u8>, P
     let xor = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x ^ y).collect::<Vec<u8>>();
     match plugin {
         "mysql_native_password" | "" => Ok(native_scramble(nonce, &Sha1::digest(pw).into())),
+        "mysql_old_password" => {
+            let mut answer = old_scramble(nonce, old_hash(pw)).to_vec();
+            answer.push(0);
+            Ok(answer)
+        }
         // SHA256(password) XOR SHA256(SHA256(SHA256(password)) + nonce)
         "caching_sha2_password" => {
             let h1 = Sha256::digest(pw);
@@ -466,6 +507,45 @@ pub fn scramble(plugin: &str, nonce: &[u8], password: &str) -> Result<Vec<u8>, P
             "the server asks for the {other} authentication plugin, which the proxy does not speak"
         ))),
     }
+}
+
+/// `mysql_old_password`'s hash of a password (or of a nonce): spaces and tabs skipped, two
+/// 31-bit halves, as the server's `hash_password` computes them (its 64-bit arithmetic
+/// keeps the same low bits as this 32-bit one).
+pub fn old_hash(bytes: &[u8]) -> [u32; 2] {
+    let (mut nr, mut add, mut nr2) = (1_345_345_333u32, 7u32, 0x1234_5671u32);
+    for &b in bytes.iter().filter(|&&b| b != b' ' && b != b'\t') {
+        let tmp = u32::from(b);
+        nr ^= ((nr & 63).wrapping_add(add))
+            .wrapping_mul(tmp)
+            .wrapping_add(nr << 8);
+        nr2 = nr2.wrapping_add((nr2 << 8) ^ nr);
+        add = add.wrapping_add(tmp);
+    }
+    [nr & 0x7fff_ffff, nr2 & 0x7fff_ffff]
+}
+
+/// `mysql_old_password`'s answer to `nonce` (its first 8 bytes) for a password whose
+/// hash is `hash`: the server's `scramble_323`.
+pub fn old_scramble(nonce: &[u8], hash: [u32; 2]) -> [u8; 8] {
+    const MAX: u64 = 0x3FFF_FFFF;
+    let message = old_hash(&nonce[..nonce.len().min(8)]);
+    let mut seed1 = u64::from(hash[0] ^ message[0]) % MAX;
+    let mut seed2 = u64::from(hash[1] ^ message[1]) % MAX;
+    let mut rnd = || {
+        seed1 = (seed1 * 3 + seed2) % MAX;
+        seed2 = (seed1 + seed2 + 33) % MAX;
+        seed1 as f64 / MAX as f64
+    };
+    let mut out = [0u8; 8];
+    for b in out.iter_mut() {
+        *b = (rnd() * 31.0).floor() as u8 + 64;
+    }
+    let extra = (rnd() * 31.0).floor() as u8;
+    for b in out.iter_mut() {
+        *b ^= extra;
+    }
+    out
 }
 
 /// `mysql_native_password`'s answer from `SHA1(password)`:

@@ -9,7 +9,8 @@ pub enum Expect {
     /// `COM_QUERY`: OK, ERR, a `LOCAL INFILE` request, or result sets (text rows), possibly
     /// several in a row.
     Query,
-    /// `COM_STMT_EXECUTE`: like a query, with binary rows and no `LOCAL INFILE`.
+    /// `COM_STMT_EXECUTE`: like a query, with binary rows (a prepared `LOAD DATA LOCAL`
+    /// asks for the file as a query does).
     Execute,
     /// `COM_STMT_PREPARE`: ERR, or OK then parameter and column definitions.
     Prepare,
@@ -68,6 +69,9 @@ pub enum Step {
 #[derive(Debug)]
 pub struct ReplyTracker {
     expect: Expect,
+    /// A `COM_STMT_EXECUTE` that asked for a cursor: its reply may stop after the column
+    /// definitions (rows come with `COM_STMT_FETCH`).
+    cursor: bool,
     deprecate_eof: bool,
     session_track: bool,
     state: State,
@@ -94,6 +98,7 @@ impl ReplyTracker {
         use crate::net::packet::caps;
         ReplyTracker {
             expect,
+            cursor: false,
             deprecate_eof: capabilities & caps::DEPRECATE_EOF != 0,
             session_track: capabilities & caps::SESSION_TRACK != 0,
             state: match expect {
@@ -120,6 +125,14 @@ impl ReplyTracker {
     /// Call after relaying a `LOCAL INFILE` upload: the server's OK or ERR comes next.
     pub fn infile_sent(&mut self) {
         self.state = State::First;
+    }
+
+    /// For a `COM_STMT_EXECUTE` whose flags ask for a cursor. Only such a reply can end
+    /// at the column definitions: the server also sets `SERVER_STATUS_CURSOR_EXISTS` in
+    /// result sets of a `CALL` whose procedure has a cursor open, and those rows follow.
+    pub fn with_cursor(mut self, requested: bool) -> ReplyTracker {
+        self.cursor = requested && self.expect == Expect::Execute;
+        self
     }
 
     fn ok(&mut self, payload: &[u8]) {
@@ -200,7 +213,8 @@ impl ReplyTracker {
                             self.ok(payload);
                             return self.after_result();
                         }
-                        if first == 0xfb && self.expect == Expect::Query {
+                        // A prepared LOAD DATA LOCAL asks for the file too.
+                        if first == 0xfb && matches!(self.expect, Expect::Query | Expect::Execute) {
                             return Step::LocalInfile;
                         }
                         let n = packet::Reader::new(payload).lenenc().unwrap_or(0);
@@ -236,7 +250,8 @@ impl ReplyTracker {
             }
             State::ColumnsEof { then_rows } => {
                 self.terminator(payload);
-                let cursor = self.status.is_some_and(|s| s & status::CURSOR_EXISTS != 0);
+                let cursor =
+                    self.cursor && self.status.is_some_and(|s| s & status::CURSOR_EXISTS != 0);
                 if then_rows && !cursor {
                     self.state = State::Rows;
                     Step::More
@@ -324,6 +339,28 @@ mod tests {
         assert_eq!(t.feed(&p(&[0xfe, 0, 0, 0x0a, 0])), Step::More); // EOF, more results
         assert_eq!(t.feed(&p(&[0, 0, 0, 2, 0, 0, 0])), Step::Done); // final OK
         assert_eq!(t.status, Some(2));
+    }
+
+    #[test]
+    fn a_procedure_cursor_flag_does_not_end_a_text_result() {
+        // CALL of a procedure with a cursor open: CURSOR_EXISTS (0x40) on every EOF, the
+        // rows follow all the same, then the procedure's error.
+        let mut t = ReplyTracker::new(Expect::Query, caps::PROTOCOL_41);
+        assert_eq!(t.feed(&p(&[1])), Step::More);
+        assert_eq!(t.feed(&p(b"\x03defcolumn")), Step::More);
+        assert_eq!(t.feed(&p(&[0xfe, 0, 0, 0xea, 0])), Step::More);
+        assert_eq!(t.feed(&p(b"\x010")), Step::More);
+        assert_eq!(t.feed(&p(&[0xfe, 0, 0, 0xea, 0])), Step::More);
+        assert_eq!(
+            t.feed(&p(b"\xff\x2e\x05#24000Cursor is not open")),
+            Step::Done
+        );
+        assert_eq!(t.err.map(|e| e.code), Some(1326));
+        // A COM_STMT_EXECUTE that asked for a cursor ends at the column definitions.
+        let mut t = ReplyTracker::new(Expect::Execute, caps::PROTOCOL_41).with_cursor(true);
+        assert_eq!(t.feed(&p(&[1])), Step::More);
+        assert_eq!(t.feed(&p(b"\x03defcolumn")), Step::More);
+        assert_eq!(t.feed(&p(&[0xfe, 0, 0, 0x42, 0])), Step::Done);
     }
 
     #[test]

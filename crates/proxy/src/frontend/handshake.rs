@@ -31,6 +31,8 @@ pub struct Login {
 /// A `COM_CHANGE_USER` whose password checked out against the proxy's accounts.
 #[derive(Debug)]
 pub struct ChangeUser {
+    /// The sequence id of the packet that ends the exchange (OK or ERR).
+    pub next_seq: u8,
     pub user: String,
     pub database: Option<String>,
     /// The client's new character set, when it sent one.
@@ -42,14 +44,18 @@ pub struct ChangeUser {
 }
 
 /// Checks a `COM_CHANGE_USER` payload (command byte included) against the accounts, with
-/// the nonce of the session's login. `Err` is the ERR to answer with.
+/// the nonce of the session's login, asking the client to switch plugins when the account
+/// needs another one. `Err` is the ERR to answer with, at its sequence id.
 pub async fn change_user(
+    client: &mut Framed<ClientStream, PacketCodec>,
     payload: &[u8],
     client_caps: u32,
     scramble: &[u8],
     accounts: &Accounts,
     peer: IpAddr,
-) -> Result<ChangeUser, (u16, &'static str, String)> {
+) -> Result<ChangeUser, (u8, u16, &'static str, String)> {
+    let mut seq = 1u8;
+    let refuse = |seq: u8, (code, state, msg): (u16, &'static str, String)| (seq, code, state, msg);
     let unreadable = || {
         (
             ER_HANDSHAKE_ERROR,
@@ -57,11 +63,19 @@ pub async fn change_user(
             "goneaway proxy: unreadable COM_CHANGE_USER".to_owned(),
         )
     };
-    let mut r = packet::Reader::new(payload.get(1..).ok_or_else(unreadable)?);
+    let mut r = packet::Reader::new(
+        payload
+            .get(1..)
+            .ok_or_else(unreadable)
+            .map_err(|e| refuse(seq, e))?,
+    );
     let user = String::from_utf8_lossy(r.nul_bytes()).into_owned();
-    let auth = if client_caps & caps::SECURE_CONNECTION != 0 {
-        let n = r.u8().ok_or_else(unreadable)? as usize;
-        r.take(n).ok_or_else(unreadable)?.to_vec()
+    let mut auth = if client_caps & caps::SECURE_CONNECTION != 0 {
+        let n = r.u8().ok_or_else(unreadable).map_err(|e| refuse(seq, e))? as usize;
+        r.take(n)
+            .ok_or_else(unreadable)
+            .map_err(|e| refuse(seq, e))?
+            .to_vec()
     } else {
         r.nul_bytes().to_vec()
     };
@@ -71,23 +85,47 @@ pub async fn change_user(
     } else {
         None
     };
-    let plugin = if client_caps & caps::PLUGIN_AUTH != 0 && r.remaining() > 0 {
+    let mut plugin = if client_caps & caps::PLUGIN_AUTH != 0 && r.remaining() > 0 {
         String::from_utf8_lossy(r.nul_bytes()).into_owned()
     } else {
         NATIVE.to_owned()
     };
-    if plugin != NATIVE && plugin != SHA2 {
-        return Err((
-            ER_ACCESS_DENIED_ERROR,
-            "28000",
-            format!("goneaway proxy checks passwords with {NATIVE} or {SHA2}, not {plugin}"),
-        ));
+    if let Some(wanted) = wanted_plugin(accounts, &user, &plugin, peer).await {
+        if client_caps & caps::PLUGIN_AUTH == 0 {
+            return Err(refuse(
+                seq,
+                (
+                    ER_ACCESS_DENIED_ERROR,
+                    "28000",
+                    format!("goneaway proxy checks this account with {wanted}, and the client cannot switch plugins"),
+                ),
+            ));
+        }
+        let gone = || {
+            (
+                ER_HANDSHAKE_ERROR,
+                "08S01",
+                "goneaway proxy: the client did not answer the plugin switch".to_owned(),
+            )
+        };
+        client
+            .send(Packet::new(
+                seq,
+                packet::auth_switch_payload(wanted, scramble),
+            ))
+            .await
+            .map_err(|_| refuse(seq, gone()))?;
+        let p = next(client).await.map_err(|_| refuse(seq, gone()))?;
+        auth = p.payload.to_vec();
+        seq = p.seq.wrapping_add(1);
+        plugin = wanted.to_owned();
     }
     let verified = accounts
         .check(&user, &plugin, scramble, &auth, peer)
         .await
-        .map_err(|msg| (ER_ACCESS_DENIED_ERROR, "28000", msg))?;
+        .map_err(|msg| refuse(seq, (ER_ACCESS_DENIED_ERROR, "28000", msg)))?;
     Ok(ChangeUser {
+        next_seq: seq,
         user,
         database: (!db.is_empty()).then_some(db),
         charset,
@@ -191,22 +229,20 @@ pub async fn authenticate(
         .unwrap_or_else(|| NATIVE.into());
     let mut auth = response.auth_response.clone();
     let mut used = plugin.as_str();
-    // The proxy checks configured accounts with either plugin, the server's accounts with
-    // mysql_native_password only (see crate::accounts).
-    let sha2_ok = accounts.is_configured(&response.user);
-    if plugin != NATIVE && (plugin != SHA2 || !sha2_ok) {
+    let wanted = wanted_plugin(accounts, &response.user, &plugin, peer).await;
+    if let Some(wanted) = wanted {
         // Ask the client to switch to the plugin the proxy checks.
         client
             .send(Packet::new(
                 seq,
-                packet::auth_switch_payload(NATIVE, &scramble),
+                packet::auth_switch_payload(wanted, &scramble),
             ))
             .await
             .map_err(|_| LoginError::Gone)?;
         let p = next(client).await?;
         auth = p.payload.to_vec();
         seq = p.seq.wrapping_add(1);
-        used = NATIVE;
+        used = wanted;
     }
     let verified = accounts
         .check(&response.user, used, &scramble, &auth, peer)
@@ -226,6 +262,24 @@ pub async fn authenticate(
         scramble,
         verified,
     })
+}
+
+/// The plugin the client must switch to before its answer can be checked, if not the one
+/// it used: configured accounts are checked with mysql_native_password or
+/// caching_sha2_password, the server's accounts with their own plugin,
+/// mysql_native_password or mysql_old_password (see crate::accounts).
+async fn wanted_plugin(
+    accounts: &Accounts,
+    user: &str,
+    used: &str,
+    peer: IpAddr,
+) -> Option<&'static str> {
+    match accounts.server_plugin(user, peer).await {
+        Some(p) if p == used => None,
+        Some(p) => Some(p),
+        None if accounts.is_configured(user) && (used == NATIVE || used == SHA2) => None,
+        None => (used != NATIVE).then_some(NATIVE),
+    }
 }
 
 /// The client's next login packet, within 10 s.

@@ -53,6 +53,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
+use crate::accounts::Verified;
 use crate::backend::{Backend, ConnectOptions, Expect, IdleEvent, ReplyTracker, Step};
 use crate::frontend::handshake::{self, Login, LoginError};
 use goneaway_core::sql::is_read_only;
@@ -167,8 +168,9 @@ pub struct Session {
     /// Unrestorable state lost with a backend that died while the session was idle, and
     /// the cause: the next command is answered with an error that says so.
     lost: Option<(String, Cause)>,
-    /// The server's `max_allowed_packet`, as last read.
-    max_allowed_packet: usize,
+    /// The size from which the server refuses a command packet, as the last backend read
+    /// it ([`Backend::packet_limit`]).
+    packet_limit: usize,
     /// The server's `wait_timeout` for this session, as last read.
     wait_timeout: Duration,
     /// A backend lost without the server saying why (MariaDB closes silently on KILL and
@@ -189,6 +191,9 @@ pub struct Session {
     /// The server and the account this session logs in to it with (see
     /// [`crate::accounts`]).
     target: BackendTarget,
+    /// Whether [`Session::target`] is the server's own account of the client (whose
+    /// password changes the session follows), not the backend URL's.
+    server_account: bool,
     /// The reply buffer, kept between commands (when small) so that a reply costs no
     /// allocation.
     reply_buf: BytesMut,
@@ -236,7 +241,7 @@ impl Session {
                 ..SessionState::default()
             },
             lost: None,
-            max_allowed_packet: 16 << 20,
+            packet_limit: 16 << 20,
             wait_timeout: Duration::from_secs(28800),
             unexplained: None,
             explained: None,
@@ -245,6 +250,7 @@ impl Session {
             failed_tx: None,
             scramble: login.scramble.clone(),
             target: login.verified.target(&shared.config.backend),
+            server_account: matches!(login.verified, Verified::Server { .. }),
             reply_buf: BytesMut::with_capacity(16 << 10),
             shared,
         };
@@ -546,7 +552,7 @@ impl Session {
                 tracing::warn!(session = self.id, error = %e, "could not restore `{sql}`");
             }
         }
-        self.max_allowed_packet = backend.max_allowed_packet;
+        self.packet_limit = backend.packet_limit;
         self.wait_timeout = backend.wait_timeout;
         *self.shared.server_info.lock().unwrap() = ServerInfo {
             version: backend.server_version.clone(),
@@ -590,7 +596,17 @@ impl Session {
     /// Handles one command; `false` ends the session.
     async fn command(&mut self, first: Packet) -> bool {
         let started = Instant::now();
-        // The whole logical packet, or, past max_allowed_packet, only its size.
+        // A large command on a session without a backend: the limit is the one of the
+        // backend it will run on (the global max_allowed_packet may have changed since the
+        // last one was set up), so that backend comes first. Failing that, the last limit
+        // stands and the command's own path reports the lost server.
+        if self.backend.is_none()
+            && self.failed_tx.is_none()
+            && (first.continues() || first.payload.len() >= self.packet_limit.min(16 << 10))
+        {
+            let _ = self.fresh_backend_within(Duration::ZERO).await;
+        }
+        // The whole logical packet, or, from the server's limit on, only its size.
         let mut packets = vec![first];
         let mut total = packets[0].payload.len();
         let mut last_seq = packets[0].seq;
@@ -602,20 +618,20 @@ impl Session {
             total += p.payload.len();
             last_seq = p.seq;
             continues = p.continues();
-            if total <= self.max_allowed_packet {
+            if total < self.packet_limit {
                 packets.push(p);
             }
         }
         let reply_seq = last_seq.wrapping_add(1);
-        if total > self.max_allowed_packet {
+        if total >= self.packet_limit {
             self.shared
                 .stats
                 .oversize_rejections
                 .fetch_add(1, Ordering::Relaxed);
             let msg = format!(
-                "Got a packet bigger than 'max_allowed_packet' bytes: the statement is {total} bytes, the server accepts {}; \
+                "Got a packet bigger than 'max_allowed_packet' bytes: the statement is {total} bytes, the server accepts less than {}; \
                  goneaway proxy did not send it and the connection stays usable. Send smaller statements (chunk bulk writes) or raise max_allowed_packet on the server",
-                self.max_allowed_packet
+                self.packet_limit
             );
             return self
                 .send_err(
@@ -887,6 +903,7 @@ impl Session {
     /// goes on unchanged, as on the server.
     async fn change_user(&mut self, payload: &[u8]) -> bool {
         let checked = handshake::change_user(
+            &mut self.client,
             payload,
             self.client_caps,
             &self.scramble,
@@ -896,15 +913,16 @@ impl Session {
         .await;
         let change = match checked {
             Ok(c) => c,
-            Err((code, state, msg)) => {
+            Err((seq, code, state, msg)) => {
                 self.shared
                     .stats
                     .login_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session = self.id, peer = %self.peer, "COM_CHANGE_USER refused: {msg}");
-                return self.send_err(1, code, state, "access_denied", &msg).await;
+                return self.send_err(seq, code, state, "access_denied", &msg).await;
             }
         };
+        let seq = change.next_seq;
         tracing::debug!(session = self.id, user = %change.user, "COM_CHANGE_USER");
         // The new session is set up beside the old one, which comes back if the server
         // refuses the new account.
@@ -927,6 +945,10 @@ impl Session {
                 &mut self.target,
                 change.verified.target(&self.shared.config.backend),
             ),
+            server_account: std::mem::replace(
+                &mut self.server_account,
+                matches!(change.verified, Verified::Server { .. }),
+            ),
         };
         if let Some(c) = change.charset {
             self.charset = c;
@@ -940,6 +962,7 @@ impl Session {
             self.unexplained = old.unexplained;
             self.charset = old.charset;
             self.target = old.target;
+            self.server_account = old.server_account;
             let (code, state, msg) =
                 backend_error_for_client(&e, &self.shared.config.backend.addr());
             if code == ER_ACCESS_DENIED_ERROR {
@@ -949,13 +972,13 @@ impl Session {
                     .fetch_add(1, Ordering::Relaxed);
             }
             return self
-                .send_err(1, code, &state, "backend_unavailable", &msg)
+                .send_err(seq, code, &state, "backend_unavailable", &msg)
                 .await;
         }
         if let Some(b) = old.backend {
             b.quit().await;
         }
-        let mut seq = 1;
+        let mut seq = seq;
         if change.sha2 {
             // caching_sha2_password "fast authentication succeeded"; the OK follows.
             if self
@@ -1134,7 +1157,13 @@ impl Session {
         if expect == Expect::Nothing {
             return Ok(());
         }
-        let mut tracker = ReplyTracker::new(expect, backend.capabilities);
+        // COM_STMT_EXECUTE: statement id (4 bytes), then the cursor flags.
+        let cursor = expect == Expect::Execute
+            && packets
+                .first()
+                .and_then(|p| p.payload.get(5))
+                .is_some_and(|&flags| flags != 0);
+        let mut tracker = ReplyTracker::new(expect, backend.capabilities).with_cursor(cursor);
         let mut buf = std::mem::take(&mut self.reply_buf);
         buf.clear();
         let mut flushed = false;
@@ -1252,6 +1281,32 @@ impl Session {
                 }
                 _ => {}
             }
+            // The session's own account set a new password: fresh backends log in with it.
+            if self.server_account {
+                let text = match cmd {
+                    com::QUERY => sql.map(str::to_owned),
+                    com::STMT_EXECUTE => packets[0]
+                        .payload
+                        .get(1..5)
+                        .map(|id| u32::from_le_bytes(id.try_into().unwrap()))
+                        .and_then(|id| self.state.statements.get(&id))
+                        .map(|st| String::from_utf8_lossy(&st.prepare[1..]).into_owned()),
+                    _ => None,
+                };
+                if let Some(credential) =
+                    text.and_then(|t| crate::accounts::password_change(&t, &self.target.user))
+                {
+                    tracing::info!(session = self.id, user = %self.target.user, "the session's account set a new password; its next server logins use it");
+                    self.target.credential = credential;
+                }
+            }
+            // An expired password's sandbox: once the server accepts other statements
+            // (the client changed the password), the proxy's setup runs.
+            if let Some(b) = self.backend.as_mut().filter(|b| b.sandboxed) {
+                if let Err(e) = b.leave_sandbox().await {
+                    tracing::warn!(session = self.id, error = %e, "could not set up the backend after the password change");
+                }
+            }
         }
         let writes = match cmd {
             com::QUERY => !sql.is_some_and(is_read_only),
@@ -1342,6 +1397,7 @@ struct OldSession {
     unexplained: Option<Unexplained>,
     charset: u8,
     target: BackendTarget,
+    server_account: bool,
 }
 
 enum PrepareError {
