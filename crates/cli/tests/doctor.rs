@@ -1,6 +1,7 @@
 //! `goneaway doctor` end to end: the real binary against real servers.
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use goneaway_harness::Server;
@@ -176,6 +177,8 @@ fn doctor_help_documents_options_and_exit_codes() {
         "--probe-packet",
         "Exit codes",
         "could not diagnose",
+        "65 unusable log",
+        "66 a log cannot be opened",
     ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
@@ -221,4 +224,163 @@ async fn doctor_reads_a_kernel_log_from_stdin() {
         kernel.as_bytes(),
     );
     assert_eq!(json(&out)["kernel_log"].as_array().map(Vec::len), Some(0));
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// A doctor run that must end before it connects: nothing listens on the port.
+fn doctor_without_server(home: &std::path::Path, args: &[&str]) -> Command {
+    let url = format!("mysql://goneaway@127.0.0.1:{}", crate::util::free_port());
+    let mut c = isolated(home);
+    c.args(["doctor", "--url", &url, "--sample", "0"])
+        .args(args);
+    c
+}
+
+#[test]
+fn doctor_refuses_endless_devices_as_logs_promptly() {
+    // The regression: --error-log /dev/urandom grew to 13 GB, /dev/zero to 9.6 GB in 18 s.
+    let home = tempfile::tempdir().unwrap();
+    for flag in ["--error-log", "--kernel-log", "--app-log"] {
+        for device in ["/dev/zero", "/dev/urandom"] {
+            let mut c = doctor_without_server(home.path(), &[flag, device]);
+            c.stdin(Stdio::null());
+            let m = crate::util::run_measured(c, Duration::from_secs(20), 512 * MIB);
+            assert_eq!(m.killed, None, "{flag} {device}");
+            let err = crate::util::stderr(&m.output);
+            assert_eq!(m.output.status.code(), Some(65), "{flag} {device}: {err}");
+            assert!(
+                err.contains(&format!("{flag}: {device} is not a text log")),
+                "{err}"
+            );
+            assert!(
+                m.elapsed < Duration::from_secs(5),
+                "{flag} {device}: {:?}",
+                m.elapsed
+            );
+            assert!(
+                m.peak_rss < 64 * MIB,
+                "{flag} {device}: peak RSS {} bytes",
+                m.peak_rss
+            );
+        }
+    }
+}
+
+#[test]
+fn doctor_refuses_more_than_16_mib_from_a_pipe() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = doctor_without_server(home.path(), &["--kernel-log", "-"]);
+    // An endless text stream (`yes`): only the bound can end it.
+    let mut yes = Command::new("yes")
+        .arg("2026-01-01T10:00:00+0000 db1 kernel: nothing to see")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin(yes.stdout.take().unwrap());
+    let m = crate::util::run_measured(c, Duration::from_secs(20), 512 * MIB);
+    let _ = yes.kill();
+    let _ = yes.wait();
+    assert_eq!(m.killed, None);
+    let err = crate::util::stderr(&m.output);
+    assert_eq!(m.output.status.code(), Some(65), "{err}");
+    assert!(
+        err.contains("--kernel-log: standard input gives more than 16777216 bytes"),
+        "{err}"
+    );
+    assert!(m.elapsed < Duration::from_secs(10), "{:?}", m.elapsed);
+    assert!(
+        m.peak_rss < 16 * MIB + 64 * MIB,
+        "peak RSS {} bytes",
+        m.peak_rss
+    );
+}
+
+#[test]
+fn doctor_exits_66_for_a_log_it_cannot_open() {
+    let home = tempfile::tempdir().unwrap();
+    for flag in ["--error-log", "--kernel-log", "--app-log"] {
+        let out = doctor_without_server(home.path(), &[flag, "/nonexistent/mysql.log"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = crate::util::stderr(&out);
+        assert_eq!(out.status.code(), Some(66), "{flag}: {err}");
+        assert!(
+            err.contains(&format!("{flag}: cannot read /nonexistent/mysql.log")),
+            "{err}"
+        );
+    }
+    // Standard input can feed one log only.
+    let out = doctor_without_server(home.path(), &["--error-log", "-", "--app-log", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", crate::util::stderr(&out));
+}
+
+#[tokio::test]
+async fn doctor_tails_a_large_error_log_and_reads_one_from_stdin() {
+    // A real log over the limit is still read: its last 16 MiB, in bounded memory. The
+    // aborted connection at its very end must be found; the crash at its start is outside
+    // the tail.
+    let server = Server::start_default().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("error.log");
+    let aborted = "2026-01-01 10:05:00 31 [Warning] Aborted connection 31 to db: 'shop' user: 'app' host: '10.0.0.7' (Got timeout reading communication packets)\n";
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        f.write_all(b"2026-01-01 09:00:00 0 [ERROR] mariadbd got signal 11 ;\n")
+            .unwrap();
+        let note = "2026-01-01 09:30:00 0 [Note] InnoDB: Buffer pool(s) load completed\n";
+        for _ in 0..(40 * MIB as usize / note.len()) {
+            f.write_all(note.as_bytes()).unwrap();
+        }
+        f.write_all(aborted.as_bytes()).unwrap();
+    }
+    let url = server.url();
+    let mut c = isolated(home.path());
+    c.args(["doctor", "--url", &url, "--sample", "0", "--format", "json"])
+        .arg("--error-log")
+        .arg(&path)
+        .stdin(Stdio::null());
+    let m = crate::util::run_measured(c, Duration::from_secs(60), 1024 * MIB);
+    assert_eq!(m.killed, None);
+    assert_eq!(
+        m.output.status.code(),
+        Some(1),
+        "{}",
+        crate::util::stderr(&m.output)
+    );
+    let v = json(&m.output);
+    let log = &v["error_log"];
+    assert_eq!(log["aborted"][0]["count"], 1, "{log:#}");
+    assert_eq!(log["crashes"].as_array().map(Vec::len), Some(0), "{log:#}");
+    let tail_lines = log["lines_scanned"].as_u64().unwrap();
+    assert!(tail_lines > 100_000 && tail_lines < 300_000, "{tail_lines}");
+    assert!(
+        m.peak_rss < 16 * MIB * 4 + 64 * MIB,
+        "peak RSS {} bytes",
+        m.peak_rss
+    );
+
+    // `--error-log -`: the log through a pipe.
+    let out = crate::util::run_with_stdin(
+        &[
+            "doctor",
+            "--url",
+            &url,
+            "--sample",
+            "0",
+            "--error-log",
+            "-",
+            "--format",
+            "json",
+        ],
+        aborted.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", crate::util::stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["error_log"]["source"], "stdin");
+    assert_eq!(v["error_log"]["aborted"][0]["count"], 1);
 }

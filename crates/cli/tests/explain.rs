@@ -1,6 +1,11 @@
 //! `goneaway explain` on pasted text, files and standard input, in every format, and on bad input.
 
-use crate::util::{run, run_with_stdin, stderr, stdout};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::{goneaway, run, run_measured, run_with_stdin, stderr, stdout};
+
+const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn explains_an_argument() {
@@ -138,7 +143,104 @@ fn huge_input_is_refused_without_reading_it_all() {
     let huge = vec![b'x'; goneaway_core::MAX_INPUT_BYTES + 4096];
     let output = run_with_stdin(&["explain"], &huge);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("limit"), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("limit"), "{err}");
+    // A pipe's size is unknown: not the bytes read (the limit plus one) as if it were.
+    assert!(err.contains("more than 16777216 bytes"), "{err}");
+    assert!(!err.contains("16777217"), "{err}");
+}
+
+/// A sparse 200 MiB file: the size without the disk.
+fn sparse_file(dir: &tempfile::TempDir, len: u64) -> std::path::PathBuf {
+    let path = dir.path().join("huge.log");
+    std::fs::File::create(&path).unwrap().set_len(len).unwrap();
+    path
+}
+
+#[test]
+fn huge_file_is_refused_with_its_real_size() {
+    // The regression: "the input is 16777217 bytes" for a 200 MB file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = sparse_file(&dir, 200 * MIB);
+    let mut by_name = goneaway();
+    by_name
+        .args(["explain", "--file"])
+        .arg(&path)
+        .stdin(Stdio::null());
+    let mut redirected = goneaway();
+    redirected
+        .arg("explain")
+        .stdin(std::fs::File::open(&path).unwrap());
+    for command in [by_name, redirected] {
+        let m = run_measured(command, Duration::from_secs(20), 512 * MIB);
+        assert_eq!(m.killed, None);
+        let err = stderr(&m.output);
+        assert_eq!(m.output.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("the input is 209715200 bytes; the limit is 16777216 bytes"),
+            "{err}"
+        );
+        // Refused from its size, without reading it.
+        assert!(m.elapsed < Duration::from_secs(5), "{:?}", m.elapsed);
+        assert!(m.peak_rss < 64 * MIB, "peak RSS {} bytes", m.peak_rss);
+    }
+}
+
+#[test]
+fn memory_stays_a_small_multiple_of_the_input() {
+    // The regression: 447 MB of memory for 15 MB of error lines (every line's diagnosis
+    // was kept until the end).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let line = "2024-05-01 10:00:01 ERROR app: pymysql.err.OperationalError: (2006, 'MySQL server has gone away')\n";
+    let lines = 15_000_000 / line.len();
+    let input = line.repeat(lines);
+    std::fs::write(&path, &input).unwrap();
+    for through_stdin in [false, true] {
+        let mut command = goneaway();
+        command.args(["explain", "--format", "json"]);
+        if through_stdin {
+            command.stdin(std::fs::File::open(&path).unwrap());
+        } else {
+            command.arg("--file").arg(&path).stdin(Stdio::null());
+        }
+        let m = run_measured(command, Duration::from_secs(120), 1024 * MIB);
+        assert_eq!(m.killed, None);
+        assert_eq!(m.output.status.code(), Some(0), "{}", stderr(&m.output));
+        let json: serde_json::Value = serde_json::from_slice(&m.output.stdout).unwrap();
+        assert_eq!(json["findings"][0]["count"], lines, "{json:#}");
+        assert_eq!(json["lines_scanned"], lines);
+        let bound = 8 * input.len() as u64 + 40 * MIB;
+        assert!(
+            m.peak_rss < bound,
+            "peak RSS {} MB for {} MB of input (bound {} MB)",
+            m.peak_rss / MIB,
+            input.len() as u64 / MIB,
+            bound / MIB
+        );
+    }
+}
+
+#[test]
+fn non_ascii_lines_are_scanned_as_fast_as_ascii_ones() {
+    // A Unicode word boundary made the classifier's regex set leave its DFA on every line
+    // with a non-ASCII character: about 150 µs a line, 17 s for this input.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let line = "2024-05-01 10:00:01 ERROR app José: (2006, 'MySQL server has gone away')\n";
+    let lines = 8 * MIB as usize / line.len();
+    std::fs::write(&path, line.repeat(lines)).unwrap();
+    let mut command = goneaway();
+    command
+        .args(["explain", "--format", "json", "--file"])
+        .arg(&path)
+        .stdin(Stdio::null());
+    let m = run_measured(command, Duration::from_secs(60), 1024 * MIB);
+    assert_eq!(m.killed, None);
+    assert_eq!(m.output.status.code(), Some(0), "{}", stderr(&m.output));
+    let json: serde_json::Value = serde_json::from_slice(&m.output.stdout).unwrap();
+    assert_eq!(json["findings"][0]["count"], lines);
+    assert!(m.elapsed < Duration::from_secs(6), "took {:?}", m.elapsed);
 }
 
 #[test]

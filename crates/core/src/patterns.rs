@@ -56,15 +56,25 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let rules = rules();
     let regexes = rules
         .iter()
-        .map(|r| Regex::new(r.pattern).expect("valid rule pattern"))
+        .map(|r| Regex::new(&ascii_boundaries(r.pattern)).expect("valid rule pattern"))
         .collect();
-    let set = RegexSet::new(rules.iter().map(|r| r.pattern)).expect("valid rule set");
+    let set =
+        RegexSet::new(rules.iter().map(|r| ascii_boundaries(r.pattern))).expect("valid rule set");
     Table {
         rules,
         regexes,
         set,
     }
 });
+
+/// A rule's pattern with ASCII word boundaries (`(?-u:\b)`). On a line holding any non-ASCII
+/// character, a Unicode `\b` makes the regex engine leave its DFA for a slow fallback that
+/// runs the whole set: about 100 µs a line instead of 0.4 µs, minutes for a 16 MiB log of
+/// such lines. The words the rules look for are ASCII; the one difference is that a
+/// non-ASCII letter next to one of them now counts as a boundary.
+fn ascii_boundaries(pattern: &str) -> String {
+    pattern.replace(r"\b", r"(?-u:\b)")
+}
 
 /// The first rule that recognises `text`, if any.
 pub(crate) fn match_text(text: &str) -> Option<Hit> {
@@ -918,6 +928,21 @@ mod tests {
         let d = classify_text("everything is fine");
         assert_eq!(d.primary(), Unknown);
         assert_eq!(d.retry, Retry::DoNotRetry);
+    }
+
+    #[test]
+    fn non_ascii_lines_are_recognised() {
+        // The same errors in a log line holding non-ASCII text (an accented user name, a
+        // Latin-1 byte replaced by U+FFFD) as in an ASCII one.
+        for line in [
+            "2024-05-01 app José: (2006, 'MySQL server has gone away')",
+            "2024-05-01 app caf\u{FFFD}: ERROR 2013 (HY000): Lost connection to MySQL server during query",
+            "Out of memory: Killed process 1234 (mariadbd) — total-vm:4000000kB",
+        ] {
+            let ascii: String = line.chars().map(|c| if c.is_ascii() { c } else { 'x' }).collect();
+            assert_eq!(classify_text(line), classify_text(&ascii), "{line}");
+            assert_ne!(classify_text(line).primary(), Unknown, "{line}");
+        }
     }
 
     #[test]

@@ -144,24 +144,19 @@ pub fn scan(text: &str) -> Result<Report, InputError> {
         return Err(InputError::Empty);
     }
 
-    struct Occurrence<'a> {
-        line: usize,
-        text: &'a str,
-        group: &'static str,
-        source: &'static str,
-        diagnosis: Diagnosis,
-    }
-
-    let mut occurrences: Vec<Occurrence<'_>> = Vec::new();
+    // Only the latest occurrence can still change (a continuation line within
+    // CONTEXT_WINDOW refines or absorbs into it); every earlier one is folded into its
+    // finding at once. Keeping a diagnosis per matching line instead made memory grow with
+    // the number of error lines: about 27 times the input for a log of 2006 lines.
+    let mut groups = Grouping::default();
+    let mut pending: Option<Occurrence<'_>> = None;
     let mut lines_scanned = 0;
     for (index, line) in text.lines().enumerate() {
         lines_scanned = index + 1;
         let Some(hit) = match_text(line) else {
             continue;
         };
-        let near = occurrences
-            .last_mut()
-            .filter(|o| o.line + CONTEXT_WINDOW > index);
+        let near = pending.as_mut().filter(|o| o.line + CONTEXT_WINDOW > index);
         match (hit.context, near) {
             (Context::Absorb, Some(_)) => continue,
             (Context::Refine, Some(prev)) => {
@@ -170,36 +165,63 @@ pub fn scan(text: &str) -> Result<Report, InputError> {
             }
             _ => {}
         }
-        occurrences.push(Occurrence {
+        let next = Occurrence {
             line: index + 1,
             text: line,
             group: hit.group,
             source: hit.source,
             diagnosis: hit.diagnosis,
-        });
+        };
+        if let Some(done) = pending.replace(next) {
+            groups.add(done);
+        }
     }
+    if let Some(done) = pending {
+        groups.add(done);
+    }
+    Ok(Report {
+        findings: groups.findings,
+        lines_scanned,
+    })
+}
 
-    let mut findings: Vec<Finding> = Vec::new();
-    let mut by_key: HashMap<(Cause, Option<u16>, Retry, &'static str), usize> = HashMap::new();
-    for o in occurrences {
+/// One recognised line, until no later line can refine it.
+struct Occurrence<'a> {
+    line: usize,
+    text: &'a str,
+    group: &'static str,
+    source: &'static str,
+    diagnosis: Diagnosis,
+}
+
+/// Findings in order of first appearance, and where each key's finding is.
+#[derive(Default)]
+struct Grouping {
+    findings: Vec<Finding>,
+    by_key: HashMap<(Cause, Option<u16>, Retry, &'static str), usize>,
+}
+
+impl Grouping {
+    /// Counts `o` in its finding, or starts one; a repeat's diagnosis is dropped here.
+    fn add(&mut self, o: Occurrence<'_>) {
         let key = (
             o.diagnosis.primary(),
             o.diagnosis.code,
             o.diagnosis.retry,
             o.group,
         );
-        match by_key.get(&key) {
+        match self.by_key.get(&key) {
             Some(&i) => {
-                let f = &mut findings[i];
+                let f = &mut self.findings[i];
                 f.count += 1;
                 if f.lines.len() < MAX_LINE_NUMBERS {
                     f.lines.push(o.line);
                 }
             }
             None => {
-                by_key.insert(key, findings.len());
+                self.by_key.insert(key, self.findings.len());
                 let d = o.diagnosis;
-                findings.push(Finding {
+                self.findings.push(Finding {
                     cause: d.primary(),
                     title: d.primary().title(),
                     code: d.code,
@@ -216,10 +238,6 @@ pub fn scan(text: &str) -> Result<Report, InputError> {
             }
         }
     }
-    Ok(Report {
-        findings,
-        lines_scanned,
-    })
 }
 
 /// The line as shown in a report: trimmed, shortened, passwords in URLs masked.

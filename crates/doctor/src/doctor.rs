@@ -10,7 +10,7 @@ use mysql_async::{Conn, Opts};
 use crate::advice::{recommend, Recommendations};
 use crate::facts::{gather, read_status, Facts};
 use crate::finding::Ledger;
-use crate::logs::{scan_error_log, scan_kernel_log, ErrorLogScan};
+use crate::logs::{read_log, scan_error_log, scan_kernel_log, ErrorLogScan, LogSource, LogText};
 use crate::report::{
     ConnectionFailure, Probes, Report, Status, EXIT_FAILED, EXIT_FINDINGS, EXIT_HEALTHY, SCHEMA,
 };
@@ -18,17 +18,15 @@ use crate::rules::{evaluate, Inputs};
 use crate::time::{format_utc, now_unix};
 use crate::{probe, sample, Progress};
 
-/// The most of a log file the doctor reads: its last 16 MiB. Older lines rarely explain
-/// present errors and a rotated-never log can be gigabytes.
-const MAX_LOG_BYTES: u64 = 16 * 1024 * 1024;
-
 /// What the doctor should do beyond reading the server.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Read the counters twice this far apart for rates (zero: once).
     pub sample: Duration,
-    /// An error log to read instead of the server's own `log_error`.
-    pub error_log: Option<PathBuf>,
+    /// An error log to scan instead of the server's own `log_error`, read beforehand with
+    /// [`read_log`](crate::logs::read_log) (so that an unusable one is refused before
+    /// connecting).
+    pub error_log: Option<LogText>,
     /// Whether to read the server's `log_error` file when no `error_log` is given (it is
     /// readable only on the server's host).
     pub read_server_log: bool,
@@ -311,21 +309,8 @@ async fn read_error_log(
     options: &Options,
     notes: &mut Vec<String>,
 ) -> Option<ErrorLogScan> {
-    if let Some(path) = &options.error_log {
-        return match read_tail(path) {
-            Ok(text) => Some(scan_error_log(
-                &text,
-                &path.display().to_string(),
-                options.since,
-            )),
-            Err(e) => {
-                notes.push(format!(
-                    "the error log {} could not be read: {e}",
-                    path.display()
-                ));
-                None
-            }
-        };
+    if let Some(log) = &options.error_log {
+        return Some(scan_error_log(&log.text, &log.source, options.since));
     }
     if !options.read_server_log {
         return None;
@@ -340,12 +325,22 @@ async fn read_error_log(
                 path = PathBuf::from(d).join(path);
             }
         }
-        match read_tail(&path) {
-            Ok(text) => return Some(scan_error_log(&text, &path.display().to_string(), options.since)),
+        // Only a regular file: a log_error naming a FIFO or a terminal would block the doctor.
+        match std::fs::metadata(&path) {
+            Ok(m) if !m.is_file() => notes.push(format!(
+                "the server's error log {} is not a regular file; pass its contents with --error-log",
+                path.display()
+            )),
             Err(e) => notes.push(format!(
                 "the server's error log {} is not readable here ({e}); run the doctor on the server's host or pass --error-log",
                 path.display()
             )),
+            Ok(_) => match read_log(&LogSource::File(path.clone())) {
+                Ok(log) => return Some(scan_error_log(&log.text, &log.source, options.since)),
+                Err(e) => notes.push(format!(
+                    "the server's error log was not scanned: {e}; run the doctor on the server's host or pass --error-log"
+                )),
+            },
         }
     } else {
         notes.push(
@@ -383,15 +378,3 @@ async fn read_error_log(
 
 /// A row of `performance_schema.error_log`: time, priority, code, subsystem, message.
 type ErrorLogRow = (String, String, String, String, String);
-
-fn read_tail(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    if len > MAX_LOG_BYTES {
-        file.seek(SeekFrom::Start(len - MAX_LOG_BYTES))?;
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}

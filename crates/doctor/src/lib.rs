@@ -13,7 +13,9 @@
 //!   (nothing found), 1 (findings) or 2 (could not diagnose — the connection error itself is
 //!   then the finding).
 //! - [`ping`] is the health check behind `goneaway ping`, with an exit code per failure kind.
-//! - [`logs`] parses MySQL 5.7, 8.0 and MariaDB error logs on their own.
+//! - [`logs`] parses MySQL 5.7, 8.0 and MariaDB error logs on their own; [`read_log`] reads a
+//!   log file, pipe or standard input with a bound on the bytes read ([`MAX_LOG_BYTES`]) and
+//!   refuses binary data.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -45,7 +47,10 @@ pub use advice::{PoolLimits, PoolSnippet, Recommendations, ServerSetting};
 pub use doctor::{diagnose, Options};
 pub use facts::Facts;
 pub use finding::{Evidence, Finding};
-pub use logs::{scan_error_log, scan_kernel_log, ErrorLogScan};
+pub use logs::{
+    read_log, scan_error_log, scan_kernel_log, ErrorLogScan, LogReadError, LogSource, LogText,
+    MAX_LOG_BYTES,
+};
 pub use ping::{ping, PingOptions, PingReport, PingStatus};
 pub use report::{Report, Status};
 pub use sample::Sample;

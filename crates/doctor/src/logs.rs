@@ -1,6 +1,10 @@
-//! Server error logs and kernel logs: restarts, crashes, OOM kills and aborted connections,
-//! with their times. Each line's cause comes from the core classifier.
+//! Server error logs and kernel logs: read with a bound, then scanned for restarts, crashes,
+//! OOM kills and aborted connections, with their times. Each line's cause comes from the core
+//! classifier.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use goneaway_core::{classify_text, Cause};
@@ -11,6 +15,232 @@ use crate::time::{format_utc, parse_log_timestamp};
 
 /// How many example lines a group keeps.
 const MAX_EXAMPLES: usize = 3;
+
+/// The most of a log the doctor holds: the last 16 MiB of a regular file. A pipe, standard
+/// input or a device cannot be tailed, so it must give less. Older lines rarely explain
+/// present errors, and a never-rotated log can be gigabytes.
+pub const MAX_LOG_BYTES: usize = 16 * 1024 * 1024;
+
+/// How much of the start of a pipe or device decides whether it is text, before the rest is
+/// read: an endless device (`/dev/zero`, `/dev/urandom`) is refused after this much.
+const SNIFF_BYTES: usize = 64 * 1024;
+
+/// The share of bytes (in percent) that may be NUL, other control characters or not UTF-8
+/// in a text log. Real logs have a few (a Latin-1 host name, a run of NULs where a crash cut
+/// a block short); binary data has far more (random bytes: about 60%).
+const MAX_NON_TEXT_PERCENT: usize = 10;
+
+/// Where a log is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSource {
+    /// A file: a regular file is tailed, anything else (a FIFO, a device, a /proc file) is
+    /// read like a pipe.
+    File(PathBuf),
+    /// Standard input (`-` on the command line).
+    Stdin,
+}
+
+impl LogSource {
+    /// `-` is standard input; anything else a path.
+    pub fn from_arg(arg: &Path) -> LogSource {
+        if arg.as_os_str() == "-" {
+            LogSource::Stdin
+        } else {
+            LogSource::File(arg.to_path_buf())
+        }
+    }
+
+    /// Whether this reads standard input.
+    pub fn is_stdin(&self) -> bool {
+        matches!(self, LogSource::Stdin)
+    }
+
+    /// The name a report gives it: the path, or `stdin`.
+    pub fn name(&self) -> String {
+        match self {
+            LogSource::File(p) => p.display().to_string(),
+            LogSource::Stdin => "stdin".into(),
+        }
+    }
+}
+
+/// A log's text, read by [`read_log`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogText {
+    /// Where it came from: a path or `stdin` ([`LogSource::name`]).
+    pub source: String,
+    /// The text (at most [`MAX_LOG_BYTES`]; bytes that are not UTF-8 replaced).
+    pub text: String,
+}
+
+/// Why a log could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogReadError {
+    /// Opening or reading failed.
+    #[error("cannot read {name}: {error}")]
+    Unreadable {
+        /// The source's name.
+        name: String,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// A pipe, standard input or a device gave more than [`MAX_LOG_BYTES`].
+    #[error(
+        "{name} gives more than {limit} bytes (16 MiB), the most the doctor reads from a pipe \
+         or a device: pass a regular file (its last 16 MiB are read) or pipe only the recent \
+         part (tail -c 16M, journalctl --since)"
+    )]
+    TooLarge {
+        /// The source's name.
+        name: String,
+        /// The limit, [`MAX_LOG_BYTES`].
+        limit: usize,
+    },
+    /// Mostly binary: NUL bytes, control characters or bytes that are not UTF-8.
+    #[error(
+        "{name} is not a text log: {percent}% of the {sampled} bytes read are NUL, control \
+         characters or not UTF-8"
+    )]
+    NotText {
+        /// The source's name.
+        name: String,
+        /// The share of bytes that are not text, in percent.
+        percent: usize,
+        /// How many bytes were judged.
+        sampled: usize,
+    },
+}
+
+impl LogReadError {
+    /// Whether the source could not be opened or read at all (rather than read and refused).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(self, LogReadError::Unreadable { .. })
+    }
+}
+
+/// Reads a log with a bound on the bytes actually read, whatever the source says of its
+/// size: a regular file's last [`MAX_LOG_BYTES`]; from standard input, a pipe or a device at
+/// most [`MAX_LOG_BYTES`], or [`LogReadError::TooLarge`] after one byte more. Binary data is
+/// refused ([`LogReadError::NotText`]); a pipe or device is judged on its first 64 KiB, before
+/// the rest is read.
+pub fn read_log(source: &LogSource) -> Result<LogText, LogReadError> {
+    // Messages say "standard input"; the report says `stdin`.
+    let shown = match source {
+        LogSource::File(path) => path.display().to_string(),
+        LogSource::Stdin => "standard input".into(),
+    };
+    let unreadable = |error| LogReadError::Unreadable {
+        name: shown.clone(),
+        error,
+    };
+    let file = match source {
+        LogSource::File(path) => File::open(path).map_err(unreadable)?,
+        // A descriptor of its own, so a redirected file (`< error.log`) is tailed like one.
+        LogSource::Stdin => {
+            use std::os::fd::AsFd;
+            File::from(
+                std::io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(unreadable)?,
+            )
+        }
+    };
+    let bytes = read_bounded(file, &shown).map_err(|e| match e {
+        Bounded::Io(error) => unreadable(error),
+        Bounded::Refused(e) => e,
+    })?;
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    Ok(LogText {
+        source: source.name(),
+        text,
+    })
+}
+
+/// What [`read_bounded`] ran into.
+enum Bounded {
+    Io(std::io::Error),
+    Refused(LogReadError),
+}
+
+impl From<std::io::Error> for Bounded {
+    fn from(e: std::io::Error) -> Bounded {
+        Bounded::Io(e)
+    }
+}
+
+fn read_bounded(mut file: File, name: &str) -> Result<Vec<u8>, Bounded> {
+    let max = MAX_LOG_BYTES as u64;
+    // The size only says where the tail starts; the bound is on what is read. Pipes and
+    // devices have no size, and /proc files say 0: those are read as streams.
+    let size = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .filter(|&len| len > 0);
+    if let Some(len) = size.filter(|&len| len > max) {
+        file.seek(SeekFrom::Start(len - max))?;
+    }
+    let mut bytes = Vec::with_capacity(size.map_or(SNIFF_BYTES, |len| len.min(max) as usize + 1));
+    let mut reader = file.take(max + 1);
+    if size.is_none() {
+        (&mut reader)
+            .take(SNIFF_BYTES as u64)
+            .read_to_end(&mut bytes)?;
+        check_text(&bytes, name)?;
+    }
+    reader.read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_LOG_BYTES {
+        if size.is_none() {
+            return Err(Bounded::Refused(LogReadError::TooLarge {
+                name: name.to_string(),
+                limit: MAX_LOG_BYTES,
+            }));
+        }
+        // The file grew while it was read: its last MAX_LOG_BYTES still.
+        bytes.drain(..bytes.len() - MAX_LOG_BYTES);
+    }
+    check_text(&bytes, name)?;
+    Ok(bytes)
+}
+
+/// Refuses `bytes` when more than [`MAX_NON_TEXT_PERCENT`] of them are not text.
+fn check_text(bytes: &[u8], name: &str) -> Result<(), Bounded> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let percent = non_text_bytes(bytes) * 100 / bytes.len();
+    if percent > MAX_NON_TEXT_PERCENT {
+        return Err(Bounded::Refused(LogReadError::NotText {
+            name: name.to_string(),
+            percent,
+            sampled: bytes.len(),
+        }));
+    }
+    Ok(())
+}
+
+/// How many bytes are NUL, control characters other than tab, line ends, form feed and
+/// escape (colours), or not UTF-8.
+fn non_text_bytes(bytes: &[u8]) -> usize {
+    bytes
+        .utf8_chunks()
+        .map(|chunk| {
+            let control = chunk
+                .valid()
+                .bytes()
+                .filter(|&b| {
+                    (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1b))
+                        || b == 0x7f
+                })
+                .count();
+            control + chunk.invalid().len()
+        })
+        .sum()
+}
 
 /// One event with its place in the log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -307,6 +537,51 @@ Version: '10.11.6-MariaDB-0+deb12u1'  socket: '/run/mysqld/mysqld.sock'  port: 3
         assert_eq!(s.crashes.len(), 1);
         assert_eq!(s.aborted_count(Cause::IdleTimeout), 1);
         assert_eq!(s.aborted_count(Cause::NetworkDrop), 1);
+    }
+
+    #[test]
+    fn text_and_binary() {
+        assert_eq!(
+            non_text_bytes(b"2024-05-01 10:00:00 0 [Note] ready\n\tat x\r\n"),
+            0
+        );
+        assert_eq!(non_text_bytes(b"\x1b[31mred\x1b[0m"), 0);
+        assert_eq!(non_text_bytes(b"caf\xe9 \x00\x01"), 3);
+        assert!(check_text(&[0; 100], "t").is_err());
+        // A few stray bytes (a Latin-1 name) are still a text log.
+        let mut latin = b"host caf\xe9 aborted connection\n".repeat(10);
+        latin.extend_from_slice(&[0; 8]);
+        assert!(check_text(&latin, "t").is_ok());
+    }
+
+    #[test]
+    fn endless_devices_are_refused_after_a_sniff() {
+        for device in ["/dev/zero", "/dev/urandom"] {
+            match read_log(&LogSource::File(device.into())) {
+                Err(LogReadError::NotText { sampled, .. }) => assert_eq!(sampled, SNIFF_BYTES),
+                other => panic!("{device}: {other:?}"),
+            }
+        }
+        let e = read_log(&LogSource::File("/nonexistent/error.log".into())).unwrap_err();
+        assert!(e.is_unreadable(), "{e}");
+    }
+
+    #[test]
+    fn a_regular_file_over_the_limit_is_tailed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("error.log");
+        let line = "2024-05-01 10:00:00 0 [Note] InnoDB: Buffer pool(s) load completed\n";
+        let mut text = line.repeat(MAX_LOG_BYTES / line.len() + 1000);
+        text.push_str("the last line\n");
+        std::fs::write(&path, &text).unwrap();
+        let log = read_log(&LogSource::File(path.clone())).unwrap();
+        assert_eq!(log.text.len(), MAX_LOG_BYTES);
+        assert!(log.text.ends_with("the last line\n"));
+        assert_eq!(log.source, path.display().to_string());
+        // A small one is read whole, stray non-UTF-8 bytes replaced.
+        std::fs::write(&path, b"host caf\xe9: ready for connections\n").unwrap();
+        let log = read_log(&LogSource::File(path)).unwrap();
+        assert_eq!(log.text, "host caf\u{FFFD}: ready for connections\n");
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! `goneaway doctor`: why does my application get 2006/2013 from this server, and what
 //! exactly do I change?
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use goneaway_connect::{parse_duration, ConnectArgs};
-use goneaway_doctor::{diagnose, Options, Progress};
+use goneaway_doctor::{diagnose, read_log, LogReadError, LogSource, Options, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::{use_color, Format};
@@ -36,6 +35,10 @@ a missing password. Passwords never appear in the output.
 Long steps (--sample, --probe-idle, --probe-packet) show progress on standard error when it is
 a terminal; the report alone goes to standard output.
 
+Logs (--error-log, --kernel-log, --app-log) are read before connecting, at most 16 MiB each: the
+last 16 MiB of a regular file; a pipe, standard input (`-`, for one of them) or a device must
+give less. Binary data is refused.
+
 Examples:
   goneaway doctor --url mysql://monitor@db:3306
   goneaway doctor -h db -u monitor --pool-lifetime 30m --error \"(2006, 'MySQL server has gone away')\"
@@ -47,6 +50,8 @@ Exit codes:
   2  could not diagnose: the connection failed (the failure itself is diagnosed: unreachable,
      access denied, too many connections, host blocked)
   64 bad arguments
+  65 unusable log: not a text log, or more than 16 MiB from a pipe or device
+  66 a log cannot be opened or read
   70 internal error"
 )]
 pub struct Args {
@@ -61,8 +66,8 @@ pub struct Args {
     /// Read the counters twice this far apart and report rates (0 to read once), e.g. 30s.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     sample: Duration,
-    /// The server's error log; without it, the server's own log_error is read when this host
-    /// can read it.
+    /// The server's error log (`-` reads standard input); without it, the server's own
+    /// log_error is read when this host can read it.
     #[arg(long, value_name = "PATH")]
     error_log: Option<PathBuf>,
     /// Do not read the server's log_error file.
@@ -77,7 +82,7 @@ pub struct Args {
     /// An error the application saw, pasted (repeatable).
     #[arg(long = "error", value_name = "TEXT")]
     errors: Vec<String>,
-    /// An application log to classify (repeatable).
+    /// An application log to classify (repeatable; `-` reads standard input).
     #[arg(long, value_name = "PATH")]
     app_log: Vec<PathBuf>,
     /// The pool's idle timeout: how long the application keeps an idle connection.
@@ -148,30 +153,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
-    let kernel_log = match &args.kernel_log {
-        Some(p) if p.as_os_str() == "-" => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading the kernel log from standard input")?;
-            Some(s)
-        }
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading the kernel log {}", p.display()))?,
-        ),
-        None => None,
+    let logs = match read_logs(&args) {
+        Ok(logs) => logs,
+        Err(code) => return Ok(ExitCode::from(code)),
     };
     let mut app_text = args.errors.clone();
-    for p in &args.app_log {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        app_text.push(String::from_utf8_lossy(&bytes).into_owned());
-    }
+    app_text.extend(logs.app);
     let options = Options {
         sample: args.sample,
-        error_log: args.error_log.clone(),
+        error_log: logs.error,
         read_server_log: !args.no_server_log,
-        kernel_log,
+        kernel_log: logs.kernel,
         since,
         app_text,
         app_timeout: args.app_timeout,
@@ -189,4 +181,56 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     print!("{out}");
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// The logs named on the command line, read.
+struct Logs {
+    error: Option<goneaway_doctor::LogText>,
+    kernel: Option<String>,
+    app: Vec<String>,
+}
+
+/// Reads every log named on the command line, each with the library's bound, before
+/// anything connects; a log that cannot be used ends the run with its exit code, which is
+/// returned as the error.
+fn read_logs(args: &Args) -> Result<Logs, u8> {
+    let error = args.error_log.as_deref().map(LogSource::from_arg);
+    let kernel = args.kernel_log.as_deref().map(LogSource::from_arg);
+    let app: Vec<LogSource> = args
+        .app_log
+        .iter()
+        .map(|p| LogSource::from_arg(p))
+        .collect();
+    let stdin_users = error
+        .iter()
+        .chain(&kernel)
+        .chain(&app)
+        .filter(|s| s.is_stdin())
+        .count();
+    if stdin_users > 1 {
+        eprintln!(
+            "goneaway doctor: only one of --error-log, --kernel-log and --app-log can read standard input (-)"
+        );
+        return Err(super::EXIT_USAGE);
+    }
+    let read = |flag: &str, source: &LogSource| {
+        read_log(source).map_err(|e: LogReadError| {
+            eprintln!("goneaway doctor: {flag}: {e}");
+            if e.is_unreadable() {
+                super::EXIT_NO_INPUT
+            } else {
+                super::EXIT_DATA_ERR
+            }
+        })
+    };
+    Ok(Logs {
+        error: error.map(|s| read("--error-log", &s)).transpose()?,
+        kernel: kernel
+            .map(|s| read("--kernel-log", &s).map(|log| log.text))
+            .transpose()?,
+        app: app
+            .iter()
+            .map(|s| read("--app-log", s).map(|log| log.text))
+            .collect::<Result<_, _>>()?,
+    })
 }

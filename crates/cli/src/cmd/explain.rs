@@ -88,7 +88,11 @@ fn read_input(args: &Args) -> Result<Vec<u8>, String> {
     if let Some(path) = &args.file {
         let file = std::fs::File::open(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        return read_bounded(file).map_err(|e| format!("cannot read {}: {e}", path.display()));
+        let size = || regular_size(file.metadata());
+        return read_bounded(&file, size).map_err(|e| match e {
+            BoundedError::Io(e) => format!("cannot read {}: {e}", path.display()),
+            e => format!("{}: {e}", path.display()),
+        });
     }
     if !args.text.is_empty() && args.text != ["-"] {
         return Ok(args.text.join(" ").into_bytes());
@@ -96,14 +100,78 @@ fn read_input(args: &Args) -> Result<Vec<u8>, String> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprintln!("goneaway explain: paste the error or log, then press Ctrl-D");
     }
-    read_bounded(std::io::stdin().lock()).map_err(|e| format!("cannot read standard input: {e}"))
+    read_bounded(std::io::stdin().lock(), stdin_size).map_err(|e| match e {
+        BoundedError::Io(e) => format!("cannot read standard input: {e}"),
+        e => format!("standard input: {e}"),
+    })
 }
 
-/// Reads at most one byte over the scanner's limit: enough for it to say "too large".
-fn read_bounded(reader: impl Read) -> std::io::Result<Vec<u8>> {
-    let mut input = Vec::new();
+/// Why [`read_bounded`] gave up.
+#[derive(Debug)]
+enum BoundedError {
+    /// Over the scanner's limit; `size` when the source is a regular file, whose size is
+    /// known.
+    TooLarge { size: Option<u64> },
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for BoundedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = goneaway_core::MAX_INPUT_BYTES;
+        let advice = "pass the part around the error (tail -c 1M, grep -C 20)";
+        match self {
+            BoundedError::TooLarge { size: Some(size) } => write!(
+                f,
+                "the input is {size} bytes; the limit is {limit} bytes (16 MiB): {advice}"
+            ),
+            BoundedError::TooLarge { size: None } => write!(
+                f,
+                "the input is more than {limit} bytes, the limit (16 MiB): {advice}"
+            ),
+            BoundedError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The size of a regular file; `None` for pipes, devices, sockets (and /proc files, which
+/// say 0 but are read with the same bound).
+fn regular_size(metadata: std::io::Result<std::fs::Metadata>) -> Option<u64> {
+    metadata.ok().filter(|m| m.is_file()).map(|m| m.len())
+}
+
+/// The size of standard input when it is a redirected regular file (`< app.log`).
+fn stdin_size() -> Option<u64> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    regular_size(std::fs::File::from(fd).metadata())
+}
+
+/// Reads the input, refusing one over the scanner's limit without holding more than one
+/// byte over it. `size` (called before and, when the limit is passed, after reading) names
+/// the real size of a regular file; anything else is "more than the limit".
+fn read_bounded(
+    reader: impl Read,
+    size: impl Fn() -> Option<u64>,
+) -> Result<Vec<u8>, BoundedError> {
+    let limit = goneaway_core::MAX_INPUT_BYTES as u64;
+    let too_large = || BoundedError::TooLarge {
+        size: size().filter(|&len| len > limit),
+    };
+    // The size only refuses early and sizes the buffer; the read itself is what is bounded.
+    let known = size();
+    if known.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    // One byte more than the file says, so its end is seen without the buffer doubling.
+    let mut input = Vec::with_capacity(known.map_or(64 * 1024, |len| len as usize + 1));
     reader
-        .take(goneaway_core::MAX_INPUT_BYTES as u64 + 1)
-        .read_to_end(&mut input)?;
+        .take(limit + 1)
+        .read_to_end(&mut input)
+        .map_err(BoundedError::Io)?;
+    if input.len() as u64 > limit {
+        // A file that grew while it was read says its new size.
+        return Err(too_large());
+    }
     Ok(input)
 }

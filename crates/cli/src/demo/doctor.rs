@@ -14,9 +14,11 @@ pub async fn run(server: &Server) -> anyhow::Result<()> {
         server.error_log().display()
     );
     let target = goneaway_connect::Target::from_url(&server.url())?;
+    let error_log =
+        goneaway_doctor::read_log(&goneaway_doctor::LogSource::File(server.error_log()))?;
     let options = goneaway_doctor::Options {
         sample: Duration::from_secs(1),
-        error_log: Some(server.error_log()),
+        error_log: Some(error_log),
         progress: crate::cmd::doctor::progress(),
         ..goneaway_doctor::Options::default()
     };
