@@ -10,6 +10,8 @@
 //! - `doctor`: `goneaway doctor` on staged causes, flags and option files, failed connections.
 //! - `ping`: `goneaway ping` exit codes, JSON, `--wait` across a start.
 //! - `proxy`: `goneaway proxy` in front of a real server: an idle session, /metrics, SIGTERM.
+//! - `proxy_abuse`: `goneaway proxy` under floods that never log in, oversized login
+//!   packets, password guessing and idle sessions.
 //! - `watch`: `goneaway watch` serving /metrics and logging a restart.
 
 mod causes;
@@ -19,5 +21,6 @@ mod doctor;
 mod explain;
 mod ping;
 mod proxy;
+mod proxy_abuse;
 mod util;
 mod watch;

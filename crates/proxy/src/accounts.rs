@@ -79,10 +79,25 @@ impl Verified {
     }
 }
 
+/// Why a login was refused: the error the client gets, as the server words it, and the
+/// proxy's own reason, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub code: u16,
+    pub sqlstate: &'static str,
+    pub message: String,
+    /// Empty when the server would say no more either (a wrong password, no such account).
+    pub why: String,
+}
+
 /// One row of the server's `mysql.user`.
 #[derive(Clone)]
 struct ServerAccount {
+    /// Empty for an anonymous account, which admits any user name.
+    user: String,
     host: String,
+    /// `ACCOUNT LOCK`: the right password gets 4151 instead of a session.
+    locked: bool,
     plugin: String,
     /// `*` and 40 hex digits for `mysql_native_password`, 16 hex digits for
     /// `mysql_old_password`; empty for no password.
@@ -121,6 +136,9 @@ struct Table {
     read: Option<Instant>,
     /// Why the last read failed, so that the same failure is logged once.
     error: Option<String>,
+    /// The server's `skip_name_resolve`: without it, the server calls a loopback client
+    /// `localhost` in its messages.
+    skip_name_resolve: bool,
 }
 
 impl Accounts {
@@ -174,13 +192,28 @@ impl Accounts {
         nonce: &[u8],
         auth: &[u8],
         peer: IpAddr,
-    ) -> Result<Verified, String> {
+    ) -> Result<Verified, Denied> {
+        let names_resolved = self
+            .server
+            .as_ref()
+            .is_some_and(|s| !s.users.read().unwrap().skip_name_resolve);
         let denied = |why: &str| {
             let using = if auth.is_empty() { "NO" } else { "YES" };
-            format!(
-                "Access denied for user '{user}'@'{}' (using password: {using}) (goneaway proxy{why})",
-                peer_text(peer)
-            )
+            let host = match peer_text(peer) {
+                ip if names_resolved && ip.parse::<IpAddr>().is_ok_and(|a| a.is_loopback()) => {
+                    "localhost".to_owned()
+                }
+                ip => ip,
+            };
+            // As the server words it: ER_ACCESS_DENIED_ERROR.
+            Denied {
+                code: 1045,
+                sqlstate: "28000",
+                message: format!(
+                    "Access denied for user '{user}'@'{host}' (using password: {using})"
+                ),
+                why: why.trim_start_matches(": ").to_owned(),
+            }
         };
         if let Some(a) = self.configured.iter().find(|a| a.user == user) {
             let expected = conn::scramble(plugin, nonce, &a.password).unwrap_or_default();
@@ -193,11 +226,6 @@ impl Accounts {
         let Some(server) = &self.server else {
             return Err(denied(""));
         };
-        if user.is_empty() {
-            return Err(denied(
-                ": anonymous accounts cannot log in through the proxy",
-            ));
-        }
         if plugin != NATIVE && plugin != OLD {
             return Err(denied(&format!(
                 ": the server's accounts are checked with {NATIVE}, not {plugin}"
@@ -212,7 +240,16 @@ impl Accounts {
                 server.read_after(asked).await;
             }
             match server.verify(user, plugin, nonce, auth, peer) {
-                Ok(credential) => {
+                Ok((_, true)) => {
+                    // As the server answers the right password of a locked account.
+                    return Err(Denied {
+                        code: 4151,
+                        sqlstate: "HY000",
+                        message: "Access denied, this account is locked".into(),
+                        why: String::new(),
+                    });
+                }
+                Ok((credential, false)) => {
                     return Ok(Verified::Server {
                         user: user.to_owned(),
                         credential,
@@ -245,11 +282,12 @@ impl ServerAccounts {
         let mut table = self.users.write().unwrap();
         table.read = Some(Instant::now());
         match result {
-            Ok(users) => {
+            Ok((users, skip_name_resolve)) => {
                 if table.error.take().is_some() {
                     tracing::info!("the server's accounts are readable again");
                 }
                 table.users = users;
+                table.skip_name_resolve = skip_name_resolve;
             }
             Err(e) => {
                 if table.error.as_deref() != Some(e.as_str()) {
@@ -265,33 +303,54 @@ impl ServerAccounts {
         }
     }
 
-    async fn load(&self) -> Result<HashMap<String, Vec<ServerAccount>>, String> {
+    async fn load(&self) -> Result<(HashMap<String, Vec<ServerAccount>>, bool), String> {
         let opts = ConnectOptions {
             client_capabilities: packet::caps::INTERNAL,
             charset: packet::DEFAULT_CHARSET,
             database: None,
             timeout: self.connect_timeout,
+            known_limits: None,
         };
         let mut b = Backend::connect(&self.monitor, &opts, self.stats.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let rows = b
-            .simple("SELECT User, Host, plugin, authentication_string FROM mysql.user")
+        // MariaDB keeps ACCOUNT LOCK and roles in mysql.global_priv; MySQL has no such
+        // table and its mysql.user has account_locked: each gets the query it answers.
+        let mut rows = b
+            .simple(
+                "SELECT u.User, u.Host, u.plugin, u.authentication_string, \
+                 IFNULL(JSON_VALUE(g.Priv, '$.account_locked'), 0), @@skip_name_resolve \
+                 FROM mysql.user u LEFT JOIN mysql.global_priv g ON g.User = u.User AND g.Host = u.Host \
+                 WHERE u.is_role <> 'Y'",
+            )
             .await;
+        if matches!(&rows, Err(e) if !e.is_disconnect()) {
+            rows = b
+                .simple(
+                    "SELECT User, Host, plugin, authentication_string, account_locked = 'Y', \
+                     @@skip_name_resolve FROM mysql.user",
+                )
+                .await;
+        }
         b.quit().await;
         self.stats
             .server_account_reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut users: HashMap<String, Vec<ServerAccount>> = HashMap::new();
+        let mut skip_name_resolve = false;
         for row in rows.map_err(|e| e.to_string())? {
             let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            let yes = |v: String| matches!(v.as_str(), "1" | "Y" | "y" | "ON" | "true");
+            skip_name_resolve = yes(col(5));
             users.entry(col(0)).or_default().push(ServerAccount {
+                user: col(0),
                 host: col(1),
+                locked: yes(col(4)),
                 plugin: col(2),
                 auth: col(3),
             });
         }
-        Ok(users)
+        Ok((users, skip_name_resolve))
     }
 
     /// Checks the client's answer against the most specific row for `user` whose host
@@ -300,7 +359,7 @@ impl ServerAccounts {
     /// The plugin of the row for `user` that admits `peer`, if there is one.
     fn plugin_of(&self, user: &str, peer: IpAddr) -> Option<String> {
         let table = self.users.read().unwrap();
-        pick(table.users.get(user)?, peer).map(|r| r.plugin.clone())
+        pick(&table.users, user, peer, !table.skip_name_resolve).map(|r| r.plugin.clone())
     }
 
     fn verify(
@@ -310,19 +369,17 @@ impl ServerAccounts {
         nonce: &[u8],
         auth: &[u8],
         peer: IpAddr,
-    ) -> Result<Option<Credential>, String> {
+    ) -> Result<(Option<Credential>, bool), String> {
         let table = self.users.read().unwrap();
         if let Some(e) = &table.error {
             if table.users.is_empty() {
                 return Err(format!(": the server's accounts could not be read: {e}"));
             }
         }
-        let Some(rows) = table.users.get(user) else {
+        let Some(row) = pick(&table.users, user, peer, !table.skip_name_resolve) else {
             return Err(String::new());
         };
-        let Some(row) = pick(rows, peer) else {
-            return Err(String::new());
-        };
+        let locked = row.locked;
         let row_plugin = if row.plugin.is_empty() {
             NATIVE
         } else {
@@ -338,7 +395,7 @@ impl ServerAccounts {
         let auth = auth.strip_suffix(&[0]).unwrap_or(auth);
         if row.auth.is_empty() {
             return if auth.is_empty() {
-                Ok(None)
+                Ok((None, locked))
             } else {
                 Err(String::new())
             };
@@ -351,7 +408,7 @@ impl ServerAccounts {
                 .ok_or_else(|| ": the account has no usable password hash".to_owned())?;
             let expected = conn::old_scramble(nonce, hash);
             return if constant_time_eq(&expected, auth) {
-                Ok(Some(Credential::Old(hash)))
+                Ok((Some(Credential::Old(hash)), locked))
             } else {
                 Err(String::new())
             };
@@ -365,17 +422,26 @@ impl ServerAccounts {
             .and_then(hex20)
             .ok_or_else(|| ": the account has no usable password hash".to_owned())?;
         native_recover(nonce, auth, &stored)
-            .map(|h1| Some(Credential::Native(h1)))
+            .map(|h1| (Some(Credential::Native(h1)), locked))
             .ok_or_else(String::new)
     }
 }
 
-/// The row the server checks for a client at `peer`: the most specific host that admits
-/// it.
-fn pick(rows: &[ServerAccount], peer: IpAddr) -> Option<&ServerAccount> {
-    rows.iter()
-        .filter(|r| host_matches(&r.host, peer))
-        .max_by_key(|r| host_specificity(&r.host))
+/// The row the server checks for `user` at `peer`, as the server orders its accounts:
+/// the most specific host that admits the client first, and for the same host the named
+/// account before the anonymous one (`''@host`, which admits any user name).
+fn pick<'a>(
+    users: &'a HashMap<String, Vec<ServerAccount>>,
+    user: &str,
+    peer: IpAddr,
+    names_resolved: bool,
+) -> Option<&'a ServerAccount> {
+    let named = users.get(user).into_iter().flatten();
+    let anonymous = users.get("").into_iter().flatten();
+    named
+        .chain(anonymous)
+        .filter(|r| host_matches(&r.host, peer, names_resolved))
+        .max_by_key(|r| (host_specificity(&r.host), !r.user.is_empty()))
 }
 
 /// A `mysql_old_password` hash as stored: 16 hex digits, two 32-bit halves.
@@ -604,14 +670,19 @@ fn peer_text(peer: IpAddr) -> String {
 }
 
 /// Whether an account's host part admits a client at `peer`: `%` and `_` wildcards over
-/// the address, `net/mask`, `localhost` for loopback. Host names other than `localhost`
-/// would need name resolution, which the proxy does not do: they match nothing.
-fn host_matches(pattern: &str, peer: IpAddr) -> bool {
+/// the address, `net/mask`, `localhost` for loopback. When the server resolves names
+/// (`skip_name_resolve` off, `names_resolved`), a loopback client is also `localhost` to
+/// the patterns (`local%`, `local_ost`), as the server matches it. Other host names would
+/// need name resolution, which the proxy does not do: they match nothing.
+fn host_matches(pattern: &str, peer: IpAddr, names_resolved: bool) -> bool {
     let pattern = pattern.to_ascii_lowercase();
     let ip = peer_text(peer);
     let loopback = ip.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
     if pattern == "localhost" {
         return loopback;
+    }
+    if loopback && names_resolved && like(pattern.as_bytes(), b"localhost") {
+        return true;
     }
     if let Some((net, mask)) = pattern.split_once('/') {
         return match (
@@ -751,16 +822,21 @@ mod tests {
     fn host_patterns() {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        assert!(host_matches("%", lo));
-        assert!(host_matches("localhost", lo));
-        assert!(host_matches("LOCALHOST", "::1".parse().unwrap()));
-        assert!(!host_matches("localhost", mapped));
-        assert!(host_matches("10.1.2.%", mapped));
-        assert!(host_matches("10.1._.3", mapped));
-        assert!(!host_matches("10.1.3.%", mapped));
-        assert!(host_matches("10.1.0.0/255.255.0.0", mapped));
-        assert!(!host_matches("10.2.0.0/255.255.0.0", mapped));
-        assert!(!host_matches("db.example.com", mapped));
+        assert!(host_matches("%", lo, false));
+        assert!(host_matches("localhost", lo, false));
+        assert!(host_matches("LOCALHOST", "::1".parse().unwrap(), false));
+        assert!(!host_matches("localhost", mapped, false));
+        assert!(host_matches("10.1.2.%", mapped, false));
+        assert!(host_matches("10.1._.3", mapped, false));
+        assert!(!host_matches("10.1.3.%", mapped, false));
+        assert!(host_matches("10.1.0.0/255.255.0.0", mapped, false));
+        assert!(!host_matches("10.2.0.0/255.255.0.0", mapped, false));
+        assert!(!host_matches("db.example.com", mapped, false));
+        // A loopback client is `localhost` to wildcard patterns when the server resolves
+        // names, and only then.
+        assert!(host_matches("local_ost", lo, true));
+        assert!(!host_matches("local_ost", lo, false));
+        assert!(!host_matches("local\\_ost", lo, true));
         let mut hosts = ["%", "10.1.%", "10.1.2.3", "10.%"];
         hosts.sort_by_key(|h| std::cmp::Reverse(host_specificity(h)));
         assert_eq!(hosts, ["10.1.2.3", "10.1.%", "10.%", "%"]);

@@ -178,8 +178,28 @@ pub struct ProxyConfig {
     pub accounts: Vec<Account>,
     /// Where `/metrics` (Prometheus text) and `/health` are served; `None` serves nothing.
     pub metrics_listen: Option<SocketAddr>,
-    /// Client connections beyond this are answered with ERR 1040 and closed.
+    /// Logged-in client sessions at most; a connection beyond this is answered with ERR
+    /// 1040 and closed. Connections still logging in do not count (see
+    /// [`ProxyConfig::max_pending_logins`]).
     pub max_clients: usize,
+    /// Connections that have not finished logging in, at most. When a new one arrives at
+    /// the bound, the oldest pending one is closed (see [`crate::gate`]): silent or stalled
+    /// connections cannot lock real clients out.
+    pub max_pending_logins: usize,
+    /// Connections from one client address that have not finished logging in, at most;
+    /// beyond, that address's oldest pending login is closed.
+    pub max_pending_logins_per_address: usize,
+    /// From accept to the end of authentication (TLS handshake included), at most.
+    pub login_timeout: Duration,
+    /// Consecutive failed logins (per client address and user) after which each new
+    /// attempt waits (500 ms, doubling, at most [`ProxyConfig::failed_login_max_delay`]);
+    /// 0 turns the delay off.
+    pub failed_login_threshold: u32,
+    /// The longest delay for repeated failed logins.
+    pub failed_login_max_delay: Duration,
+    /// A client session that sends nothing for this long gets ERR 4031 (as MySQL's
+    /// `wait_timeout` disconnect says it) and is closed. `None` (the default): never.
+    pub client_idle_timeout: Option<Duration>,
     /// Backend connections the proxy holds at most (one per active session).
     pub max_backends: usize,
     /// How long a command waits for an unreachable (restarting) server before it fails.
@@ -226,6 +246,21 @@ impl ProxyConfig {
             metrics_listen: None,
             // Plenty for an application fleet on one host; each costs one task and buffers.
             max_clients: 1000,
+            // A login takes milliseconds and a pending one costs a task and a few KiB; a
+            // thousand covers any burst of reconnecting pools, and past it the oldest
+            // pending login makes room for a newer one.
+            max_pending_logins: 1024,
+            // A whole pool starting at once from one host fits; a flood from one address
+            // churns through its own places.
+            max_pending_logins_per_address: 256,
+            // As the login part of MariaDB's connect_timeout (10 s).
+            login_timeout: Duration::from_secs(10),
+            // MySQL's connection_control defaults: from the third failure on.
+            failed_login_threshold: 3,
+            failed_login_max_delay: Duration::from_secs(10),
+            // Off, as an idle application connection is normal; the server's wait_timeout
+            // does not apply to the client side of the proxy.
+            client_idle_timeout: None,
             // Below MariaDB's default max_connections (151) so the proxy leaves room for
             // administrators.
             max_backends: 140,
@@ -307,6 +342,24 @@ impl ProxyConfig {
         if let Some(v) = file.max_backends {
             c.max_backends = v;
         }
+        if let Some(v) = file.max_pending_logins {
+            c.max_pending_logins = v.max(1);
+        }
+        if let Some(v) = file.max_pending_logins_per_address {
+            c.max_pending_logins_per_address = v.max(1);
+        }
+        if let Some(v) = file.login_timeout_secs {
+            c.login_timeout = secs(v);
+        }
+        if let Some(v) = file.failed_login_threshold {
+            c.failed_login_threshold = v;
+        }
+        if let Some(v) = file.failed_login_max_delay_secs {
+            c.failed_login_max_delay = secs(v);
+        }
+        if let Some(v) = file.client_idle_timeout_secs {
+            c.client_idle_timeout = (v > 0.0).then(|| secs(v));
+        }
         if let Some(v) = file.server_wait_secs {
             c.server_wait = secs(v);
         }
@@ -363,6 +416,12 @@ struct FileConfig {
     metrics_listen: Option<String>,
     max_clients: Option<usize>,
     max_backends: Option<usize>,
+    max_pending_logins: Option<usize>,
+    max_pending_logins_per_address: Option<usize>,
+    login_timeout_secs: Option<f64>,
+    failed_login_threshold: Option<u32>,
+    failed_login_max_delay_secs: Option<f64>,
+    client_idle_timeout_secs: Option<f64>,
     server_wait_secs: Option<f64>,
     connect_timeout_secs: Option<f64>,
     keepalive_interval_secs: Option<f64>,

@@ -5,7 +5,9 @@
 //!   client and shuts down gracefully ([`Proxy::shutdown`]).
 //! - [`ProxyConfig`] says where to listen, which server to front ([`BackendTarget`]) and
 //!   who may log in ([`Account`]); it reads TOML ([`ProxyConfig::from_toml`]).
-//!   [`accounts`] checks logins against those and against the server's own accounts.
+//!   [`accounts`] checks logins against those and against the server's own accounts;
+//!   [`gate`] bounds what connections that have not logged in may cost (pending logins,
+//!   login deadline, delays after failed logins).
 //! - [`net`] frames packets ([`net::PacketCodec`]), reads the few packet structures the
 //!   proxy needs, and carries a client's bytes in plain TCP or TLS ([`net::ClientStream`]);
 //!   [`backend`] logs in to the server and follows replies; [`stats`] counts what the proxy
@@ -41,6 +43,7 @@ pub mod backend;
 pub mod config;
 mod error;
 pub mod frontend;
+pub mod gate;
 pub mod net;
 mod server;
 pub mod stats;

@@ -14,6 +14,7 @@ use crate::accounts::Accounts;
 use crate::backend::{Backend, ConnectOptions};
 use crate::config::ProxyConfig;
 use crate::frontend::Session;
+use crate::gate::Gate;
 use crate::net::packet::{caps, DEFAULT_CHARSET};
 use crate::stats::Stats;
 use crate::ProxyError;
@@ -30,6 +31,7 @@ pub(crate) struct ServerInfo {
 pub(crate) struct Shared {
     pub config: ProxyConfig,
     pub accounts: Accounts,
+    pub gate: Arc<Gate>,
     pub stats: Arc<Stats>,
     pub server_info: Mutex<ServerInfo>,
     /// One permit per backend connection (see [`ProxyConfig::max_backends`]).
@@ -95,6 +97,7 @@ impl Proxy {
         let info = probe(&config, &stats).await;
         let shared = Arc::new(Shared {
             accounts: Accounts::new(&config, stats.clone()),
+            gate: Arc::new(Gate::new(&config, stats.clone())),
             backend_slots: Arc::new(Semaphore::new(config.max_backends)),
             config: config.clone(),
             stats: stats.clone(),
@@ -170,6 +173,7 @@ async fn probe(config: &ProxyConfig, stats: &Arc<Stats>) -> ServerInfo {
         charset: DEFAULT_CHARSET,
         database: None,
         timeout: config.connect_timeout,
+        known_limits: None,
     };
     match Backend::connect(&config.backend, &opts, stats.clone()).await {
         Ok(b) => {
@@ -214,9 +218,7 @@ async fn accept_loop(
         let shutdown = shutdown.clone();
         let done = done.clone();
         tokio::spawn(async move {
-            shared.stats.clients.fetch_add(1, Ordering::Relaxed);
             Session::run(id, stream, peer, shared.clone(), shutdown, over_limit).await;
-            shared.stats.clients.fetch_sub(1, Ordering::Relaxed);
             drop(done);
         });
     }

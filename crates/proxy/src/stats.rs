@@ -23,8 +23,18 @@ const LATENCY_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.
 /// only for the labelled counters, which move on rare events.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Client connections open now.
+    /// Client sessions logged in now.
     pub clients: AtomicI64,
+    /// Client connections still logging in now (see [`crate::gate`]).
+    pub pending_logins: AtomicI64,
+    /// Pending logins closed to make room for newer ones.
+    pub pending_evicted: AtomicU64,
+    /// Pending logins closed at the login deadline.
+    pub login_timeouts: AtomicU64,
+    /// Login attempts delayed after repeated failures.
+    pub login_throttled: AtomicU64,
+    /// Client sessions closed after `client_idle_timeout` without a command.
+    pub client_idle_closed: AtomicU64,
     /// Backend connections open now.
     pub backends: AtomicI64,
     /// Client logins accepted.
@@ -130,6 +140,36 @@ impl Stats {
             "gauge",
             "Backend connections open.",
             g(&self.backends).to_string(),
+        );
+        metric(
+            "goneaway_proxy_pending_logins",
+            "gauge",
+            "Client connections still logging in.",
+            g(&self.pending_logins).to_string(),
+        );
+        metric(
+            "goneaway_proxy_pending_logins_evicted_total",
+            "counter",
+            "Pending logins closed to make room for newer ones (max_pending_logins).",
+            c(&self.pending_evicted).to_string(),
+        );
+        metric(
+            "goneaway_proxy_login_timeouts_total",
+            "counter",
+            "Pending logins closed at the login deadline (login_timeout).",
+            c(&self.login_timeouts).to_string(),
+        );
+        metric(
+            "goneaway_proxy_login_throttled_total",
+            "counter",
+            "Login attempts delayed after repeated failures from the same address and user.",
+            c(&self.login_throttled).to_string(),
+        );
+        metric(
+            "goneaway_proxy_client_idle_closed_total",
+            "counter",
+            "Client sessions closed after client_idle_timeout without a command.",
+            c(&self.client_idle_closed).to_string(),
         );
         metric(
             "goneaway_proxy_logins_total",

@@ -312,3 +312,41 @@ async fn old_password_accounts_log_in_with_the_mariadb_client() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ERROR 1045"), "{err}");
 }
+
+/// The server's rules for which account a login gets, as directly: an anonymous account
+/// (`''@'%'`) admits any user name that has no account of its own, and a locked account
+/// gets the server's 4151 for the right password (1045 for a wrong one).
+#[tokio::test]
+async fn anonymous_and_locked_accounts_as_the_server_has_them() {
+    let server = server().await;
+    server
+        .admin(
+            "CREATE USER ''@'%'; GRANT SELECT ON goneaway.* TO ''@'%'; \
+             CREATE USER 'shut'@'%' IDENTIFIED BY 'pw' ACCOUNT LOCK",
+        )
+        .await
+        .unwrap();
+    let proxy = proxy_with_accounts(&server, true).await;
+    let mut anyone = mysql_async::Conn::new(as_account(&proxy, "whoever", ""))
+        .await
+        .expect("the anonymous account admits an unknown user name");
+    assert_eq!(
+        one(&mut anyone, "SELECT CURRENT_USER()").await.unwrap(),
+        "@%"
+    );
+    let e = mysql_async::Conn::new(as_account(&proxy, "shut", "pw").db_name(None::<String>))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 4151, "{e}");
+    let e = mysql_async::Conn::new(as_account(&proxy, "shut", "nope").db_name(None::<String>))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 1045, "{e}");
+    match e {
+        mysql_async::Error::Server(e) => assert_eq!(
+            e.message, "Access denied for user 'shut'@'127.0.0.1' (using password: YES)",
+            "the server's words"
+        ),
+        other => panic!("{other}"),
+    }
+}

@@ -93,7 +93,7 @@ async fn change_user_and_reset_connection_start_a_clean_session() {
 async fn client_and_backend_limits_answer_1040() {
     let server = server().await;
     let proxy = proxy_with(&server, |c| {
-        c.max_clients = 2;
+        c.max_clients = 5;
         c.max_backends = 1;
         c.backend_slot_wait = Duration::from_millis(300);
     })
@@ -103,11 +103,28 @@ async fn client_and_backend_limits_answer_1040() {
     let e = mysql_async::Conn::new(opts(&proxy)).await.unwrap_err();
     assert_eq!(code(&e), 1040, "{e}");
     assert!(e.to_string().contains("max_backends"), "{e}");
-    // Past max_clients: 1040 at once, instead of a greeting.
-    let _second = tokio::net::TcpStream::connect(proxy.local_addr())
+    assert_eq!(
+        one(&mut first, "SELECT 'first still works'").await.unwrap(),
+        "first still works"
+    );
+
+    // max_clients counts logged-in sessions only: a connection that has not logged in
+    // does not take the place of one that does; past the limit, a new connection gets
+    // 1040 at once, instead of a greeting.
+    let proxy = proxy_with(&server, |c| c.max_clients = 1).await;
+    let mut silent = tokio::net::TcpStream::connect(proxy.local_addr())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut greeting = [0u8; 5];
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_exact(&mut silent, &mut greeting),
+    )
+    .await
+    .expect("a pending login gets its greeting")
+    .unwrap();
+    assert_eq!(greeting[4], 10, "protocol 10 greeting, not an error");
+    let mut only = connect(&proxy).await;
     let e = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(opts(&proxy)))
         .await
         .expect("no hang")
@@ -115,8 +132,8 @@ async fn client_and_backend_limits_answer_1040() {
     assert_eq!(code(&e), 1040, "{e}");
     assert!(e.to_string().contains("max_clients"), "{e}");
     assert_eq!(
-        one(&mut first, "SELECT 'first still works'").await.unwrap(),
-        "first still works"
+        one(&mut only, "SELECT 'still works'").await.unwrap(),
+        "still works"
     );
 }
 

@@ -82,9 +82,24 @@ pub struct Args {
     /// How long a command waits for a restarting server, in seconds.
     #[arg(long, value_name = "SECS")]
     server_wait: Option<f64>,
-    /// Client connections at most.
+    /// Logged-in client sessions at most (default 1000).
     #[arg(long)]
     max_clients: Option<usize>,
+    /// Connections still logging in, at most (default 1024, and 256 per client address,
+    /// max_pending_logins_per_address in TOML); at a bound the oldest pending login is
+    /// closed to make room.
+    #[arg(long, value_name = "N")]
+    max_pending_logins: Option<usize>,
+    /// Seconds from connect to the end of the login, TLS included (default 10).
+    #[arg(long, value_name = "SECS")]
+    login_timeout: Option<f64>,
+    /// Failed logins (per address and user) after which each attempt is delayed, 500 ms
+    /// doubling up to 10 s (default 3; 0 turns it off).
+    #[arg(long, value_name = "N")]
+    failed_login_threshold: Option<u32>,
+    /// Close client sessions idle this many seconds, with error 4031 (default: never).
+    #[arg(long, value_name = "SECS")]
+    client_idle_timeout: Option<f64>,
     /// Backend connections at most.
     #[arg(long)]
     max_backends: Option<usize>,
@@ -160,6 +175,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.max_backends {
         config.max_backends = n;
     }
+    if let Some(n) = args.max_pending_logins {
+        config.max_pending_logins = n.max(1);
+    }
+    if let Some(s) = args.login_timeout {
+        config.login_timeout = Duration::from_secs_f64(s.max(0.1));
+    }
+    if let Some(n) = args.failed_login_threshold {
+        config.failed_login_threshold = n;
+    }
+    if let Some(s) = args.client_idle_timeout {
+        config.client_idle_timeout = (s > 0.0).then(|| Duration::from_secs_f64(s));
+    }
+    raise_open_files_limit();
     // The proxy runs on its own runtime, sized for relaying (see --threads); this one only
     // waits for the signal.
     let threads = args
@@ -209,4 +237,29 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("goneaway proxy: backend losses absorbed: {absorbed:?}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft limit on open files to the hard one: every client and every backend is a
+/// descriptor, and the common soft default (1024) is below max_clients + max_backends +
+/// max_pending_logins, so a flood of connections would otherwise exhaust descriptors before
+/// any of the proxy's own limits applies. (nginx's worker_rlimit_nofile, Go's runtime do
+/// the same.)
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::debug!("could not raise the open-files limit");
+            }
+        }
+    }
 }

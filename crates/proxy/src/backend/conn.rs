@@ -29,6 +29,11 @@ pub struct ConnectOptions {
     pub database: Option<String>,
     /// Bound on connect plus login plus setup.
     pub timeout: Duration,
+    /// The server's limits the session already knows (`wait_timeout`, the packet limit),
+    /// when they need not be read again: a `COM_CHANGE_USER` keeps them, as the server's
+    /// own change of user does, and leaves the server's Com_select alone (MariaDB's
+    /// main.change_user checks that).
+    pub known_limits: Option<(Duration, usize)>,
 }
 
 /// What happened to an idle backend connection.
@@ -131,7 +136,7 @@ impl Backend {
             .await
             .map_err(io_err("connecting to the server"))?;
         let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream, PacketCodec);
+        let mut framed = Framed::new(stream, PacketCodec::default());
         let greeting_packet = framed
             .next()
             .await
@@ -202,7 +207,7 @@ impl Backend {
                     stats
                         .backend_connects
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    backend.setup().await?;
+                    backend.setup(opts.known_limits).await?;
                     return Ok(backend);
                 }
                 Some(0xff) => {
@@ -256,8 +261,8 @@ impl Backend {
     /// in the sandbox of an expired password refuses that with 1820 (`SET` is allowed
     /// there, `SELECT` is not): the connection is marked [`Backend::sandboxed`] and
     /// serves the client all the same.
-    async fn setup(&mut self) -> Result<(), ProxyError> {
-        match self.read_setup().await {
+    async fn setup(&mut self, known_limits: Option<(Duration, usize)>) -> Result<(), ProxyError> {
+        match self.read_setup(known_limits).await {
             Err(ProxyError::Server(e)) if e.code == ER_MUST_CHANGE_PASSWORD => {
                 self.sandboxed = true;
                 Ok(())
@@ -269,42 +274,49 @@ impl Backend {
         }
     }
 
-    async fn read_setup(&mut self) -> Result<(), ProxyError> {
+    async fn read_setup(
+        &mut self,
+        known_limits: Option<(Duration, usize)>,
+    ) -> Result<(), ProxyError> {
         self.simple(TRACKING_SETUP).await?;
-        // SHOW, not SELECT: the proxy's own statements stay out of Com_select, the counter
-        // dashboards chart as the application's reads (MariaDB's main.change_user checks
-        // that a change of user does not move it). SHOW also works whatever the client's
-        // NO_SCHEMA flag says about `schema.table` names.
-        let vars = self
-            .simple(
-                "SHOW SESSION VARIABLES WHERE Variable_name IN \
-                 ('wait_timeout', 'max_allowed_packet', 'net_buffer_length')",
-            )
+        if let Some((wait_timeout, packet_limit)) = known_limits {
+            self.wait_timeout = wait_timeout;
+            self.packet_limit = packet_limit;
+            return Ok(());
+        }
+        // Variables only: a SELECT of @@ variables creates no temporary table and reads no
+        // status, so the server's counters move as little as a statement can (MariaDB's
+        // main.status counts temporary tables and SHOW STATUS; the server's start time is
+        // read only when it is evidence, see `read_server_started`).
+        let rows = self
+            .simple("SELECT @@wait_timeout, @@max_allowed_packet, @@net_buffer_length")
             .await?;
-        let var = |name: &str| {
-            vars.iter()
-                .find(|r| r.first().and_then(|v| v.as_deref()) == Some(name))
-                .and_then(|r| r.get(1).and_then(|v| v.as_deref()))
+        let row = rows.first();
+        let num = |i: usize| {
+            row.and_then(|r| r.get(i))
+                .and_then(|v| v.as_deref())
                 .and_then(|v| v.parse::<f64>().ok())
         };
-        if let Some(w) = var("wait_timeout") {
+        if let Some(w) = num(0) {
             self.wait_timeout = Duration::from_secs_f64(w.max(1.0));
         }
-        if let Some(m) = var("max_allowed_packet") {
-            self.packet_limit = (m as usize).max(var("net_buffer_length").unwrap_or(0.0) as usize);
+        if let Some(m) = num(1) {
+            self.packet_limit = (m as usize).max(num(2).unwrap_or(0.0) as usize);
         }
-        let uptime = self.simple("SHOW GLOBAL STATUS LIKE 'Uptime'").await?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        // When the server started, on the proxy's clock: comparable between backends
-        // whatever the server's clock says.
-        self.server_started = uptime
+        Ok(())
+    }
+
+    /// Reads when the server started (`Uptime`), on the proxy's clock, into
+    /// [`Backend::server_started`]: the evidence of a restart when this connection replaces
+    /// one that was lost.
+    pub async fn read_server_started(&mut self) -> Result<(), ProxyError> {
+        let uptime = self
+            .simple("SHOW GLOBAL STATUS LIKE 'Uptime'")
+            .await?
             .first()
             .and_then(|r| r.get(1).cloned().flatten())
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|u| now - u);
+            .and_then(|v| v.parse::<i64>().ok());
+        self.server_started = uptime.map(|u| unix_now() - u);
         Ok(())
     }
 
@@ -312,7 +324,7 @@ impl Backend {
     /// has been changed, the setup the sandbox refused runs now.
     pub async fn leave_sandbox(&mut self) -> Result<(), ProxyError> {
         if self.sandboxed {
-            self.setup().await?;
+            self.setup(None).await?;
         }
         Ok(())
     }
@@ -557,4 +569,12 @@ pub fn native_scramble(nonce: &[u8], h1: &[u8; 20]) -> Vec<u8> {
     h.update(nonce);
     h.update(Sha1::digest(h1));
     h1.iter().zip(h.finalize()).map(|(x, y)| x ^ y).collect()
+}
+
+/// Seconds since the epoch on the proxy's clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }

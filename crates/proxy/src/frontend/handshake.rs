@@ -6,12 +6,12 @@ use std::io::Read;
 use std::net::IpAddr;
 
 use futures_util::{SinkExt, StreamExt};
-use goneaway_core::codes::{ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR};
+use goneaway_core::codes::{ER_ACCESS_DENIED_ERROR, ER_HANDSHAKE_ERROR, ER_NET_PACKET_TOO_LARGE};
 use tokio_util::codec::Framed;
 
-use crate::accounts::{Accounts, Verified};
+use crate::accounts::{Accounts, Denied, Verified};
 use crate::net::packet::{self, caps, status, Greeting, HandshakeResponse};
-use crate::net::{ClientStream, Packet, PacketCodec};
+use crate::net::{ClientStream, Packet, PacketCodec, PacketTooLong};
 
 const NATIVE: &str = "mysql_native_password";
 const SHA2: &str = "caching_sha2_password";
@@ -115,7 +115,10 @@ pub async fn change_user(
             ))
             .await
             .map_err(|_| refuse(seq, gone()))?;
-        let p = next(client).await.map_err(|_| refuse(seq, gone()))?;
+        let p = tokio::time::timeout(std::time::Duration::from_secs(10), next(client))
+            .await
+            .map_err(|_| refuse(seq, gone()))?
+            .map_err(|_| refuse(seq, gone()))?;
         auth = p.payload.to_vec();
         seq = p.seq.wrapping_add(1);
         plugin = wanted.to_owned();
@@ -123,7 +126,7 @@ pub async fn change_user(
     let verified = accounts
         .check(&user, &plugin, scramble, &auth, peer)
         .await
-        .map_err(|msg| refuse(seq, (ER_ACCESS_DENIED_ERROR, "28000", msg)))?;
+        .map_err(|d| refuse(seq, refused(d, peer)))?;
     Ok(ChangeUser {
         next_seq: seq,
         user,
@@ -247,7 +250,10 @@ pub async fn authenticate(
     let verified = accounts
         .check(&response.user, used, &scramble, &auth, peer)
         .await
-        .map_err(|msg| LoginError::Refuse(seq, ER_ACCESS_DENIED_ERROR, "28000", msg))?;
+        .map_err(|d| {
+            let (code, state, msg) = refused(d, peer);
+            LoginError::Refuse(seq, code, state, msg)
+        })?;
     if used == SHA2 {
         // caching_sha2_password "fast authentication succeeded"; the OK follows.
         client
@@ -262,6 +268,15 @@ pub async fn authenticate(
         scramble,
         verified,
     })
+}
+
+/// The ERR for a refused login, the proxy's reason (if the server's words do not say it
+/// all) logged.
+fn refused(d: Denied, peer: IpAddr) -> (u16, &'static str, String) {
+    if !d.why.is_empty() {
+        tracing::info!(%peer, "login refused: {}: {}", d.message, d.why);
+    }
+    (d.code, d.sqlstate, d.message)
 }
 
 /// The plugin the client must switch to before its answer can be checked, if not the one
@@ -282,10 +297,24 @@ async fn wanted_plugin(
     }
 }
 
-/// The client's next login packet, within 10 s.
+/// The client's next login packet (the login's deadline is the caller's). A packet
+/// announced longer than the login budget is refused with 1153 before any of it is read.
 pub async fn next(client: &mut Framed<ClientStream, PacketCodec>) -> Result<Packet, LoginError> {
-    match tokio::time::timeout(std::time::Duration::from_secs(10), client.next()).await {
-        Ok(Some(Ok(p))) => Ok(p),
-        _ => Err(LoginError::Gone),
+    match client.next().await {
+        Some(Ok(p)) => Ok(p),
+        Some(Err(e)) => match e.get_ref().and_then(|e| e.downcast_ref::<PacketTooLong>()) {
+            Some(too_long) => Err(LoginError::Refuse(
+                too_long.seq.wrapping_add(1),
+                ER_NET_PACKET_TOO_LARGE,
+                "08S01",
+                format!(
+                    "Got a packet bigger than 'max_allowed_packet' bytes: goneaway proxy takes login packets of at most {} bytes, \
+                     this one announced {}",
+                    too_long.limit, too_long.announced
+                ),
+            )),
+            None => Err(LoginError::Gone),
+        },
+        None => Err(LoginError::Gone),
     }
 }

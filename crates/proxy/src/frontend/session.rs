@@ -152,6 +152,7 @@ enum Event {
     Client(Option<Packet>),
     BackendIdle(IdleEvent),
     Keepalive,
+    ClientIdle,
 }
 
 /// A client session.
@@ -178,8 +179,9 @@ pub struct Session {
     unexplained: Option<Unexplained>,
     /// The cause of the last unexplained loss, once the reconnection told it.
     explained: Option<Cause>,
-    /// When the server behind the last backend started (see `Backend::server_started`).
-    server_started: Option<i64>,
+    /// When the last backend was opened, on the proxy's clock (seconds since the epoch): a
+    /// server that started after it restarted since.
+    last_backend_opened: Option<i64>,
     /// The server's thread id of the last backend.
     last_thread_id: Option<u32>,
     /// The failed-transaction state: the open transaction was lost with its backend (see
@@ -194,6 +196,9 @@ pub struct Session {
     /// Whether [`Session::target`] is the server's own account of the client (whose
     /// password changes the session follows), not the backend URL's.
     server_account: bool,
+    /// For the next backend only: limits it need not read again (see
+    /// [`ConnectOptions::known_limits`]).
+    known_limits: Option<(Duration, usize)>,
     /// The reply buffer, kept between commands (when small) so that a reply costs no
     /// allocation.
     reply_buf: BytesMut,
@@ -209,24 +214,45 @@ impl Session {
         mut shutdown: watch::Receiver<bool>,
         over_limit: bool,
     ) {
-        let mut client = Framed::new(ClientStream::Plain(stream), PacketCodec);
-        if over_limit {
+        let mut client = Framed::new(ClientStream::Plain(stream), PacketCodec::for_client());
+        let too_many = |shared: &Shared| {
             shared.stats.error_sent("too_many_clients");
             let msg = format!(
                 "Too many connections (goneaway proxy: max_clients = {})",
                 shared.config.max_clients
             );
+            packet::err_payload(ER_CON_COUNT_ERROR, "08004", &msg)
+        };
+        if over_limit {
+            let _ = client.send(Packet::new(0, too_many(&shared))).await;
+            return;
+        }
+        // Until it has logged in, the connection holds one of the pending-login places
+        // (the oldest is closed when a new one needs room) and has login_timeout.
+        let mut pending = shared.gate.enter(id, peer.ip());
+        let login = tokio::select! {
+            login = accept_login(client, id, peer, &shared) => login,
+            _ = pending.evicted() => {
+                tracing::debug!(session = id, %peer, "pending login closed to make room for a newer one");
+                None
+            }
+        };
+        drop(pending);
+        let Some((mut client, login)) = login else {
+            return;
+        };
+        // Logged in: from here on the session counts against max_clients, and its packets
+        // may be as long as the server takes (the 1153 path bounds what is buffered).
+        if shared.stats.clients.fetch_add(1, Ordering::Relaxed) >= shared.config.max_clients as i64
+        {
+            shared.stats.clients.fetch_sub(1, Ordering::Relaxed);
             let _ = client
-                .send(Packet::new(
-                    0,
-                    packet::err_payload(ER_CON_COUNT_ERROR, "08004", &msg),
-                ))
+                .send(Packet::new(login.next_seq, too_many(&shared)))
                 .await;
             return;
         }
-        let Some((client, login)) = accept_login(client, id, peer, &shared).await else {
-            return;
-        };
+        let _counted = ClientCount(shared.clone());
+        client.codec_mut().max_packet = usize::MAX;
         let mut session = Session {
             id,
             client,
@@ -245,12 +271,13 @@ impl Session {
             wait_timeout: Duration::from_secs(28800),
             unexplained: None,
             explained: None,
-            server_started: None,
+            last_backend_opened: None,
             last_thread_id: None,
             failed_tx: None,
             scramble: login.scramble.clone(),
             target: login.verified.target(&shared.config.backend),
             server_account: matches!(login.verified, Verified::Server { .. }),
+            known_limits: None,
             reply_buf: BytesMut::with_capacity(16 << 10),
             shared,
         };
@@ -299,6 +326,12 @@ impl Session {
         let mut timer = Box::pin(tokio::time::sleep(self.keepalive_interval()));
         // Likewise one shutdown waiter for the session's life, not one per command.
         let mut shutdown = Box::pin(shutdown.wait_for(|s| *s));
+        // The client's own idle limit, re-armed the same lazy way.
+        let idle_limit = self.shared.config.client_idle_timeout;
+        let mut idle_timer = Box::pin(tokio::time::sleep(
+            idle_limit.unwrap_or(Duration::from_secs(86_400)),
+        ));
+        let mut last_command = Instant::now();
         // The backend is watched before the client: when a command and the backend's death
         // are both ready, the death is taken first and the command goes to a fresh backend.
         // This watch is the only liveness check; none is added before each command.
@@ -312,8 +345,16 @@ impl Session {
                     ev = async { match backend { Some(b) => b.idle_event().await, None => std::future::pending().await } } => Event::BackendIdle(ev),
                     p = self.client.next() => Event::Client(p.and_then(Result::ok)),
                     _ = timer.as_mut(), if has_backend => Event::Keepalive,
+                    _ = idle_timer.as_mut(), if idle_limit.is_some() => Event::ClientIdle,
                 }
             };
+            if let (Event::ClientIdle, Some(limit)) = (&event, idle_limit) {
+                let due = last_command + limit;
+                if due > Instant::now() {
+                    idle_timer.as_mut().reset(due.into());
+                    continue;
+                }
+            }
             if let Event::Keepalive = event {
                 let interval = self.keepalive_interval();
                 let due = self.backend.as_ref().map(|b| b.last_used + interval);
@@ -339,6 +380,30 @@ impl Session {
                     if !self.command(p).await {
                         return;
                     }
+                    last_command = Instant::now();
+                }
+                Event::ClientIdle => {
+                    // As MySQL 8 tells a client that wait_timeout disconnected: 4031,
+                    // which drivers know as a lost connection.
+                    self.shared
+                        .stats
+                        .client_idle_closed
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.stats.error_sent("client_idle_timeout");
+                    let limit = idle_limit.unwrap_or_default();
+                    tracing::info!(session = self.id, peer = %self.peer, ?limit, "closing a client session idle past client_idle_timeout");
+                    let msg = format!(
+                        "The client was disconnected by the server because of inactivity (goneaway proxy: client_idle_timeout = {}s)",
+                        limit.as_secs_f64()
+                    );
+                    let _ = self
+                        .client
+                        .send(Packet::new(
+                            0,
+                            packet::err_payload(ER_CLIENT_INTERACTION_TIMEOUT, "HY000", &msg),
+                        ))
+                        .await;
+                    return;
                 }
                 Event::BackendIdle(ev) => self.backend_lost_idle(ev),
                 Event::Keepalive => self.keepalive().await,
@@ -506,6 +571,7 @@ impl Session {
             charset: self.charset,
             database: self.state.database.clone(),
             timeout: config.connect_timeout,
+            known_limits: self.known_limits.take(),
         };
         let mut delay = Duration::from_millis(50);
         let mut refused = false;
@@ -527,14 +593,22 @@ impl Session {
         // since that start).
         // Thread ids only grow during a server's life, so a smaller one proves a restart
         // too (the Uptime rule alone cannot see a restart within a second or two).
+        // The replacement of a lost backend reads the server's start time (its Uptime) as
+        // evidence; other new backends (the first, after an idle release, for a change of
+        // user) leave the server's counters alone.
+        if self.last_backend_opened.is_some() && self.unexplained.is_some() {
+            if let Err(e) = backend.read_server_started().await {
+                if e.is_disconnect() {
+                    return Err(e);
+                }
+            }
+        }
         let restarted = refused
-            || matches!((self.server_started, backend.server_started), (Some(a), Some(b)) if b > a + 1)
+            || matches!((self.last_backend_opened, backend.server_started), (Some(opened), Some(started)) if started > opened + 1)
             || self
                 .last_thread_id
                 .is_some_and(|id| backend.connection_id < id);
-        if let Some(b) = backend.server_started {
-            self.server_started = Some(b);
-        }
+        self.last_backend_opened = Some(crate::backend::conn::unix_now());
         self.last_thread_id = Some(backend.connection_id);
         if let Some(u) = self.unexplained.take() {
             let cause = u.cause(restarted, self.wait_timeout);
@@ -628,18 +702,22 @@ impl Session {
                 .stats
                 .oversize_rejections
                 .fetch_add(1, Ordering::Relaxed);
-            let msg = format!(
-                "Got a packet bigger than 'max_allowed_packet' bytes: the statement is {total} bytes, the server accepts less than {}; \
-                 goneaway proxy did not send it and the connection stays usable. Send smaller statements (chunk bulk writes) or raise max_allowed_packet on the server",
-                self.packet_limit
+            // The server's own words and SQLSTATE; the explanation goes to the log. Unlike
+            // the server, the proxy did not send it, so the connection stays usable.
+            tracing::info!(
+                session = self.id,
+                bytes = total,
+                limit = self.packet_limit,
+                "refused a statement over the server's max_allowed_packet (ERR 1153); the session goes on. \
+                 Send smaller statements (chunk bulk writes) or raise max_allowed_packet on the server"
             );
             return self
                 .send_err(
                     reply_seq,
                     ER_NET_PACKET_TOO_LARGE,
-                    "HY000",
+                    "08S01",
                     "packet_too_large",
-                    &msg,
+                    "Got a packet bigger than 'max_allowed_packet' bytes",
                 )
                 .await;
         }
@@ -734,7 +812,12 @@ impl Session {
                     self.backend = None;
                     self.state.backend_replaced();
                     self.state.forget_pinned();
-                    if !flushed && lost.is_none() && (not_run || replayable) {
+                    // A KILL that hit the running statement was aimed at it (a runaway
+                    // query stopped by an operator): it is never run again.
+                    let killed = server_err
+                        .as_ref()
+                        .is_some_and(|e| e.code == ER_CONNECTION_KILLED);
+                    if !flushed && lost.is_none() && !killed && (not_run || replayable) {
                         self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
                         match cause {
                             Ok(c) => self.shared.stats.absorbed(c.as_str()),
@@ -902,6 +985,23 @@ impl Session {
     /// server when the fresh backend logs in) is answered with the error and the session
     /// goes on unchanged, as on the server.
     async fn change_user(&mut self, payload: &[u8]) -> bool {
+        // The same delay after repeated failures as at login: a logged-in client must not
+        // guess other accounts' passwords faster than a new connection could.
+        let user = payload
+            .get(1..)
+            .map(|rest| {
+                let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                String::from_utf8_lossy(&rest[..end]).into_owned()
+            })
+            .unwrap_or_default();
+        let delay = self.shared.gate.delay_for(self.peer.ip(), &user);
+        if !delay.is_zero() {
+            self.shared
+                .stats
+                .login_throttled
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+        }
         let checked = handshake::change_user(
             &mut self.client,
             payload,
@@ -918,6 +1018,9 @@ impl Session {
                     .stats
                     .login_failures
                     .fetch_add(1, Ordering::Relaxed);
+                if code == ER_ACCESS_DENIED_ERROR {
+                    self.shared.gate.failed(self.peer.ip(), &user);
+                }
                 tracing::info!(session = self.id, peer = %self.peer, "COM_CHANGE_USER refused: {msg}");
                 return self.send_err(seq, code, state, "access_denied", &msg).await;
             }
@@ -953,7 +1056,12 @@ impl Session {
         if let Some(c) = change.charset {
             self.charset = c;
         }
-        if let Err(e) = self.fresh_backend().await {
+        if old.backend.is_some() {
+            self.known_limits = Some((self.wait_timeout, self.packet_limit));
+        }
+        let fresh = self.fresh_backend().await;
+        self.known_limits = None;
+        if let Err(e) = fresh {
             // Back to the old session, as the server leaves it after a refused change.
             self.backend = old.backend;
             self.state = old.state;
@@ -1320,40 +1428,70 @@ impl Session {
 }
 
 /// The login: greeting, TLS when the client asks for it (and the proxy has a
-/// certificate), the password check. `None` when the client went away or was refused
-/// (it was then told why).
+/// certificate), the password check. `None` when the client went away, was refused (it was
+/// then told why) or missed the deadline: [`ProxyConfig::login_timeout`] from accept to
+/// the end of authentication, plus the delay after repeated failed logins.
+///
+/// [`ProxyConfig::login_timeout`]: crate::ProxyConfig::login_timeout
 async fn accept_login(
     mut client: Framed<ClientStream, PacketCodec>,
     id: u64,
     peer: SocketAddr,
     shared: &Shared,
 ) -> Option<(Framed<ClientStream, PacketCodec>, Login)> {
+    let mut deadline = tokio::time::Instant::now() + shared.config.login_timeout;
+    let timed_out = || {
+        shared.stats.login_timeouts.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(session = id, %peer, "login deadline passed; closing");
+    };
     let info: ServerInfo = shared.server_info.lock().unwrap().clone();
     let scramble = handshake::nonce();
-    handshake::greet(
-        &mut client,
-        id as u32,
-        &info.version,
-        info.capabilities,
-        &scramble,
-        shared.tls.is_some(),
-    )
-    .await
-    .ok()?;
-    let mut first = handshake::next(&mut client).await.ok()?;
-    if let (true, Some(acceptor)) = (handshake::is_ssl_request(&first), &shared.tls) {
-        // The client starts TLS right after its SSLRequest; whatever the packet reader
-        // already holds is the beginning of the TLS handshake.
-        let parts = client.into_parts();
-        match parts.io.upgrade(acceptor, parts.read_buf.freeze()).await {
-            Ok(stream) => client = Framed::new(stream, PacketCodec),
-            Err(e) => {
-                shared.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(session = id, %peer, error = %e, "TLS handshake with the client failed");
-                return None;
+    let greeted = async {
+        handshake::greet(
+            &mut client,
+            id as u32,
+            &info.version,
+            info.capabilities,
+            &scramble,
+            shared.tls.is_some(),
+        )
+        .await?;
+        let mut first = read_or_refuse(&mut client, id, peer).await?;
+        if let (true, Some(acceptor)) = (handshake::is_ssl_request(&first), &shared.tls) {
+            // The client starts TLS right after its SSLRequest; whatever the packet reader
+            // already holds is the beginning of the TLS handshake.
+            let parts = client.into_parts();
+            match parts.io.upgrade(acceptor, parts.read_buf.freeze()).await {
+                Ok(stream) => client = Framed::new(stream, PacketCodec::for_client()),
+                Err(e) => {
+                    shared.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(session = id, %peer, error = %e, "TLS handshake with the client failed");
+                    return Err(LoginError::Gone);
+                }
             }
+            first = read_or_refuse(&mut client, id, peer).await?;
         }
-        first = handshake::next(&mut client).await.ok()?;
+        Ok((client, first))
+    };
+    let (mut client, first) = match tokio::time::timeout_at(deadline, greeted).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(_)) => return None,
+        Err(_) => {
+            timed_out();
+            return None;
+        }
+    };
+    // Repeated failures for this address and user: the attempt waits before it is
+    // checked, outside the client's own deadline.
+    let user = packet::HandshakeResponse::parse(&first.payload)
+        .map(|r| r.user)
+        .unwrap_or_default();
+    let delay = shared.gate.delay_for(peer.ip(), &user);
+    if !delay.is_zero() {
+        shared.stats.login_throttled.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(session = id, %peer, user, ?delay, "delaying a login after repeated failures");
+        tokio::time::sleep(delay).await;
+        deadline += delay;
     }
     let login = if shared.config.require_tls && !client.get_ref().is_tls() {
         Err(LoginError::Refuse(
@@ -1365,13 +1503,27 @@ async fn accept_login(
                 .into(),
         ))
     } else {
-        handshake::authenticate(&mut client, first, scramble, &shared.accounts, peer.ip()).await
+        let checked =
+            handshake::authenticate(&mut client, first, scramble, &shared.accounts, peer.ip());
+        match tokio::time::timeout_at(deadline, checked).await {
+            Ok(r) => r,
+            Err(_) => {
+                timed_out();
+                return None;
+            }
+        }
     };
     match login {
-        Ok(l) => Some((client, l)),
+        Ok(l) => {
+            shared.gate.succeeded(peer.ip(), &user);
+            Some((client, l))
+        }
         Err(LoginError::Gone) => None,
         Err(LoginError::Refuse(seq, code, state, msg)) => {
             shared.stats.login_failures.fetch_add(1, Ordering::Relaxed);
+            if code == ER_ACCESS_DENIED_ERROR {
+                shared.gate.failed(peer.ip(), &user);
+            }
             shared
                 .stats
                 .error_sent(if code == ER_SECURE_TRANSPORT_REQUIRED {
@@ -1385,6 +1537,33 @@ async fn accept_login(
                 .await;
             None
         }
+    }
+}
+
+/// The client's next login packet; a packet over the login budget is answered (1153) here.
+async fn read_or_refuse(
+    client: &mut Framed<ClientStream, PacketCodec>,
+    id: u64,
+    peer: SocketAddr,
+) -> Result<Packet, LoginError> {
+    match handshake::next(client).await {
+        Err(LoginError::Refuse(seq, code, state, msg)) => {
+            tracing::info!(session = id, %peer, "login refused: {msg}");
+            let _ = client
+                .send(Packet::new(seq, packet::err_payload(code, state, &msg)))
+                .await;
+            Err(LoginError::Gone)
+        }
+        r => r,
+    }
+}
+
+/// Keeps a logged-in session counted in `clients` for as long as it lives.
+struct ClientCount(Arc<Shared>);
+
+impl Drop for ClientCount {
+    fn drop(&mut self) {
+        self.0.stats.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -1502,11 +1681,8 @@ fn cause_of_error(e: &ProxyError) -> Cause {
 /// The ERR a client gets when no backend could be had.
 fn backend_error_for_client(e: &ProxyError, addr: &str) -> (u16, String, String) {
     match e {
-        ProxyError::Server(s) => (
-            s.code,
-            s.sqlstate.clone(),
-            format!("{} (from the server behind goneaway proxy)", s.message),
-        ),
+        // The server's own error, word for word, as a direct client would get it.
+        ProxyError::Server(s) => (s.code, s.sqlstate.clone(), s.message.clone()),
         ProxyError::Busy(msg) => (ER_CON_COUNT_ERROR, "08004".into(), msg.clone()),
         // Not 2003 CR_CONN_HOST_ERROR: libmariadb rejects a client number from a server as
         // a malformed packet (see the module docs). SQLSTATE 08S01 marks it a connection

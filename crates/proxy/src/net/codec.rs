@@ -56,8 +56,59 @@ impl Packet {
 }
 
 /// Frames bytes into [`Packet`]s and back.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PacketCodec;
+///
+/// [`PacketCodec::default`] is for the server's side: it trusts the announced length and
+/// reserves the whole packet at once. [`PacketCodec::for_client`] is for clients, who may
+/// be anyone: the buffer grows with the bytes that actually arrived (never with the length
+/// a header announces), and a packet announced longer than [`PacketCodec::max_packet`]
+/// is an error before any of it is buffered (the login budget; lifted after login).
+#[derive(Debug, Clone, Copy)]
+pub struct PacketCodec {
+    /// Longer packets are refused with an `InvalidData` error (see [`PacketTooLong`]).
+    pub max_packet: usize,
+    /// At most this much buffer is reserved ahead of the bytes received.
+    reserve_ahead: usize,
+}
+
+impl Default for PacketCodec {
+    fn default() -> PacketCodec {
+        PacketCodec {
+            max_packet: usize::MAX,
+            reserve_ahead: usize::MAX,
+        }
+    }
+}
+
+/// The largest login packet a client may send before it has authenticated. Real ones are
+/// a few hundred bytes (capabilities, user, auth data, database, plugin, connection
+/// attributes); MySQL bounds the attributes at 64 KiB, drivers send well under 1 KiB.
+pub const LOGIN_PACKET_LIMIT: usize = 16 << 10;
+
+/// Buffer reserved ahead of a client's bytes at most: large packets grow the buffer as
+/// they arrive.
+const CLIENT_RESERVE_AHEAD: usize = 64 << 10;
+
+impl PacketCodec {
+    /// For a client connection that has not logged in: packets of at most
+    /// [`LOGIN_PACKET_LIMIT`] bytes, buffer growth that follows the bytes received.
+    pub fn for_client() -> PacketCodec {
+        PacketCodec {
+            max_packet: LOGIN_PACKET_LIMIT,
+            reserve_ahead: CLIENT_RESERVE_AHEAD,
+        }
+    }
+}
+
+/// The error a [`PacketCodec`] returns for a packet announced longer than its
+/// [`PacketCodec::max_packet`] (inside an `io::Error` of kind `InvalidData`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a packet of {announced} bytes, more than the {limit} allowed here")]
+pub struct PacketTooLong {
+    pub announced: usize,
+    pub limit: usize,
+    /// The packet's sequence id, so that an answer can follow it.
+    pub seq: u8,
+}
 
 impl Decoder for PacketCodec {
     type Item = Packet;
@@ -68,9 +119,20 @@ impl Decoder for PacketCodec {
             return Ok(None);
         }
         let len = src[0] as usize | (src[1] as usize) << 8 | (src[2] as usize) << 16;
+        if len > self.max_packet {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                PacketTooLong {
+                    announced: len,
+                    limit: self.max_packet,
+                    seq: src[3],
+                },
+            ));
+        }
         if src.len() < 4 + len {
-            // Reserve once for the whole packet instead of growing step by step.
-            src.reserve(4 + len - src.len());
+            // Reserve once for the whole packet instead of growing step by step, up to
+            // what this side may reserve ahead of the bytes received.
+            src.reserve((4 + len - src.len()).min(self.reserve_ahead));
             return Ok(None);
         }
         let seq = src[3];
@@ -118,17 +180,47 @@ mod tests {
     #[test]
     fn round_trip_and_partial_input() {
         let mut buf = BytesMut::new();
-        PacketCodec
+        PacketCodec::default()
             .encode(Packet::new(3, &b"\x03SELECT 1"[..]), &mut buf)
             .unwrap();
         let whole = buf.clone();
         let mut partial = BytesMut::from(&whole[..6]);
-        assert_eq!(PacketCodec.decode(&mut partial).unwrap(), None);
+        assert_eq!(PacketCodec::default().decode(&mut partial).unwrap(), None);
         partial.extend_from_slice(&whole[6..]);
-        let p = PacketCodec.decode(&mut partial).unwrap().unwrap();
+        let p = PacketCodec::default()
+            .decode(&mut partial)
+            .unwrap()
+            .unwrap();
         assert_eq!(p.seq, 3);
         assert_eq!(&p.payload[..], b"\x03SELECT 1");
         assert!(partial.is_empty());
+    }
+
+    #[test]
+    fn a_clients_buffer_follows_the_bytes_that_arrived() {
+        // A header announcing 16 MiB - 1 and a few bytes of it.
+        let mut src = BytesMut::from(&[0xff, 0xff, 0xff, 0, 1, 2, 3][..]);
+        let mut after_login = PacketCodec::for_client();
+        after_login.max_packet = usize::MAX;
+        assert_eq!(after_login.decode(&mut src).unwrap(), None);
+        assert!(src.capacity() <= 128 << 10, "{}", src.capacity());
+        // Before login the same header is refused before anything is reserved.
+        let mut src = BytesMut::from(&[0xff, 0xff, 0xff, 0, 1, 2, 3][..]);
+        let e = PacketCodec::for_client().decode(&mut src).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        let inner = e.get_ref().and_then(|e| e.downcast_ref::<PacketTooLong>());
+        assert_eq!(
+            inner,
+            Some(&PacketTooLong {
+                announced: MAX_PAYLOAD,
+                limit: LOGIN_PACKET_LIMIT,
+                seq: 0
+            })
+        );
+        // The server's side reserves the whole packet at once.
+        let mut src = BytesMut::from(&[0x00, 0x00, 0x10, 0, 1][..]);
+        assert_eq!(PacketCodec::default().decode(&mut src).unwrap(), None);
+        assert!(src.capacity() >= 1 << 20);
     }
 
     #[test]

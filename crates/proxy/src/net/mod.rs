@@ -5,6 +5,8 @@ pub mod codec;
 pub mod packet;
 pub mod tls;
 
-pub use codec::{split_logical, Packet, PacketCodec, MAX_PAYLOAD};
+pub use codec::{
+    split_logical, Packet, PacketCodec, PacketTooLong, LOGIN_PACKET_LIMIT, MAX_PAYLOAD,
+};
 pub use packet::{ErrInfo, Greeting, HandshakeResponse, OkInfo, StateChange};
 pub use tls::ClientStream;
