@@ -218,6 +218,20 @@ if [ "$only" != direct ]; then
     [ -x "$goneaway" ] || die "no goneaway binary at $goneaway"
 fi
 
+# Prints the port that the sed script $2 finds in file $1, waiting while process $3 lives,
+# at most $4 half-seconds; prints nothing if it never appears.
+port_from() {
+    local file=$1 script=$2 pid=$3 tries=$4 waited=0 port=""
+    while [ $waited -lt "$tries" ]; do
+        port=$(sed -nE "$script" "$file" 2>/dev/null | head -1)
+        [ -n "$port" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    echo "$port"
+}
+
 # Starts a throwaway server with mtr --start in $1 (a directory) with configuration $2; sets
 # server_pid and server_port. mtr stays in the foreground until killed, and takes its server
 # with it. secure_file_priv is lifted because the tests write files in their own vardir,
@@ -234,15 +248,7 @@ start_server() {
         main.1st) > "$dir/server.out" 2>&1 < /dev/null &
     server_pid=$!
     pids+=("-$server_pid")
-    local waited=0
-    server_port=""
-    while [ $waited -lt 240 ]; do
-        server_port=$(sed -nE 's/.*mysqld\.1 +([0-9]+) +.*/\1/p' "$dir/server.out" 2>/dev/null | head -1)
-        [ -n "$server_port" ] && break
-        kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.5
-        waited=$((waited + 1))
-    done
+    server_port=$(port_from "$dir/server.out" 's/.*mysqld\.1 +([0-9]+) +.*/\1/p' "$server_pid" 240)
     if [ -z "$server_port" ]; then
         tail -20 "$dir/server.out" >&2
         die "the server did not start (see $dir/server.out and $dir/var/log)"
@@ -286,15 +292,7 @@ start_proxy() {
         > "$dir/proxy.log" 2>&1 < /dev/null &
     proxy_pid=$!
     pids+=("$proxy_pid")
-    local waited=0
-    proxy_port=""
-    while [ $waited -lt 120 ]; do
-        proxy_port=$(sed -nE 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/p' "$dir/proxy.log" 2>/dev/null | head -1)
-        [ -n "$proxy_port" ] && break
-        kill -0 "$proxy_pid" 2>/dev/null || break
-        sleep 0.5
-        waited=$((waited + 1))
-    done
+    proxy_port=$(port_from "$dir/proxy.log" 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/p' "$proxy_pid" 120)
     if [ -z "$proxy_port" ]; then
         cat "$dir/proxy.log" >&2
         die "the proxy did not start (see $dir/proxy.log)"

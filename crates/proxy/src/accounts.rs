@@ -461,6 +461,13 @@ fn old_hash_of(s: &str) -> Option<[u32; 2]> {
 /// '…'`. After it, the session's fresh backends log in with the new password, as the
 /// application would when it reconnects. `Some(None)`: the password was removed.
 pub fn password_change(sql: &str, user: &str) -> Option<Option<Credential>> {
+    // Almost every statement is neither SET nor ALTER: no tokenizing for those.
+    let head = sql.trim_start().as_bytes();
+    let starts =
+        |word: &[u8]| head.len() > word.len() && head[..word.len()].eq_ignore_ascii_case(word);
+    if !starts(b"set") && !starts(b"alter") {
+        return None;
+    }
     let mut t = Tokens::new(sql);
     let for_user = |t: &mut Tokens| -> Option<bool> {
         // CURRENT_USER, CURRENT_USER(), or 'user'@'host' / user@host / user

@@ -1391,19 +1391,21 @@ impl Session {
             }
             // The session's own account set a new password: fresh backends log in with it.
             if self.server_account {
+                // Borrowed, not copied: this runs after every command of such a session,
+                // and password_change looks at the first word before anything else.
                 let text = match cmd {
-                    com::QUERY => sql.map(str::to_owned),
+                    com::QUERY => sql.map(std::borrow::Cow::Borrowed),
                     com::STMT_EXECUTE => packets[0]
                         .payload
                         .get(1..5)
                         .map(|id| u32::from_le_bytes(id.try_into().unwrap()))
                         .and_then(|id| self.state.statements.get(&id))
-                        .map(|st| String::from_utf8_lossy(&st.prepare[1..]).into_owned()),
+                        .map(|st| String::from_utf8_lossy(&st.prepare[1..])),
                     _ => None,
                 };
-                if let Some(credential) =
-                    text.and_then(|t| crate::accounts::password_change(&t, &self.target.user))
-                {
+                let change =
+                    text.and_then(|t| crate::accounts::password_change(&t, &self.target.user));
+                if let Some(credential) = change {
                     tracing::info!(session = self.id, user = %self.target.user, "the session's account set a new password; its next server logins use it");
                     self.target.credential = credential;
                 }
