@@ -120,6 +120,7 @@ async fn raw_login(port: u16) -> TcpStream {
             | caps::PLUGIN_AUTH
             | caps::LONG_PASSWORD
             | caps::TRANSACTIONS,
+        mariadb_capabilities: 0,
         max_packet: 1 << 30,
         charset: packet::DEFAULT_CHARSET,
         user: "app".into(),

@@ -306,6 +306,7 @@ impl ServerAccounts {
     async fn load(&self) -> Result<(HashMap<String, Vec<ServerAccount>>, bool), String> {
         let opts = ConnectOptions {
             client_capabilities: packet::caps::INTERNAL,
+            client_mariadb_capabilities: 0,
             charset: packet::DEFAULT_CHARSET,
             database: None,
             timeout: self.connect_timeout,

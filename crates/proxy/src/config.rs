@@ -218,6 +218,11 @@ pub struct ProxyConfig {
     pub reply_buffer: usize,
     /// Attempts for one command, the first included.
     pub max_attempts: u32,
+    /// A read-only statement whose backend was killed (closed by the server with no word,
+    /// the server not restarted) after it had run this long is not run again: a KILL of
+    /// a long statement is aimed at it (an operator or a query killer stopping a runaway
+    /// query), one of a short statement is collateral of killing the connection.
+    pub killed_read_replay_limit: Duration,
     /// How long a graceful shutdown waits for sessions to finish their command.
     pub shutdown_grace: Duration,
     /// The certificate chain (PEM) the proxy shows clients that ask for TLS. With
@@ -276,6 +281,10 @@ impl ProxyConfig {
             // at max_clients × 1 MiB in the worst case.
             reply_buffer: 1 << 20,
             max_attempts: 3,
+            // Query killers (pt-kill --busy-time, an operator's KILL of a runaway query)
+            // act on statements that ran for seconds; the kills of connections that hit a
+            // statement by chance land on ones of milliseconds.
+            killed_read_replay_limit: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             // TLS is opt-in: a certificate is a deployment decision.
             tls_cert: None,
@@ -375,6 +384,9 @@ impl ProxyConfig {
         if let Some(v) = file.max_attempts {
             c.max_attempts = v.max(1);
         }
+        if let Some(v) = file.killed_read_replay_limit_secs {
+            c.killed_read_replay_limit = secs(v);
+        }
         if let Some(v) = file.shutdown_grace_secs {
             c.shutdown_grace = secs(v);
         }
@@ -427,6 +439,7 @@ struct FileConfig {
     keepalive_interval_secs: Option<f64>,
     reply_buffer: Option<usize>,
     max_attempts: Option<u32>,
+    killed_read_replay_limit_secs: Option<f64>,
     shutdown_grace_secs: Option<f64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,

@@ -24,6 +24,8 @@ use crate::ProxyError;
 pub(crate) struct ServerInfo {
     pub version: String,
     pub capabilities: u32,
+    /// MariaDB's extended capabilities (0 for MySQL).
+    pub mariadb_capabilities: u32,
 }
 
 /// State every session shares.
@@ -170,6 +172,7 @@ impl Drop for Proxy {
 async fn probe(config: &ProxyConfig, stats: &Arc<Stats>) -> ServerInfo {
     let opts = ConnectOptions {
         client_capabilities: caps::INTERNAL,
+        client_mariadb_capabilities: 0,
         charset: DEFAULT_CHARSET,
         database: None,
         timeout: config.connect_timeout,
@@ -180,6 +183,7 @@ async fn probe(config: &ProxyConfig, stats: &Arc<Stats>) -> ServerInfo {
             let info = ServerInfo {
                 version: b.server_version.clone(),
                 capabilities: b.server_capabilities,
+                mariadb_capabilities: b.server_mariadb_capabilities,
             };
             b.quit().await;
             info
@@ -189,6 +193,7 @@ async fn probe(config: &ProxyConfig, stats: &Arc<Stats>) -> ServerInfo {
             ServerInfo {
                 version: "8.0.0-goneaway-proxy".into(),
                 capabilities: caps::PROXY_SUPPORTED,
+                mariadb_capabilities: 0,
             }
         }
     }

@@ -350,3 +350,63 @@ async fn anonymous_and_locked_accounts_as_the_server_has_them() {
         other => panic!("{other}"),
     }
 }
+
+/// What the `mariadb` CLI prints for `-e` as `plain`@`%` through `port`.
+async fn cli_as_plain(port: u16, sql: &str) -> (bool, String, String) {
+    let out = Command::new("/usr/bin/mariadb")
+        .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1"])
+        .args(["--skip-ssl", "-N", "-B", "-uplain", "-ppw", "--force"])
+        .arg(format!("-P{port}"))
+        .args(["-e", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_failing_init_connect_fails_the_first_statement_as_directly() {
+    let server = server().await;
+    server
+        .admin(
+            "CREATE USER 'plain'@'%' IDENTIFIED BY 'pw'; \
+             GRANT SELECT ON goneaway.* TO 'plain'@'%'; \
+             SET GLOBAL init_connect = 'no such statement'",
+        )
+        .await
+        .unwrap();
+    let proxy = proxy_with_accounts(&server, true).await;
+    // Directly: the login succeeds (init_connect runs after it, for accounts without
+    // SUPER), the first statement gets 1184 and the connection is gone, so the second
+    // gets the client library's own lost-connection error.
+    let two = "SELECT 'first'; SELECT 'second'";
+    let (ok, out, direct) = cli_as_plain(server.port(), two).await;
+    assert!(!ok && out.is_empty(), "{direct}");
+    assert!(direct.contains("ERROR 1184 (08S01)"), "{direct}");
+    // Through the proxy: the same error for the first statement, then a closed connection.
+    let (ok, out, proxied) = cli_as_plain(proxy.local_addr().port(), two).await;
+    assert!(!ok && out.is_empty(), "{proxied}");
+    assert!(proxied.contains("ERROR 1184 (08S01)"), "{proxied}");
+    assert!(proxied.contains("init_connect command failed"), "{proxied}");
+    let second = |s: &str| {
+        s.lines()
+            .nth(1)
+            .map(|l| l[..l.find(" at line").unwrap_or(l.len())].to_owned())
+    };
+    assert_eq!(
+        second(&proxied),
+        second(&direct),
+        "direct: {direct}\nproxied: {proxied}"
+    );
+    // Once the server's init_connect works again, so does the proxy.
+    server.admin("SET GLOBAL init_connect = ''").await.unwrap();
+    let (ok, out, err) = cli_as_plain(proxy.local_addr().port(), "SELECT 'ok'").await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "ok");
+}

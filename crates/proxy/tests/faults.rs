@@ -182,3 +182,48 @@ async fn injected_4031_and_blackholed_idle_flows_are_absorbed() {
     .await;
     assert_eq!(v.expect("no hang").unwrap(), "through the blackhole");
 }
+
+#[tokio::test]
+async fn a_kill_of_a_long_read_stops_it_and_one_of_a_short_read_is_absorbed() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+
+    // An operator KILLs a runaway read after 2 s: MariaDB closes the connection without
+    // an error packet, as on a shutdown. Directly the client gets 2013; through the proxy
+    // it gets 1927 at once, and the statement does not start again on a fresh backend.
+    let id = backend_id(&mut conn).await;
+    let started = std::time::Instant::now();
+    let kill = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        server.kill_connection(id).await.unwrap();
+    };
+    let (r, _) = tokio::join!(one(&mut conn, "SELECT SLEEP(60)"), kill);
+    let e = r.unwrap_err();
+    assert_eq!(code(&e), 1927, "{e}");
+    assert!(e.to_string().contains("killed"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not replayed: {:?}",
+        started.elapsed()
+    );
+    // Nothing runs SLEEP on the server any more, and the session goes on.
+    let mut admin = server.admin_conn().await.unwrap();
+    let sleeping: Option<i64> = admin
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(60)'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(sleeping, Some(0));
+    assert_eq!(one(&mut conn, "SELECT 'after'").await.unwrap(), "after");
+
+    // A KILL of the connection that hits a short read is collateral: replayed, no error.
+    let id = backend_id(&mut conn).await;
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.kill_connection(id).await.unwrap();
+    };
+    let (r, _) = tokio::join!(one(&mut conn, "SELECT CONCAT('slept ', SLEEP(0.5))"), kill);
+    assert_eq!(r.unwrap(), "slept 0");
+}

@@ -103,6 +103,10 @@ pub struct Args {
     /// Backend connections at most.
     #[arg(long)]
     max_backends: Option<usize>,
+    /// A read-only statement killed on the server after running this many seconds is not
+    /// run again (a KILL of a long query is aimed at it; default 1).
+    #[arg(long, value_name = "SECS")]
+    killed_read_replay_limit: Option<f64>,
     /// Worker threads for the proxy (default: half the cores, at least one; a proxy
     /// shares the machine with the application or the server, and on few cores a single
     /// worker relays faster than several).
@@ -186,6 +190,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(s) = args.client_idle_timeout {
         config.client_idle_timeout = (s > 0.0).then(|| Duration::from_secs_f64(s));
+    }
+    if let Some(s) = args.killed_read_replay_limit {
+        config.killed_read_replay_limit = Duration::from_secs_f64(s.max(0.0));
     }
     raise_open_files_limit();
     // The proxy runs on its own runtime, sized for relaying (see --threads); this one only

@@ -23,6 +23,8 @@ use crate::ProxyError;
 pub struct ConnectOptions {
     /// The client's capabilities, so that replies have the shape the client expects.
     pub client_capabilities: u32,
+    /// The client's MariaDB extended capabilities (forwarded where the proxy supports them).
+    pub client_mariadb_capabilities: u32,
     /// The client's character set id.
     pub charset: u8,
     /// The database to start in.
@@ -59,6 +61,8 @@ pub struct Backend {
     pub server_version: String,
     /// The server's capabilities, from the greeting.
     pub server_capabilities: u32,
+    /// The server's MariaDB extended capabilities, from the greeting (0 for MySQL).
+    pub server_mariadb_capabilities: u32,
     /// The session's `wait_timeout` as the server reported it at login.
     pub wait_timeout: Duration,
     /// The size from which the server refuses a command packet with 1153 (and closes the
@@ -157,6 +161,14 @@ impl Backend {
             | caps::TRANSACTIONS
             | caps::SESSION_TRACK;
         let mut capabilities = wanted & greeting.capabilities;
+        let mariadb_capabilities = opts.client_mariadb_capabilities
+            & caps::mariadb::PROXY_SUPPORTED
+            & greeting.mariadb_capabilities;
+        if mariadb_capabilities != 0 {
+            // A MariaDB server reads extended capabilities only from a client that clears
+            // CLIENT_MYSQL, as MariaDB's own clients do.
+            capabilities &= !caps::LONG_PASSWORD;
+        }
         if opts.database.is_some() {
             capabilities |= caps::CONNECT_WITH_DB & greeting.capabilities;
         } else {
@@ -165,6 +177,7 @@ impl Backend {
         let plugin = greeting.auth_plugin.clone();
         let response = HandshakeResponse {
             capabilities,
+            mariadb_capabilities,
             max_packet: 1 << 30,
             charset: opts.charset,
             user: target.user.clone(),
@@ -192,6 +205,7 @@ impl Backend {
                         capabilities,
                         server_version: greeting.server_version.clone(),
                         server_capabilities: greeting.capabilities,
+                        server_mariadb_capabilities: greeting.mariadb_capabilities,
                         wait_timeout: Duration::from_secs(28800),
                         packet_limit: 16 << 20,
                         server_started: None,

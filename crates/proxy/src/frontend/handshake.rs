@@ -179,10 +179,19 @@ pub async fn greet(
     connection_id: u32,
     server_version: &str,
     server_capabilities: u32,
+    server_mariadb_capabilities: u32,
     scramble: &[u8],
     offer_tls: bool,
 ) -> Result<(), LoginError> {
     let tls = if offer_tls { caps::SSL } else { 0 };
+    // A MariaDB server clears CLIENT_MYSQL and offers its extended capabilities; so does
+    // the proxy in front of one, so that MariaDB clients ask for extended metadata.
+    let mariadb = server_capabilities & caps::LONG_PASSWORD == 0;
+    let mariadb_capabilities = if mariadb {
+        server_mariadb_capabilities & caps::mariadb::PROXY_SUPPORTED
+    } else {
+        0
+    };
     let greeting = Greeting {
         server_version: server_version.to_owned(),
         connection_id,
@@ -191,8 +200,9 @@ pub async fn greet(
             | caps::PROTOCOL_41
             | caps::SECURE_CONNECTION
             | caps::PLUGIN_AUTH
-            | caps::LONG_PASSWORD
+            | if mariadb { 0 } else { caps::LONG_PASSWORD }
             | tls,
+        mariadb_capabilities,
         charset: packet::DEFAULT_CHARSET,
         status: status::AUTOCOMMIT,
         auth_plugin: NATIVE.into(),

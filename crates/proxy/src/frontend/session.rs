@@ -45,7 +45,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use goneaway_core::codes::{
     CR_SERVER_LOST, ER_ACCESS_DENIED_ERROR, ER_CLIENT_INTERACTION_TIMEOUT, ER_CONNECTION_KILLED,
-    ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_SERVER_SHUTDOWN,
+    ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_NEW_ABORTING_CONNECTION,
+    ER_SERVER_SHUTDOWN,
 };
 use goneaway_core::Cause;
 use tokio::io::AsyncWriteExt;
@@ -163,6 +164,8 @@ pub struct Session {
     shared: Arc<Shared>,
     /// The capabilities the client negotiated.
     client_caps: u32,
+    /// MariaDB extended capabilities agreed with the client.
+    client_mariadb_caps: u32,
     charset: u8,
     backend: Option<Backend>,
     state: SessionState,
@@ -258,6 +261,8 @@ impl Session {
             client,
             peer,
             client_caps: login.response.capabilities & caps::PROXY_SUPPORTED,
+            client_mariadb_caps: login.response.mariadb_capabilities
+                & caps::mariadb::PROXY_SUPPORTED,
             charset: login.response.charset,
             backend: None,
             state: SessionState {
@@ -283,8 +288,23 @@ impl Session {
         };
         // Log in to the server now, so that a wrong database or an unreachable server is
         // reported at login, as a direct connection would.
-        if session.fresh_backend_or_tell(login.next_seq).await.is_err() {
-            return;
+        match session.fresh_backend().await {
+            Ok(()) => {}
+            // The server accepted the login, then failed its init_connect on the first
+            // command and closed: directly, the client's login succeeds and its first
+            // command gets the server's 1184 (MariaDB's main.init_connect), so the same here.
+            Err(ProxyError::Server(e)) if e.code == ER_NEW_ABORTING_CONNECTION => {
+                session.init_connect_failed(login.next_seq, e).await;
+                return;
+            }
+            Err(e) => {
+                let (code, state, msg) =
+                    backend_error_for_client(&e, &session.shared.config.backend.addr());
+                session
+                    .send_err(login.next_seq, code, &state, "backend_unavailable", &msg)
+                    .await;
+                return;
+            }
         }
         session.shared.stats.logins.fetch_add(1, Ordering::Relaxed);
         if session.client.get_ref().is_tls() {
@@ -309,6 +329,36 @@ impl Session {
         session.serve(&mut shutdown).await;
         if let Some(b) = session.backend.take() {
             b.quit().await;
+        }
+    }
+
+    /// The login succeeded but the server's init_connect failed: OK to the login, the
+    /// server's error to the first command, then the connection closes, as the server does.
+    async fn init_connect_failed(&mut self, login_seq: u8, e: ErrInfo) {
+        self.shared.stats.logins.fetch_add(1, Ordering::Relaxed);
+        if self
+            .client
+            .send(Packet::new(
+                login_seq,
+                packet::ok_payload(status::AUTOCOMMIT),
+            ))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let first = tokio::time::timeout(self.shared.config.login_timeout, self.client.next());
+        if let Ok(Some(Ok(p))) = first.await {
+            if p.first() != Some(com::QUIT) {
+                self.send_err(
+                    p.seq.wrapping_add(1),
+                    e.code,
+                    &e.sqlstate,
+                    "server_error",
+                    &e.message,
+                )
+                .await;
+            }
         }
     }
 
@@ -568,6 +618,7 @@ impl Session {
         .map_err(|_| ProxyError::Timeout("the proxy is shutting down".into()))?;
         let opts = ConnectOptions {
             client_capabilities: self.client_caps,
+            client_mariadb_capabilities: self.client_mariadb_caps,
             charset: self.charset,
             database: self.state.database.clone(),
             timeout: config.connect_timeout,
@@ -631,6 +682,7 @@ impl Session {
         *self.shared.server_info.lock().unwrap() = ServerInfo {
             version: backend.server_version.clone(),
             capabilities: backend.server_capabilities,
+            mariadb_capabilities: backend.server_mariadb_capabilities,
         };
         self.state.backend_replaced();
         self.backend = Some(backend);
@@ -793,6 +845,7 @@ impl Session {
                         continue;
                     }
                 };
+            let sent = Instant::now();
             match self.forward(cmd, &to_send, sql.as_deref()).await {
                 Ok(()) => {
                     self.shared.stats.command_latency(started.elapsed());
@@ -817,6 +870,35 @@ impl Session {
                     let killed = server_err
                         .as_ref()
                         .is_some_and(|e| e.code == ER_CONNECTION_KILLED);
+                    let mut cause = cause;
+                    // The server closes a KILLed connection without a word, as it does on a
+                    // shutdown: a statement that had run long is replayed only once the
+                    // reconnection proves it was not a KILL (see killed_read_replay_limit).
+                    if let Err(u) = cause {
+                        if !flushed
+                            && !not_run
+                            && replayable
+                            && lost.is_none()
+                            && !u.reset
+                            && sent.elapsed() >= self.shared.config.killed_read_replay_limit
+                        {
+                            self.unexplained = Some(u);
+                            let c = self.explain_loss().await;
+                            if c == Cause::ConnectionKilled {
+                                tracing::info!(session = self.id, ran = ?sent.elapsed(), "a long read-only statement was killed; not running it again");
+                                let msg = format!(
+                                    "Lost connection to MySQL server during query (Connection was killed by goneaway proxy: the server connection was killed while this read-only statement ran (cause: {c}); \
+                                     it had run {:.1} s, and a statement killed after running {:?} or more is not run again. The session goes on with a fresh connection)",
+                                    sent.elapsed().as_secs_f64(),
+                                    self.shared.config.killed_read_replay_limit,
+                                );
+                                return self
+                                    .send_err(1, LOST_CODE, SQLSTATE_LOST, "statement_killed", &msg)
+                                    .await;
+                            }
+                            cause = Ok(c);
+                        }
+                    }
                     if !flushed && lost.is_none() && !killed && (not_run || replayable) {
                         self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
                         match cause {
@@ -1454,6 +1536,7 @@ async fn accept_login(
             id as u32,
             &info.version,
             info.capabilities,
+            info.mariadb_capabilities,
             &scramble,
             shared.tls.is_some(),
         )

@@ -62,6 +62,20 @@ pub mod caps {
     /// makes `mysql.user` a table of the current database, `IGNORE_SPACE`, `ODBC`) or
     /// which timeout applies (`INTERACTIVE`).
     pub const INTERNAL: u32 = PROXY_SUPPORTED & !(NO_SCHEMA | IGNORE_SPACE | ODBC | INTERACTIVE);
+
+    /// MariaDB's extended capabilities (`MARIADB_CLIENT_*`, the upper 32 bits of its 64-bit
+    /// flags), carried in the last 4 filler bytes of the greeting and of the handshake
+    /// response when `CLIENT_MYSQL` (= [`LONG_PASSWORD`]) is clear.
+    pub mod mariadb {
+        /// Column definitions carry the data type's name and format (`json`, `uuid`, …).
+        pub const EXTENDED_METADATA: u32 = 1 << 3;
+        /// What the proxy forwards. Extended metadata only adds a string to each column
+        /// definition, which the proxy counts but never parses. Not `PROGRESS` (a new
+        /// packet type in the middle of a reply), `COM_MULTI`, `STMT_BULK_OPERATIONS` or
+        /// `CACHE_METADATA` (replies whose shape depends on what the connection executed
+        /// before, which a replaced backend does not know).
+        pub const PROXY_SUPPORTED: u32 = EXTENDED_METADATA;
+    }
 }
 
 /// Server status flags (`SERVER_*`).
@@ -362,6 +376,8 @@ pub struct Greeting {
     /// The 20-byte nonce for the authentication plugins.
     pub scramble: Vec<u8>,
     pub capabilities: u32,
+    /// MariaDB's extended capabilities; 0 when the server is MySQL (`CLIENT_MYSQL` set).
+    pub mariadb_capabilities: u32,
     pub charset: u8,
     pub status: u16,
     pub auth_plugin: String,
@@ -384,7 +400,12 @@ impl Greeting {
         let high = r.u16()? as u32;
         let capabilities = low | high << 16;
         let auth_len = r.u8()? as usize;
-        r.take(10)?;
+        let filler = r.take(10)?;
+        let mariadb_capabilities = if capabilities & caps::LONG_PASSWORD == 0 {
+            u32::from_le_bytes([filler[6], filler[7], filler[8], filler[9]])
+        } else {
+            0
+        };
         if capabilities & caps::SECURE_CONNECTION != 0 {
             let n = auth_len.saturating_sub(8).max(13);
             let part = r.take(n.min(r.remaining()))?;
@@ -402,6 +423,7 @@ impl Greeting {
             connection_id,
             scramble,
             capabilities,
+            mariadb_capabilities,
             charset,
             status,
             auth_plugin,
@@ -422,7 +444,8 @@ impl Greeting {
         out.put_u16_le(self.status);
         out.put_u16_le((self.capabilities >> 16) as u16);
         out.put_u8(self.scramble.len() as u8 + 1);
-        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&[0; 6]);
+        out.put_u32_le(self.mariadb_capabilities);
         out.extend_from_slice(&self.scramble[8..]);
         out.put_u8(0);
         out.extend_from_slice(self.auth_plugin.as_bytes());
@@ -435,6 +458,8 @@ impl Greeting {
 #[derive(Debug, Clone, Default)]
 pub struct HandshakeResponse {
     pub capabilities: u32,
+    /// MariaDB's extended capabilities (0 unless `CLIENT_MYSQL` is clear).
+    pub mariadb_capabilities: u32,
     pub max_packet: u32,
     pub charset: u8,
     pub user: String,
@@ -455,7 +480,12 @@ impl HandshakeResponse {
         }
         let max_packet = r.u32()?;
         let charset = r.u8()?;
-        r.take(23)?;
+        let filler = r.take(23)?;
+        let mariadb_capabilities = if capabilities & caps::LONG_PASSWORD == 0 {
+            u32::from_le_bytes([filler[19], filler[20], filler[21], filler[22]])
+        } else {
+            0
+        };
         let user = String::from_utf8_lossy(r.nul_bytes()).into_owned();
         let auth_response = if capabilities & caps::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
             r.lenenc_bytes()?.to_vec()
@@ -485,6 +515,7 @@ impl HandshakeResponse {
         }
         Some(HandshakeResponse {
             capabilities,
+            mariadb_capabilities,
             max_packet,
             charset,
             user,
@@ -501,7 +532,8 @@ impl HandshakeResponse {
         out.put_u32_le(self.capabilities);
         out.put_u32_le(self.max_packet);
         out.put_u8(self.charset);
-        out.extend_from_slice(&[0; 23]);
+        out.extend_from_slice(&[0; 19]);
+        out.put_u32_le(self.mariadb_capabilities);
         out.extend_from_slice(self.user.as_bytes());
         out.put_u8(0);
         if self.capabilities & caps::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
@@ -594,6 +626,7 @@ mod tests {
             connection_id: 7,
             scramble: (1..=20).collect(),
             capabilities: caps::PROXY_SUPPORTED,
+            mariadb_capabilities: 0,
             charset: 45,
             status: status::AUTOCOMMIT,
             auth_plugin: "mysql_native_password".into(),
@@ -602,5 +635,46 @@ mod tests {
         assert_eq!(back.scramble, g.scramble);
         assert_eq!(back.capabilities, g.capabilities);
         assert_eq!(back.auth_plugin, g.auth_plugin);
+        assert_eq!(
+            back.mariadb_capabilities, 0,
+            "CLIENT_MYSQL set: a MySQL greeting"
+        );
+    }
+
+    #[test]
+    fn mariadb_extended_capabilities_round_trip() {
+        let g = Greeting {
+            server_version: "5.5.5-10.11.6-MariaDB".into(),
+            connection_id: 7,
+            scramble: (1..=20).collect(),
+            capabilities: caps::PROXY_SUPPORTED & !caps::LONG_PASSWORD,
+            mariadb_capabilities: 0x1f,
+            charset: 45,
+            status: status::AUTOCOMMIT,
+            auth_plugin: "mysql_native_password".into(),
+        };
+        let back = Greeting::parse(&g.encode()).unwrap();
+        assert_eq!(back.mariadb_capabilities, 0x1f);
+        assert_eq!(back.scramble, g.scramble);
+        let r = HandshakeResponse {
+            capabilities: caps::PROTOCOL_41 | caps::SECURE_CONNECTION | caps::PLUGIN_AUTH,
+            mariadb_capabilities: caps::mariadb::EXTENDED_METADATA,
+            user: "app".into(),
+            auth_plugin: Some("mysql_native_password".into()),
+            ..Default::default()
+        };
+        let back = HandshakeResponse::parse(&r.encode()).unwrap();
+        assert_eq!(back.mariadb_capabilities, caps::mariadb::EXTENDED_METADATA);
+        assert_eq!(back.user, "app");
+        let mysql = HandshakeResponse {
+            capabilities: r.capabilities | caps::LONG_PASSWORD,
+            ..r
+        };
+        assert_eq!(
+            HandshakeResponse::parse(&mysql.encode())
+                .unwrap()
+                .mariadb_capabilities,
+            0
+        );
     }
 }
