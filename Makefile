@@ -5,9 +5,10 @@ CARGO ?= cargo
 .PHONY: demo test torture bench deps bench-deps lint fmt compat compat-smoke compat-deps
 
 ## Install Debian's mariadb-server, mariadb-client, sysbench and python3-pymysql when they
-## are missing (the proxy's tests drive it with the real mariadb client, sysbench and PyMySQL).
+## are missing (the proxy's tests drive it with the real mariadb client, sysbench and PyMySQL),
+## and galera-4 and rsync (the harness's Galera clusters and their state transfers).
 deps:
-	@sh scripts/ensure-mariadb.sh sysbench python3-pymysql
+	@sh scripts/ensure-mariadb.sh sysbench python3-pymysql galera-4 rsync
 
 ## The benchmarks also compare against HAProxy.
 bench-deps:

@@ -11,11 +11,14 @@ command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || miss
 command -v mariadb >/dev/null 2>&1 || missing="$missing mariadb-client"
 # Extra packages named on the command line: a command of the same name, except for
 # python3-pymysql (the Python client the proxy's tests drive), checked by importing it in
-# Debian's own python3 (a pyenv or venv python3 earlier on PATH would not see it).
+# Debian's own python3 (a pyenv or venv python3 earlier on PATH would not see it), and
+# galera-4 (the provider library of the harness's Galera clusters, which has no command).
 for extra in "$@"; do
     case "$extra" in
         python3-pymysql)
             /usr/bin/python3 -c 'import pymysql' >/dev/null 2>&1 || missing="$missing python3-pymysql" ;;
+        galera-4)
+            [ -f "${GONEAWAY_GALERA_PROVIDER:-/usr/lib/galera/libgalera_smm.so}" ] || missing="$missing galera-4" ;;
         *)
             command -v "$extra" >/dev/null 2>&1 || missing="$missing $extra" ;;
     esac

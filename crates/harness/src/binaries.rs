@@ -37,16 +37,29 @@ impl Binaries {
     }
 }
 
-fn find(env_var: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(env_var) {
-        let path = PathBuf::from(path);
-        return is_executable(&path).then_some(path);
-    }
+/// A command on `PATH` (or in the sbin directories), such as `rsync`.
+pub(crate) fn find_command(name: &str) -> Option<PathBuf> {
+    search_dirs()
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn search_dirs() -> Vec<PathBuf> {
     // sbin is often missing from a non-root PATH, and Debian puts mariadbd there.
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from));
+    dirs
+}
+
+fn find(env_var: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        return is_executable(&path).then_some(path);
+    }
+    let dirs = search_dirs();
     names
         .iter()
         .flat_map(|name| dirs.iter().map(move |dir| dir.join(name)))

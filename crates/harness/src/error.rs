@@ -18,6 +18,15 @@ pub enum HarnessError {
         /// The environment variable that can point at it.
         env_var: &'static str,
     },
+    /// A Galera cluster needs what is not installed.
+    #[error(
+        "{missing} not found: install Debian's galera-4 and rsync packages (`apt-get install \
+         galera-4 rsync`, or `make deps`), or set GONEAWAY_GALERA_PROVIDER to the provider's path"
+    )]
+    GaleraNotFound {
+        /// What is missing.
+        missing: String,
+    },
     /// A process could not be spawned or a file could not be written.
     #[error("{action}: {source}")]
     Io {
@@ -60,6 +69,28 @@ pub enum HarnessError {
     /// The operation needs a running server.
     #[error("the server is not running")]
     NotRunning,
+    /// The operation needs a stopped server.
+    #[error("the server is running")]
+    Running,
+    /// A cluster did not reach the state a test waits for (formed, caught up, a member
+    /// seen gone) within the bound.
+    #[error("{what} within {seconds} s: {seen}")]
+    Cluster {
+        /// What was awaited, such as "the Galera cluster did not reach 3 members".
+        what: String,
+        /// How long the harness waited.
+        seconds: u64,
+        /// What was seen last, with the members' error log tails where they help.
+        seen: String,
+    },
+    /// A member index out of range.
+    #[error("no member {index}: the cluster has {len}")]
+    NoMember {
+        /// The index asked for.
+        index: usize,
+        /// How many members there are.
+        len: usize,
+    },
     /// An administrative statement failed.
     #[error("administrative statement failed: {0}")]
     Admin(#[from] mysql_async::Error),

@@ -9,6 +9,11 @@
 //! (`KILL CONNECTION`), and [`Server::stop`]. Dropping a `Server` kills the process and
 //! removes the directory, also when a test panics.
 //!
+//! Real clusters on 127.0.0.1, for the doctor, the watcher and the proxy:
+//! [`Replication`] is a GTID primary with replicas (lag, a broken SQL thread, a promotion),
+//! [`Galera`] a Galera cluster of three nodes by default (kill, stop, rejoin). Their members
+//! are [`Server`]s with the same guarantees.
+//!
 //! The binaries are found on `PATH`, in `/usr/sbin` and `/usr/local/sbin`, or through the
 //! `GONEAWAY_MARIADBD` and `GONEAWAY_MARIADB_INSTALL_DB` environment variables; a missing
 //! `mariadbd` is a [`HarnessError::MariadbNotFound`] that says what to install.
@@ -28,8 +33,13 @@
 
 mod binaries;
 mod error;
+mod galera;
+mod join;
+mod replication;
 mod server;
 
 pub use binaries::Binaries;
 pub use error::HarnessError;
+pub use galera::{Galera, GaleraBuilder, WsrepStatus, GALERA_PROVIDER};
+pub use replication::{ReplicaStatus, Replication, ReplicationBuilder, REPLICATION_USER};
 pub use server::{Server, ServerBuilder, APP_PASSWORD, APP_USER, DATABASE};

@@ -33,6 +33,18 @@ pub struct ServerBuilder {
     vars: Vec<(String, String)>,
     /// See [`DEFAULT_READY_TIMEOUT`].
     ready_timeout: Duration,
+    /// A port chosen by the caller (clusters configure their members with each other's
+    /// ports before starting them); `None` picks a free one, retried on a clash.
+    port: Option<u16>,
+    /// Whether to run `mariadb-install-db`. A Galera joiner starts from an empty data
+    /// directory and receives its data from a donor (state transfer).
+    install: bool,
+    /// Whether to create the application account and database after the start. A Galera
+    /// joiner gets them from the cluster.
+    bootstrap: bool,
+    /// Whether the server's directory is opened to every user: the rsync daemon of a
+    /// Galera state transfer runs as `nobody` and must reach and write the data directory.
+    open_to_all: bool,
 }
 
 impl Default for ServerBuilder {
@@ -51,6 +63,10 @@ impl Default for ServerBuilder {
                 ("max_connections".into(), "200".into()),
             ],
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            port: None,
+            install: true,
+            bootstrap: true,
+            open_to_all: false,
         }
     }
 }
@@ -70,39 +86,78 @@ impl ServerBuilder {
         self
     }
 
+    /// Listens on this port instead of a free one the harness picks (no retry on a clash).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Starts from an empty data directory, without `mariadb-install-db` and without the
+    /// application account (a Galera joiner receives both from its donor).
+    pub(crate) fn empty_data(mut self) -> Self {
+        self.install = false;
+        self.bootstrap = false;
+        self
+    }
+
+    /// Opens the server's directory to every user (see the field).
+    pub(crate) fn open_to_all(mut self) -> Self {
+        self.open_to_all = true;
+        self
+    }
+
     /// Creates the data directory, starts `mariadbd` and waits until it accepts connections.
     pub async fn start(self) -> Result<Server, HarnessError> {
-        let binaries = Binaries::locate()?;
         // A free port can be taken by another test between our probe and mariadbd's bind:
         // try a few ports (each with a fresh directory, installed in well under a second)
-        // before giving up.
+        // before giving up. A port the caller chose gets one try.
         let mut last_error = None;
         for _ in 0..5 {
-            let dir = tempfile::Builder::new()
-                .prefix("goneaway-mariadb-")
-                .tempdir()
-                .map_err(|e| HarnessError::io("creating the server's temporary directory", e))?;
-            install_db(&binaries, dir.path()).await?;
-            let server = Server {
-                dir,
-                binaries: binaries.clone(),
-                port: free_port()?,
-                vars: self.vars.clone(),
-                ready_timeout: self.ready_timeout,
-                child: Mutex::new(None),
-            };
+            let server = self.create().await?;
             match server.start().await {
                 Ok(()) => {
-                    server.bootstrap().await?;
+                    if self.bootstrap {
+                        server.bootstrap().await?;
+                    }
                     return Ok(server);
                 }
-                Err(e) if server.log_tail().contains("Bind on TCP/IP port") => {
+                Err(e) if !server.fixed_port && server.port_was_taken() => {
                     last_error = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(last_error.expect("at least one attempt"))
+    }
+
+    /// Creates the directory (and the data, unless [`ServerBuilder::empty_data`]) of a
+    /// server that is not started yet, so that a cluster can start its members together.
+    pub(crate) async fn create(&self) -> Result<Server, HarnessError> {
+        let binaries = Binaries::locate()?;
+        let dir = tempfile::Builder::new()
+            .prefix("goneaway-mariadb-")
+            .tempdir()
+            .map_err(|e| HarnessError::io("creating the server's temporary directory", e))?;
+        if self.install {
+            install_db(&binaries, dir.path()).await?;
+        } else {
+            for sub in ["data", "tmp"] {
+                std::fs::create_dir_all(dir.path().join(sub))
+                    .map_err(|e| HarnessError::io("creating the server's directories", e))?;
+            }
+        }
+        if self.open_to_all {
+            open_to_all(dir.path())?;
+        }
+        Ok(Server {
+            dir,
+            binaries,
+            port: self.port.map_or_else(free_port, Ok)?,
+            fixed_port: self.port.is_some(),
+            vars: Mutex::new(self.vars.clone()),
+            ready_timeout: self.ready_timeout,
+            child: Mutex::new(None),
+        })
     }
 }
 
@@ -116,7 +171,11 @@ pub struct Server {
     binaries: Binaries,
     /// Kept across restarts so clients and relays can reconnect to the same address.
     port: u16,
-    vars: Vec<(String, String)>,
+    /// Whether the caller chose the port (a clash is then an error, not a retry).
+    fixed_port: bool,
+    /// Passed as `--name=value` at every start; [`Server::set_var`] changes them for the
+    /// next one.
+    vars: Mutex<Vec<(String, String)>>,
     ready_timeout: Duration,
     /// `None` while stopped or crashed.
     child: Mutex<Option<Child>>,
@@ -194,6 +253,33 @@ impl Server {
         }
     }
 
+    /// Sets a server variable for the next [`Server::start`] (the running server keeps its
+    /// values; use `SET GLOBAL` through [`Server::admin`] for those).
+    pub fn set_var(&self, name: &str, value: impl Display) {
+        let name = name.replace('-', "_");
+        let mut vars = self.vars.lock().unwrap();
+        vars.retain(|(n, _)| *n != name);
+        vars.push((name, value.to_string()));
+    }
+
+    /// Removes a server variable from the next [`Server::start`]'s command line.
+    pub fn remove_var(&self, name: &str) {
+        let name = name.replace('-', "_");
+        self.vars.lock().unwrap().retain(|(n, _)| *n != name);
+    }
+
+    /// A variable's value on the command line of the next start, if set.
+    pub fn var(&self, name: &str) -> Option<String> {
+        let name = name.replace('-', "_");
+        self.vars
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    }
+
     /// Starts the server again after [`Server::stop`] or [`Server::crash`], on the same port
     /// with the same data, and waits until it accepts connections.
     pub async fn start(&self) -> Result<(), HarnessError> {
@@ -227,7 +313,13 @@ impl Server {
             ))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--port={}", self.port))
-            .args(self.vars.iter().map(|(n, v)| format!("--{n}={v}")))
+            .args(
+                self.vars
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(n, v)| format!("--{n}={v}")),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -329,6 +421,52 @@ impl Server {
         std::fs::read_to_string(self.error_log()).unwrap_or_default()
     }
 
+    /// Whether the last start failed because the port was taken (by another test).
+    pub(crate) fn port_was_taken(&self) -> bool {
+        let tail = self.log_tail();
+        tail.contains("Bind on TCP/IP port") || tail.contains("Address already in use")
+    }
+
+    /// Empties the data directory of a stopped server, so that its next start begins from
+    /// nothing (a Galera node rejoining with a full state transfer).
+    pub(crate) fn wipe_data(&self) -> Result<(), HarnessError> {
+        if self.is_running() {
+            return Err(HarnessError::Running);
+        }
+        let data = self.data_dir();
+        std::fs::remove_dir_all(&data)
+            .map_err(|e| HarnessError::io("emptying the data directory", e))?;
+        std::fs::create_dir(&data)
+            .map_err(|e| HarnessError::io("emptying the data directory", e))?;
+        open_to_all(&data)
+    }
+
+    /// A global status value (`information_schema.GLOBAL_STATUS`), read as root.
+    pub async fn status(&self, name: &str) -> Result<Option<String>, HarnessError> {
+        let mut conn = self.admin_conn().await?;
+        let value: Option<String> = conn
+            .exec_first(
+                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?",
+                (name,),
+            )
+            .await?;
+        conn.disconnect().await?;
+        Ok(value)
+    }
+
+    /// A global variable's value (`information_schema.GLOBAL_VARIABLES`), read as root.
+    pub async fn global(&self, name: &str) -> Result<Option<String>, HarnessError> {
+        let mut conn = self.admin_conn().await?;
+        let value: Option<String> = conn
+            .exec_first(
+                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = ?",
+                (name,),
+            )
+            .await?;
+        conn.disconnect().await?;
+        Ok(value)
+    }
+
     fn log_tail(&self) -> String {
         let text = self.error_log_text();
         let lines: Vec<&str> = text.lines().collect();
@@ -400,7 +538,7 @@ impl Server {
     }
 
     /// Creates the application account and database on a new server.
-    async fn bootstrap(&self) -> Result<(), HarnessError> {
+    pub(crate) async fn bootstrap(&self) -> Result<(), HarnessError> {
         let mut conn = self.admin_conn().await?;
         conn.query_drop(format!(
             "CREATE DATABASE IF NOT EXISTS {DATABASE};
@@ -457,6 +595,53 @@ async fn install_db(binaries: &Binaries, dir: &Path) -> Result<(), HarnessError>
         });
     }
     Ok(())
+}
+
+/// Makes `dir` and everything under it readable and writable by every user (see
+/// `ServerBuilder::open_to_all`).
+fn open_to_all(dir: &Path) -> Result<(), HarnessError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| HarnessError::io("opening the server's directory", e))?;
+        let mode = if meta.is_dir() { 0o777 } else { 0o666 };
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| HarnessError::io("opening the server's directory", e))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)
+                .map_err(|e| HarnessError::io("opening the server's directory", e))?
+            {
+                stack.push(
+                    entry
+                        .map_err(|e| HarnessError::io("opening the server's directory", e))?
+                        .path(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `n` distinct free ports on 127.0.0.1 (all probed at once, so they differ).
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, HarnessError> {
+    let listeners = (0..n)
+        .map(|_| {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .map_err(|e| HarnessError::io("finding a free port", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map(|a| a.port())
+                .map_err(|e| HarnessError::io("finding a free port", e))
+        })
+        .collect()
 }
 
 fn free_port() -> Result<u16, HarnessError> {
