@@ -549,15 +549,22 @@ fn verdict_for_code(err: &ServerError) -> Verdict {
                 })
                 .lost(true)
         }
-        codes::ER_NET_READ_INTERRUPTED => v(&[(NetTimeout, 0.6), (IdleTimeout, 0.25), (NetworkDrop, 0.15)], Retry::ReconnectThenRetry)
-            .note("The server timed out reading a packet from the client (net_read_timeout, or wait_timeout between statements); the statement had not fully arrived, so it did not run.")
+        // A client that received 1159 was cut off mid-transfer: when wait_timeout closes an
+        // idle connection the server sends no error packet (the client sees 2006, 2013, 4031 or
+        // a reset), so the idle timeout is only a remote candidate here. In the server's error
+        // log the same words cover both (`aborted_connection`).
+        codes::ER_NET_READ_INTERRUPTED => v(&[(NetTimeout, 0.8), (NetworkDrop, 0.15), (IdleTimeout, 0.05)], Retry::RetryIfIdempotent)
+            .note("The server gave up reading a packet the client was in the middle of sending (net_read_timeout, default 30 s) and said so with error 1159. A connection closed for sitting idle (wait_timeout) gets no error packet, so a client that received 1159 was stalled mid-transfer: a large statement or LOAD DATA LOCAL over a slow link, or a client that paused while sending.")
+            .tell("A statement split over several packets that never fully arrived did not run; a LOAD DATA LOCAL INFILE that stalled while sending its file had started: InnoDB rolled it back, non-transactional tables keep the rows already loaded")
+            .tell("The same words in the server's error log ('Aborted connection … (Got timeout reading communication packets)') also cover an idle connection closed at wait_timeout; received by a client they do not")
             .lost(true),
         codes::ER_NET_READ_ERROR => v(&[(NetworkDrop, 0.55), (PacketTooLarge, 0.15), (NetTimeout, 0.15), (OutOfSync, 0.15)], Retry::ReconnectThenRetry)
             .note("The server got an error reading from the client: the client went away without closing the connection, or the link broke.")
             .tell("Clients that exit or drop pooled sockets without COM_QUIT produce this too; it is harmless when nobody saw an error")
             .lost(true),
         codes::ER_NET_WRITE_INTERRUPTED => v(&[(NetTimeout, 0.7), (NetworkDrop, 0.3)], Retry::RetryIfIdempotent)
-            .note("The server timed out writing a result to a client that did not read it (net_write_timeout); the statement had run.")
+            .note("The server timed out writing a result to a client that did not read it (net_write_timeout, default 60 s); the statement had run.")
+            .tell("A client that reads a large result slowly (streaming, slow work per row) hits net_write_timeout every time; a network that stops carrying packets only sometimes")
             .lost(true),
         codes::ER_NET_ERROR_ON_WRITE => v(&[(NetworkDrop, 0.6), (NetTimeout, 0.4)], Retry::RetryIfIdempotent)
             .note("The server failed to write a result to the client; the statement had run.")
@@ -925,7 +932,7 @@ mod tests {
             (1129, HostBlocked, Retry::DoNotRetry),
             (1130, AccessDenied, Retry::DoNotRetry),
             (1153, PacketTooLarge, Retry::DoNotRetry),
-            (1159, NetTimeout, Retry::ReconnectThenRetry),
+            (1159, NetTimeout, Retry::RetryIfIdempotent),
             (1161, NetTimeout, Retry::RetryIfIdempotent),
             (1205, LockWaitTimeout, Retry::RetryTransaction),
             (1213, Deadlock, Retry::RetryTransaction),

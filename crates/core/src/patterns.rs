@@ -197,6 +197,117 @@ fn parse_number(s: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether the text before "Got timeout reading communication packets" (or one of its
+/// siblings, errors 1158-1161) shows a client that received the server's error — a driver
+/// exception, the error number, a SQLSTATE — rather than a line of the server's own error
+/// log. The difference matters: the server sends no error packet when it closes an idle
+/// connection, so a client that received 1159/1161 was stalled mid-transfer
+/// (`net_timeout`), while the log line is also what `wait_timeout` leaves behind.
+fn received_by_client(before: &str) -> bool {
+    // The number or symbol as drivers print it: "ERROR 1159 (08S01): …" (mysql CLI),
+    // "Error 1159 (08S01): …" (go-sql-driver), "(1159, '…')" (PyMySQL), "(1159) (ER_NET_…)"
+    // (MyXQL), "[1159]" / "SQLSTATE[08S01]" (PDO), "errno: 1159" (Node), "1159 (08S01): …".
+    static NUMBERED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(&ascii_boundaries(
+            r"(?i)\berror:? 11(?:58|59|60|61)\b|\(11(?:58|59|60|61)[,)]|\b11(?:58|59|60|61) \(|\[11(?:58|59|60|61)\]|\berrno:? 11(?:58|59|60|61)\b|\bER_NET_(?:READ|WRITE|ERROR)|\bSQLSTATE\b|\b08S01\b",
+        ))
+        .expect("valid regex")
+    });
+    // MySQL 8 and MariaDB error log lines: "[Note] [MY-010914] [Server] Got an error …",
+    // "[Warning] …"; a thread id there may look like an error number, hence NUMBERED first.
+    static SERVER_LOG: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\[(?:Note|Warning|ERROR|System)\]|\[MY-\d+\]|\[Server\]").expect("valid regex")
+    });
+    // "Mysql2::Error: …", "java.sql.SQLException: …", "MySqlException (0x80004005): …",
+    // "DBD::mysql::st execute failed: …", an application log's "ERROR" level.
+    static DRIVER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(&ascii_boundaries(r"(?i)(?:error|exception|failed)\b")).expect("valid regex")
+    });
+    NUMBERED.is_match(before) || (!SERVER_LOG.is_match(before) && DRIVER.is_match(before))
+}
+
+/// Errors a driver raises only while opening a connection, wrapping the real one: the wrapped
+/// message decides when goneaway knows it as a failure to connect (refused, unknown host, too
+/// many connections, access denied); otherwise the connection was never made, so nothing ran.
+fn while_connecting(wrapped: &str, fallback: Verdict) -> Diagnosis {
+    match classify_known(wrapped) {
+        Some(d)
+            if matches!(d.retry, Retry::SafeToRetry | Retry::DoNotRetry)
+                && d.primary() != Unknown =>
+        {
+            d
+        }
+        _ => fallback.finish(),
+    }
+}
+
+/// No connection could be opened, and the message does not say why.
+fn could_not_connect(note: &'static str) -> Verdict {
+    Verdict::new(
+        &[
+            (ServerUnreachable, 0.6),
+            (ServerRestart, 0.15),
+            (NetworkDrop, 0.15),
+            (TooManyConnections, 0.1),
+        ],
+        Retry::SafeToRetry,
+    )
+    .note(note)
+    .tell("The error the driver wraps (its cause, or the lines after it) says which: refused, timed out, unknown host, too many connections, access denied")
+}
+
+/// A pool that could not hand out a connection in time because every one was in use.
+fn pool_exhausted(note: &'static str) -> Verdict {
+    Verdict::new(
+        &[(TooManyConnections, 0.75), (ServerUnreachable, 0.15), (Unknown, 0.1)],
+        Retry::SafeToRetry,
+    )
+    .note(note)
+    .tell("Compare the busy connections with the pool's maximum: all in use means slow queries, leaked connections or transactions left open; fewer means new connections cannot be opened (look for the connect error logged before this)")
+}
+
+/// A driver- or framework-side statement timeout: the client gave up on the statement (and
+/// usually cancelled it with KILL QUERY), which may still have finished on the server.
+fn statement_timeout(note: &'static str) -> Verdict {
+    Verdict::new(
+        &[(QueryTimeout, 0.7), (NetworkDrop, 0.2), (NetTimeout, 0.1)],
+        Retry::RetryIfIdempotent,
+    )
+    .note(note)
+    .tell("A statement that is slow every time exceeds the timeout every time (EXPLAIN it); one that waited on a row lock shows in information_schema.INNODB_TRX or sys.innodb_lock_waits at that moment")
+    .tell("The statement may have finished on the server just before the client gave up: retry only what is safe to run twice")
+}
+
+/// The driver's socket read timeout expired: nothing came back in time, and the driver
+/// closed the connection.
+fn read_timeout(note: &'static str) -> Verdict {
+    Verdict::new(
+        &[(QueryTimeout, 0.45), (NetworkDrop, 0.35), (NetTimeout, 0.2)],
+        Retry::RetryIfIdempotent,
+    )
+    .note(note)
+    .tell(
+        "A slow statement exceeds the read timeout every time; a dropped connection only sometimes",
+    )
+    .lost(true)
+}
+
+/// The connection broke while a statement was in flight: its outcome is unknown.
+fn lost_in_use(note: &'static str) -> Verdict {
+    Verdict::new(DEAD_ON_USE, Retry::RetryIfIdempotent)
+        .note(note)
+        .tell("If the connection had sat idle longer than wait_timeout (or a middlebox's idle limit) before this statement, it had been closed while idle and the statement never ran; otherwise its outcome is unknown")
+        .lost(true)
+}
+
+/// The driver refused to use a connection it already knew to be closed: nothing was sent.
+fn closed_before_send(note: &'static str) -> Verdict {
+    Verdict::new(DEAD_ON_USE, Retry::ReconnectThenRetry)
+        .note(note)
+        .tell("Look for the first error on that connection: it tells why it closed")
+        .lost(true)
+}
+
 /// The causes of a connection found dead on use, when nothing more is known.
 const DEAD_ON_USE: &[(Cause, f64)] = &[
     (IdleTimeout, 0.5),
@@ -221,11 +332,19 @@ fn rules() -> Vec<Rule> {
         ),
         // MySQL 8 logs unauthenticated failures as "[MY-010914] [Server] Got an error reading
         // communication packets" without "Aborted connection".
+        // Declines the same words received by a client ("ERROR 1159 (08S01): Got timeout
+        // reading communication packets", "Mysql2::Error: Got timeout …"): the client rules
+        // below read them as the error number they are.
         rule(
             "aborted-connection",
             "MySQL/MariaDB server error log",
             r"(?i)Got (?:an error|timeout) (?:reading|writing) communication packets\s*\.?\s*$",
-            |_, t| Some(aborted_connection(&t.to_ascii_lowercase()).finish()),
+            |c, t| {
+                if received_by_client(&t[..c.get(0)?.start()]) {
+                    return None;
+                }
+                Some(aborted_connection(&t.to_ascii_lowercase()).finish())
+            },
         ),
         // MariaDB with log_warnings >= 4, sql/net_serv.cc (my_real_read):
         // "Could not read packet: fd: 43  state: 1  read_length: 4  errno: 110  vio_errno: 1159  length: -1"
@@ -330,6 +449,565 @@ fn rules() -> Vec<Rule> {
             || {
                 Verdict::new(&[(ServerRestart, 0.95), (Unknown, 0.05)], Retry::ReconnectThenRetry)
                     .note("The server error log records a shutdown or a (re)start; every connection open at the time was closed.")
+                    .lost(true)
+            },
+        ),
+        // ---------------- wrappers raised only while connecting ----------------
+        // Sequelize src/dialects/mysql/connection-manager.js connect(): mysql2's error while
+        // opening a connection, by err.code, as ConnectionRefusedError (ECONNREFUSED),
+        // AccessDeniedError (ER_ACCESS_DENIED_ERROR), HostNotFoundError (ENOTFOUND),
+        // HostNotReachableError (EHOSTUNREACH), InvalidConnectionError (EINVAL), else
+        // ConnectionError; names from src/errors/connection/*.ts ("SequelizeConnectionRefusedError",
+        // "SequelizeConnectionTimedOutError", …). Printed "SequelizeConnectionError: <mysql2 message>".
+        rule(
+            "sequelize-connect",
+            "Sequelize",
+            r"\bSequelize(?P<kind>ConnectionRefused|HostNotFound|HostNotReachable|InvalidConnection|ConnectionTimedOut|AccessDenied|Connection)Error\b:?\s*(?P<rest>.*)",
+            |c, _| {
+                let rest = c.name("rest").map_or("", |m| m.as_str());
+                let fallback = match &c["kind"] {
+                    "ConnectionRefused" => io_verdict(ErrorKind::ConnectionRefused),
+                    "HostNotFound" => Verdict::new(&[(ServerUnreachable, 0.9), (NetworkDrop, 0.1)], Retry::SafeToRetry)
+                        .note("Sequelize could not resolve the database host name (ENOTFOUND)."),
+                    "HostNotReachable" => io_verdict(ErrorKind::HostUnreachable),
+                    "ConnectionTimedOut" => Verdict::new(&[(ServerUnreachable, 0.6), (NetworkDrop, 0.4)], Retry::SafeToRetry)
+                        .note("Sequelize timed out opening a connection: nothing answered in time (a firewall dropping packets, a wrong address, a host that is down)."),
+                    "AccessDenied" => return Some(classify_code(codes::ER_ACCESS_DENIED_ERROR, None, Some(rest))),
+                    _ => could_not_connect("Sequelize raises this while opening a connection (its MySQL connection manager's connect()), so no statement was sent."),
+                };
+                Some(while_connecting(rest, fallback))
+            },
+        ),
+        // MariaDB Connector/J src/main/java/org/mariadb/jdbc/client/impl/StandardClient.java
+        // handleIOError: "Could not connect to %s : %s" (the host printed as
+        // "address=(host=db)(port=3306)(type=primary)") and handleTimeoutError:
+        // "Socket timeout when connecting to %s. %s".
+        rule(
+            "mariadb-connect",
+            "MariaDB Connector/J",
+            r"Could not connect to \S+ : (?P<rest>.*)",
+            |c, _| {
+                Some(while_connecting(
+                    &c["rest"],
+                    could_not_connect("MariaDB Connector/J could not open the connection, so no statement was sent."),
+                ))
+            },
+        ),
+        verdict(
+            "mariadb-connect",
+            "MariaDB Connector/J",
+            r"Socket timeout when connecting to",
+            || {
+                Verdict::new(&[(ServerUnreachable, 0.6), (NetworkDrop, 0.4)], Retry::SafeToRetry)
+                    .note("MariaDB Connector/J timed out while opening the connection (connectTimeout), so nothing was sent.")
+                    .tell("A timeout (not a refusal) means nothing answered at all: look at firewalls, security groups and routes first")
+            },
+        ),
+        // ---------------- Prisma (prisma/prisma-engines) ----------------
+        // quaint/src/connector/mysql/native/error.rs: a mysql_async I/O error is UnexpectedEof →
+        // ErrorKind::ConnectionClosed, any other (reset, broken pipe, timeout) →
+        // ConnectionError; libs/user-facing-errors/src/quaint.rs renders ConnectionError as P1001
+        // and ConnectionClosed as P1017 (texts in libs/user-facing-errors/src/common.rs).
+        // P1001: "Can't reach database server at `db`:`3306`\n\nPlease make sure your database
+        // server is running at `db`:`3306`." — also for a connection reset in the middle of use.
+        verdict(
+            "prisma-unreachable",
+            "Prisma",
+            r"Can't reach database server at",
+            || {
+                Verdict::new(&[(ServerUnreachable, 0.5), (NetworkDrop, 0.25), (IdleTimeout, 0.1), (ServerRestart, 0.15)], Retry::RetryIfIdempotent)
+                    .note("Prisma (P1001) reports every I/O error other than an end of stream this way: a connection that could not be opened, but also a pooled connection reset while a query was on it, whose outcome is then unknown.")
+                    .tell("At startup or on every request it is unreachable (host, port, firewall, server down): safe to retry; intermittent on a running application it is a pooled connection dropped by the server or a middlebox")
+                    .lost(true)
+            },
+        ),
+        // P1017 ConnectionClosed: "Server has closed the connection." (end of stream)
+        rule(
+            "unexpected-eof",
+            "Prisma",
+            r"Server has closed the connection\.",
+            |_, _| {
+                Some(
+                    io_verdict(ErrorKind::UnexpectedEof)
+                        .note("Prisma (P1017) read an end of stream from the server: the server (or something in between) closed the connection without an error packet, which is what MariaDB's and older MySQL's wait_timeout looks like.")
+                        .finish(),
+                )
+            },
+        ),
+        // libs/user-facing-errors/src/query_engine/mod.rs P2024 PoolTimeout: "Timed out fetching
+        // a new connection from the connection pool. More info: http://pris.ly/d/connection-pool
+        // (Current connection pool timeout: 10, connection limit: 5)"
+        verdict(
+            "pool-timeout",
+            "Prisma",
+            r"Timed out fetching a new connection from the connection pool",
+            || {
+                pool_exhausted("Prisma's query engine could not get a connection from its pool within pool_timeout (P2024): every connection was busy, or new ones could not be opened. Nothing was sent to the server.")
+            },
+        ),
+        // libs/user-facing-errors/src/common.rs P1008 DatabaseOperationTimeout: "Operations
+        // timed out after `5s`. Context: Socket timeout (the database failed to respond to a
+        // query within the configured timeout …)" (quaint.rs, ErrorKind::SocketTimeout).
+        verdict(
+            "client-read-timeout",
+            "Prisma",
+            r"Operations timed out after",
+            || {
+                read_timeout("Prisma's socket_timeout expired while waiting for the database to answer (P1008); the statement may still be running or may have finished.")
+            },
+        ),
+        // libs/user-facing-errors/src/query_engine/mod.rs P2034 TransactionWriteConflict:
+        // "Transaction failed due to a write conflict or a deadlock. Please retry your
+        // transaction" — quaint maps MySQL's 1213 to it (quaint/src/connector/mysql/error.rs).
+        fixed(
+            "Prisma",
+            r"Transaction failed due to a write conflict or a deadlock",
+            codes::ER_LOCK_DEADLOCK,
+        ),
+        // ---------------- .NET: MySqlConnector and MySql.Data (Connector/NET) ----------------
+        // MySqlConnector src/MySqlConnector/MySqlConnection.cs CreateSessionAsync: "Connect
+        // Timeout expired." + " All pooled connections are in use." when the pool is empty.
+        verdict(
+            "pool-timeout",
+            "MySqlConnector (.NET)",
+            r"Connect Timeout expired\. All pooled connections are in use",
+            || {
+                pool_exhausted("MySqlConnector's pool had no free connection within Connect Timeout: every pooled connection was in use (Maximum Pool Size). Nothing was sent to the server.")
+            },
+        ),
+        // Same file (and src/MySqlConnector/Core/ServerSession.cs): "Connect Timeout expired."
+        verdict(
+            "connect-timeout",
+            "MySqlConnector (.NET)",
+            r"Connect Timeout expired\.",
+            || {
+                Verdict::new(&[(ServerUnreachable, 0.6), (NetworkDrop, 0.25), (TooManyConnections, 0.15)], Retry::SafeToRetry)
+                    .note("MySqlConnector could not open a connection within Connect Timeout (default 15 s): the server did not answer in time. Nothing was sent.")
+                    .tell("A timeout (not a refusal) means nothing answered at all: a firewall, a wrong address, or a server too busy to accept connections")
+            },
+        ),
+        // MySqlConnector src/MySqlConnector/Core/ServerSession.cs and MySqlConnection.cs
+        // (UnableToConnectToHost); Connector/NET MySQL.Data/src/Resources.resx
+        // UnableToConnectToHost: "Unable to connect to any of the specified MySQL hosts."
+        verdict(
+            "connect-failure",
+            ".NET (MySqlConnector / MySql.Data)",
+            r"Unable to connect to any of the specified MySQL hosts",
+            || {
+                could_not_connect("The .NET driver could not open a connection to any host in the connection string, so nothing was sent.")
+            },
+        ),
+        // MySqlConnector src/MySqlConnector/MySqlException.cs CreateForTimeout: "The Command
+        // Timeout expired before the operation completed." (MySqlConnector then runs KILL
+        // QUERY from a second connection, MySqlConnection.cs Cancel).
+        verdict(
+            "command-timeout",
+            "MySqlConnector (.NET)",
+            r"The Command Timeout expired before the operation completed",
+            || {
+                statement_timeout("The command ran longer than CommandTimeout (default 30 s, less than innodb_lock_wait_timeout's 50 s): MySqlConnector cancelled it with KILL QUERY (the inner error is 1317 'Query execution was interrupted').")
+            },
+        ),
+        // Connector/NET MySQL.Data/src/Resources.resx Timeout: "Timeout expired.  The timeout
+        // period elapsed prior to completion of the operation or the server is not responding"
+        verdict(
+            "command-timeout",
+            "MySql.Data (Connector/NET)",
+            r"The timeout period elapsed prior to completion of the operation",
+            || {
+                statement_timeout("The command ran longer than CommandTimeout (default 30 s): Connector/NET gave up on it and tried to cancel it.")
+            },
+        ),
+        // Resources.resx TimeoutGettingConnection: "error connecting: Timeout expired.  The
+        // timeout period elapsed prior to obtaining a connection from the pool.  This may have
+        // occurred because all pooled connections were in use and max pool size was reached"
+        verdict(
+            "pool-timeout",
+            "MySql.Data (Connector/NET)",
+            r"The timeout period elapsed prior to obtaining a connection from the pool",
+            || {
+                pool_exhausted("Connector/NET's pool had no free connection in time: all pooled connections were in use (Max Pool Size). Nothing was sent to the server.")
+            },
+        ),
+        // MySqlConnector src/MySqlConnector/MySqlDataReader.cs ActivateResultSet: "Failed to
+        // read the result set." for any error that is not the server's (end of stream, reset).
+        verdict(
+            "dotnet-read-failed",
+            "MySqlConnector (.NET)",
+            r"Failed to read the result set\.",
+            || {
+                lost_in_use("MySqlConnector sent the command but the connection failed before the result arrived (the inner exception is an end of stream or a socket error).")
+            },
+        ),
+        // Resources.resx ReadFromStreamFailed "Reading from the stream has failed",
+        // ConnectionBroken "Connection unexpectedly terminated".
+        verdict(
+            "dotnet-read-failed",
+            "MySql.Data (Connector/NET)",
+            r"Reading from the stream has failed|Connection unexpectedly terminated",
+            || {
+                lost_in_use("Connector/NET sent the command but reading the answer failed: the server or the network closed the connection.")
+            },
+        ),
+        // Resources.resx WriteToStreamFailed "Writing to the stream failed"
+        rule(
+            "socket-broken-pipe",
+            "MySql.Data (Connector/NET)",
+            r"Writing to the stream failed",
+            |_, _| {
+                Some(
+                    io_verdict(ErrorKind::BrokenPipe)
+                        .note("Connector/NET could not write the command: the connection had already been closed, so the statement was not delivered.")
+                        .finish(),
+                )
+            },
+        ),
+        // MySqlConnector src/MySqlConnector/Protocol/Serialization/ProtocolUtility.cs:
+        // EndOfStreamException "Expected to read 4 header bytes but only received 0." /
+        // "Expected to read {0} payload bytes but only received {1}." — the inner exception of
+        // "Failed to read the result set.", folded into it.
+        context(
+            io(
+                "unexpected-eof",
+                "MySqlConnector (.NET)",
+                r"Expected to read \d+ (?:header|payload) bytes but only received \d+",
+                ErrorKind::UnexpectedEof,
+            ),
+            Context::Absorb,
+        ),
+        // ---------------- Java: Connector/J timeouts, cancellation, link failures ----------------
+        // mysql-connector-j src/main/resources/com/mysql/cj/LocalizedErrorMessages.properties
+        // MySQLTimeoutException.0: "Statement cancelled due to timeout or client request"
+        // (Statement.setQueryTimeout: Connector/J sends KILL QUERY from a second connection).
+        verdict(
+            "command-timeout",
+            "MySQL Connector/J",
+            r"Statement cancelled due to timeout or client request",
+            || {
+                statement_timeout("The statement ran past its JDBC query timeout (Statement.setQueryTimeout, a framework's transaction or query timeout): Connector/J cancelled it with KILL QUERY. The connection is still usable.")
+            },
+        ),
+        // MySQLStatementCancelledException.0: "Statement cancelled due to client request"
+        verdict(
+            "statement-cancelled",
+            "MySQL Connector/J",
+            r"Statement cancelled due to client request",
+            || {
+                Verdict::new(&[(Unknown, 0.6), (QueryTimeout, 0.4)], Retry::RetryIfIdempotent)
+                    .note("The application (or a framework timer) called Statement.cancel(), and Connector/J killed the running statement with KILL QUERY; the server did not fail. The statement may have partly run on non-transactional tables.")
+                    .tell("Find who cancels: an explicit cancel(), a request that was abandoned, or a framework timeout")
+            },
+        ),
+        // Statement.ConnectionKilledDueToTimeout: "Connection closed to due to statement timeout
+        // being reached and \"queryTimeoutKillsConnection\" being set to \"true\"."
+        verdict(
+            "command-timeout",
+            "MySQL Connector/J",
+            r#"statement timeout being reached and "?queryTimeoutKillsConnection"#,
+            || {
+                Verdict::new(&[(QueryTimeout, 0.9), (Unknown, 0.1)], Retry::RetryIfIdempotent)
+                    .note("The statement ran past its query timeout and, with queryTimeoutKillsConnection=true, Connector/J closed the whole connection; the statement may have finished or partly run.")
+                    .lost(true)
+            },
+        ),
+        // Connection.4: "Communications link failure during commit(). Transaction resolution
+        // unknown."
+        verdict(
+            "jdbc-commit-unknown",
+            "MySQL Connector/J",
+            r"Communications link failure during commit\(\)",
+            || {
+                Verdict::new(DEAD_ON_USE, Retry::RetryIfIdempotent)
+                    .note("The connection failed while COMMIT was on its way: the transaction may or may not have been committed. Check whether its writes are there before running it again.")
+                    .tell("Only a transaction that is safe to apply twice (or one whose effect you can look up first) may be rerun")
+                    .lost(true)
+            },
+        ),
+        // Connection.21 / Connection.23: "Communications link failure during rollback().
+        // Transaction resolution unknown."
+        verdict(
+            "jdbc-rollback-lost",
+            "MySQL Connector/J",
+            r"Communications link failure during rollback\(\)",
+            || {
+                Verdict::new(DEAD_ON_USE, Retry::RetryTransaction)
+                    .note("The connection failed while ROLLBACK was being sent. The transaction had not been committed, and the server rolls back the open transaction of a connection it loses, so none of its work remains.")
+                    .tell("The server holds the transaction's locks until it notices the connection is gone: a rerun may wait on them for a while")
+                    .lost(true)
+            },
+        ),
+        // CommunicationsException.ClientWasStreaming: "Application was streaming results when
+        // the connection failed. Consider raising value of 'net_write_timeout' on the server."
+        // Appended to a "Communications link failure": it sharpens that finding.
+        context(
+            verdict(
+                "jdbc-link-failure",
+                "MySQL Connector/J",
+                r"Application was streaming results when the connection failed",
+                || {
+                    Verdict::new(&[(NetTimeout, 0.6), (NetworkDrop, 0.2), (ServerRestart, 0.1), (ConnectionKilled, 0.1)], Retry::RetryIfIdempotent)
+                        .note("Connector/J was streaming a result (fetchSize Integer.MIN_VALUE or useCursorFetch) when the connection failed: the server gives up writing to a client that reads too slowly after net_write_timeout (default 60 s).")
+                        .fix("Raise net_write_timeout for the streaming session (SET SESSION net_write_timeout = 600), or read the rows without slow work in between")
+                        .lost(true)
+                },
+            ),
+            Context::Refine,
+        ),
+        // Connection.LoginTimeout: "Connection attempt exceeded defined timeout."
+        verdict(
+            "connect-timeout",
+            "MySQL Connector/J",
+            r"Connection attempt exceeded defined timeout",
+            || {
+                Verdict::new(&[(ServerUnreachable, 0.6), (NetworkDrop, 0.4)], Retry::SafeToRetry)
+                    .note("Connector/J could not open the connection within the login timeout, so nothing was sent.")
+            },
+        ),
+        // Connection.UnableToConnect: "Could not create connection to database server."
+        verdict(
+            "connect-failure",
+            "MySQL Connector/J",
+            r"Could not create connection to database server",
+            || {
+                could_not_connect("Connector/J could not open the connection, so nothing was sent; the 'Caused by:' below says why.")
+            },
+        ),
+        // MariaDB Connector/J src/main/java/org/mariadb/jdbc/client/impl/MultiPrimaryClient.java
+        // readStreamingResults: "Socket error during result streaming" (failover modes)
+        verdict(
+            "mariadb-socket-error",
+            "MariaDB Connector/J",
+            r"Socket error during result streaming",
+            || {
+                Verdict::new(&[(NetTimeout, 0.4), (NetworkDrop, 0.3), (ServerRestart, 0.1), (ServerCrash, 0.1), (ConnectionKilled, 0.1)], Retry::RetryIfIdempotent)
+                    .note("The connection failed while a streaming result was being read: the server gives up writing to a client that reads slowly after net_write_timeout, and restarts or network faults cut streams too.")
+                    .lost(true)
+            },
+        ),
+        // StandardClient.java readPacket on SocketTimeoutException: "Socket timout error"
+        // (sic), with the thread id prefix from export/ExceptionFactory.java "(conn=123) ".
+        verdict(
+            "client-read-timeout",
+            "MariaDB Connector/J",
+            r"Socket timo?ut error",
+            || {
+                read_timeout("MariaDB Connector/J's socketTimeout expired while waiting for the answer, and it closed the connection; the statement may still be running or may have finished.")
+            },
+        ),
+        // StandardClient.java sendQuery / readPacket on IOException: "Socket error" (08000)
+        verdict(
+            "mariadb-socket-error",
+            "MariaDB Connector/J",
+            r"(?:\(conn=-?\d+\) |SQLNonTransientConnectionException: )Socket error\b",
+            || {
+                lost_in_use("MariaDB Connector/J failed to write the command or read its answer (the cause below is a reset or an end of stream); with pipelined commands some of them may have reached the server.")
+            },
+        ),
+        // StandardClient.java checkNotClosed, MultiPrimaryClient.java: "Connection is closed"
+        // (08000, 1220)
+        verdict(
+            "jdbc-closed",
+            "MariaDB Connector/J",
+            r"(?:\(conn=-?\d+\) |SQLNonTransientConnectionException: )Connection is closed\b",
+            || {
+                closed_before_send("MariaDB Connector/J was asked to use a connection it had already closed after an earlier error; nothing was sent.")
+            },
+        ),
+        // StandardClient.java sendQuery (MaxAllowedPacketException): "Packet too big for
+        // current server max_allowed_packet value"
+        verdict(
+            "packet-too-large",
+            "MariaDB Connector/J",
+            r"Packet too big for current server max_allowed_packet value",
+            || {
+                Verdict::new(&[(PacketTooLarge, 1.0)], Retry::DoNotRetry)
+                    .note("MariaDB Connector/J refused to send a statement larger than the server's max_allowed_packet.")
+            },
+        ),
+        // export/ExceptionFactory.java: every SQLSTATE 70100 (ER_QUERY_INTERRUPTED) becomes
+        // java.sql.SQLTimeoutException — the driver's queryTimeout (KILL QUERY on MySQL; SET
+        // STATEMENT max_statement_time on MariaDB) as well as someone else's KILL QUERY.
+        rule(
+            "code",
+            "MariaDB Connector/J",
+            r"SQLTimeoutException: (?:\(conn=-?\d+\) )?Query execution was interrupted",
+            |_, t| {
+                if t.contains("max_statement_time") {
+                    return Some(classify_code(codes::ER_STATEMENT_TIMEOUT, None, Some(t)));
+                }
+                Some(
+                    Verdict::new(&[(QueryTimeout, 0.5), (ConnectionKilled, 0.4), (ServerRestart, 0.1)], Retry::RetryIfIdempotent)
+                        .note("The running statement was interrupted (1317). MariaDB Connector/J reports every interruption as SQLTimeoutException: its own queryTimeout (KILL QUERY) and a KILL QUERY by someone else look the same.")
+                        .tell("If the statement had a query timeout and ran about that long, it is query_timeout; otherwise look for who ran KILL QUERY")
+                        .finish(),
+                )
+            },
+        ),
+        // MariaDB Connector/J src/main/java/org/mariadb/jdbc/client/socket/impl/PacketReader.java:
+        // EOFException "unexpected end of stream, read 0 bytes from 4 (socket was closed by
+        // server)" — the cause of a "Socket error", folded into it.
+        context(
+            io(
+                "unexpected-eof",
+                "MariaDB Connector/J",
+                r"unexpected end of stream, read \d+ bytes from \d+",
+                ErrorKind::UnexpectedEof,
+            ),
+            Context::Absorb,
+        ),
+        // ---------------- Ruby: mysql2 and Active Record ----------------
+        // mysql2 ext/mysql2/client.c REQUIRE_CONNECTED: "MySQL client is not connected";
+        // rails activerecord/lib/active_record/connection_adapters/mysql2_adapter.rb
+        // translate_exception turns it into ActiveRecord::ConnectionNotEstablished.
+        verdict(
+            "ruby-not-connected",
+            "Ruby (mysql2 / Active Record)",
+            r"MySQL client is not connected",
+            || {
+                closed_before_send("mysql2 refused to run the query on a client whose connection was already closed (an earlier error, or Mysql2::Client#close); nothing was sent. Active Record reports this as ActiveRecord::ConnectionNotEstablished and reconnects on the next checkout.")
+            },
+        ),
+        // client.c: Mysql2::Error::TimeoutError "Timeout waiting for a response from the last
+        // query. (waited 5 seconds)" (read_timeout); Active Record: ActiveRecord::AdapterTimeout.
+        verdict(
+            "client-read-timeout",
+            "Ruby (mysql2 / Active Record)",
+            r"Timeout waiting for a response from the last query",
+            || {
+                read_timeout("mysql2's read_timeout expired while waiting for the answer; the statement may still be running or may have finished, and the connection must be discarded.")
+            },
+        ),
+        // client.c: "This connection is in use by: #<Thread …>" and "This connection is still
+        // waiting for a result, try again once you have the result"
+        verdict(
+            "out-of-sync",
+            "Ruby (mysql2)",
+            r"This connection is in use by: |This connection is still waiting for a result",
+            || {
+                Verdict::new(&[(OutOfSync, 0.9), (Unknown, 0.1)], Retry::DoNotRetry)
+                    .note("Two threads or fibers used one Mysql2::Client at once (or a query was issued before the previous result was read): a connection shared outside a pool.")
+                    .fix("Give each thread its own connection (Active Record's pool, a connection_pool gem); with async queries, disable ActiveRecord's async_query_executor or use one connection per fiber")
+            },
+        ),
+        // rails activerecord/lib/active_record/connection_adapters/abstract/connection_pool/queue.rb
+        // wait_poll: ActiveRecord::ConnectionTimeoutError "could not obtain a connection from
+        // the pool within 5.000 seconds (waited 5.001 seconds); all pooled connections were in use"
+        verdict(
+            "pool-timeout",
+            "Ruby (Active Record)",
+            r"could not obtain a connection from the pool within",
+            || {
+                pool_exhausted("Active Record's pool had no free connection within checkout_timeout: every connection was checked out (more threads than the pool's size, or connections held too long). Nothing was sent to the server.")
+            },
+        ),
+        // ---------------- Elixir: DBConnection and MyXQL ----------------
+        // elixir-ecto/db_connection lib/db_connection/connection_pool.ex drop/2: "connection not
+        // available and request was dropped from queue after 2000ms. This means requests are
+        // coming in and your connection pool cannot serve them fast enough."
+        verdict(
+            "pool-timeout",
+            "Elixir (DBConnection)",
+            r"connection not available and request was dropped from queue after",
+            || {
+                pool_exhausted("DBConnection's pool could not serve the request before the queue target expired: all connections were busy. Nothing was sent to the server.")
+            },
+        ),
+        // lib/db_connection/holder.ex checkout_result: "connection not available because
+        // deadline reached while in queue"
+        verdict(
+            "pool-timeout",
+            "Elixir (DBConnection)",
+            r"connection not available because deadline reached while in queue",
+            || {
+                pool_exhausted("The caller's deadline passed while it waited in DBConnection's queue for a connection. Nothing was sent to the server.")
+            },
+        ),
+        // connection_pool.ex handle_info({:timeout, …}): "client #PID<0.1.0> timed out because
+        // it queued and checked out the connection for longer than 15000ms" (older
+        // db_connection: "… because it checked out the connection for longer than …")
+        verdict(
+            "command-timeout",
+            "Elixir (DBConnection)",
+            r"timed out because it (?:queued and )?checked out the connection for longer than",
+            || {
+                statement_timeout("The caller held its connection longer than the :timeout option (default 15 s, queueing included), so DBConnection disconnected that connection under it; the query may still have run on the server.")
+                    .lost(true)
+            },
+        ),
+        // holder.ex handle_or_cleanup: "connection is closed because of an error, disconnect or
+        // timeout"
+        verdict(
+            "elixir-closed",
+            "Elixir (DBConnection)",
+            r"connection is closed because of an error, disconnect or timeout",
+            || {
+                closed_before_send("DBConnection refused to use a connection that an earlier error, disconnect or timeout had already closed; nothing was sent.")
+            },
+        ),
+        // elixir-ecto/myxql lib/myxql/connection.ex format_reason(:closed): "socket closed",
+        // raised as DBConnection.ConnectionError ("** (DBConnection.ConnectionError) socket closed").
+        verdict(
+            "elixir-socket-closed",
+            "Elixir (MyXQL)",
+            r"DBConnection\.ConnectionError\)?:? socket closed",
+            || {
+                lost_in_use("MyXQL found the socket closed by the other end. DBConnection pings idle connections, so an idle close is usually only logged ('disconnected: … socket closed') and replaced; raised to a caller, a query was on the connection.")
+            },
+        ),
+        // ---------------- Node.js ORMs and query builders: TypeORM, Knex, Sequelize ----------------
+        // knex lib/client.js acquireConnection: KnexTimeoutError "Knex: Timeout acquiring a
+        // connection. The pool is probably full. Are you missing a .transacting(trx) call?"
+        verdict(
+            "pool-timeout",
+            "Knex",
+            r"Knex: Timeout acquiring a connection",
+            || {
+                Verdict::new(&[(TooManyConnections, 0.6), (ServerUnreachable, 0.3), (Unknown, 0.1)], Retry::SafeToRetry)
+                    .note("Knex's pool (tarn) could not hand out a connection within acquireConnectionTimeout: all connections were in use — often a query run outside its transaction while the transaction holds the only free connection — or new connections could not be opened. Nothing was sent to the server.")
+                    .tell("With pool.max connections all busy it is exhaustion (missing .transacting(trx), slow queries, leaks); otherwise opening connections fails or hangs: look for the connect error logged before this")
+            },
+        ),
+        // knex lib/execution/runner.js query(): "Defined query timeout of 1000ms exceeded when
+        // running query." and "After query timeout of 1000ms exceeded, cancelling of query failed."
+        verdict(
+            "command-timeout",
+            "Knex",
+            r"Defined query timeout of \d+ms exceeded when running query|After query timeout of \d+ms exceeded, cancelling of query failed",
+            || {
+                statement_timeout("The query ran past Knex's .timeout(ms); with { cancel: true } Knex killed it (KILL QUERY), without it the query keeps running on the server.")
+            },
+        ),
+        // sequelize src/errors/connection/connection-acquire-timeout-error.ts:
+        // "SequelizeConnectionAcquireTimeoutError" (the pool's acquire timeout)
+        verdict(
+            "pool-timeout",
+            "Sequelize",
+            r"\bSequelizeConnectionAcquireTimeoutError\b",
+            || {
+                pool_exhausted("Sequelize's pool could not hand out a connection within pool.acquire: all connections were in use, or new ones could not be opened. Nothing was sent to the server.")
+            },
+        ),
+        // TypeORM 0.3 src/error/CannotExecuteNotConnectedError.ts: "Cannot execute operation on
+        // \"default\" connection because connection is not yet established." (the text as
+        // published; the stored typeorm/typeorm copy has it only in forks and builds)
+        verdict(
+            "typeorm-not-initialized",
+            "TypeORM",
+            r#"Cannot execute operation on "[^"]*" connection because connection is not yet established"#,
+            || {
+                Verdict::new(&[(Unknown, 1.0)], Retry::DoNotRetry)
+                    .note("TypeORM was used before DataSource.initialize() finished, or after destroy(): an application start-up or shutdown ordering problem, not the database. Nothing was sent.")
+                    .fix("Await dataSource.initialize() before serving requests, and stop work before dataSource.destroy()")
+            },
+        ),
+        // typeorm src/error/TransactionCommitFailedError.ts: "Transaction commit failed"
+        verdict(
+            "jdbc-commit-unknown",
+            "TypeORM",
+            r"TransactionCommitFailedError",
+            || {
+                Verdict::new(DEAD_ON_USE, Retry::RetryIfIdempotent)
+                    .note("TypeORM's COMMIT failed (the cause property holds the driver's error). If the connection was lost, the transaction may or may not have been committed: check before running it again.")
                     .lost(true)
             },
         ),
@@ -507,6 +1185,12 @@ fn rules() -> Vec<Rule> {
         coded(
             "mysql CLI / mysql_async / go-sql-driver",
             r"(?i)\bERROR:? (?P<code>\d{4})(?: \((?P<state>[0-9A-Z]{5})\))?(?: at line \d+)?: (?P<msg>.*)",
+        ),
+        // MyXQL (elixir-ecto/myxql lib/myxql/connection.ex error/1): the server's error as
+        // "(1205) (ER_LOCK_WAIT_TIMEOUT) Lock wait timeout exceeded; try restarting transaction"
+        coded(
+            "Elixir (MyXQL)",
+            r"\((?P<code>\d{4})\) \((?:ER|CR)_[A-Z0-9_]+\) (?P<msg>.*)",
         ),
         // Python DB-API (PyMySQL err.py, mysqlclient/MySQLdb, SQLAlchemy and Django wrappers):
         // "pymysql.err.OperationalError: (2006, \"MySQL server has gone away (BrokenPipeError(32, 'Broken pipe'))\")"
@@ -714,6 +1398,30 @@ fn rules() -> Vec<Rule> {
             },
         ),
         // ---------------- bare messages (libmysqlclient errmsg, server errmsg) ----------------
+        // The server's errors 1158-1161 (ER_NET_READ_ERROR, ER_NET_READ_INTERRUPTED,
+        // ER_NET_ERROR_ON_WRITE, ER_NET_WRITE_INTERRUPTED; MySQL/MariaDB errmsg) received by a
+        // client that prints no number: "Mysql2::Error: Got timeout reading communication
+        // packets", "java.sql.SQLException: …", "DBD::mysql::st execute failed: … at x.pl line 3."
+        // Server log lines with the same words are the server-log rules' (`received_by_client`).
+        rule(
+            "code",
+            "MySQL/MariaDB client (server error received)",
+            r"(?i)Got (?P<what>an error|timeout) (?P<dir>reading|writing) communication packets",
+            |c, t| {
+                let m = c.get(0)?;
+                if !received_by_client(&t[..m.start()]) {
+                    return None;
+                }
+                let timeout = c["what"].eq_ignore_ascii_case("timeout");
+                let code = match (timeout, c["dir"].eq_ignore_ascii_case("reading")) {
+                    (true, true) => codes::ER_NET_READ_INTERRUPTED,
+                    (true, false) => codes::ER_NET_WRITE_INTERRUPTED,
+                    (false, true) => codes::ER_NET_READ_ERROR,
+                    (false, false) => codes::ER_NET_ERROR_ON_WRITE,
+                };
+                Some(classify_code(code, None, Some(m.as_str())))
+            },
+        ),
         fixed(
             "MySQL/MariaDB client library",
             r"(?i)\b(?:MySQL )?server has gone away\b.*",
@@ -881,6 +1589,39 @@ fn rules() -> Vec<Rule> {
             "socket error",
             r"(?i)\bETIMEDOUT\b|connection timed out|\bi/o timeout\b",
             ErrorKind::TimedOut,
+        ),
+        // ---------------- framework wrappers whose message said nothing more ----------------
+        // Tried last: "ActiveRecord::ConnectionFailed: Mysql2::Error::ConnectionError: Lost
+        // connection …" is the wrapped message's. rails activerecord/lib/active_record/
+        // connection_adapters/abstract_mysql_adapter.rb translate_exception: 1927, 1053, 2006,
+        // 2013, 4031 → ActiveRecord::ConnectionFailed; mysql2_adapter.rb: Mysql2::Error::
+        // ConnectionError → ConnectionFailed ("MySQL client is not connected" →
+        // ConnectionNotEstablished), Mysql2::Error::TimeoutError → ActiveRecord::AdapterTimeout.
+        verdict(
+            "rails-connection-failed",
+            "Ruby (Active Record)",
+            r"\bActiveRecord::ConnectionFailed\b",
+            || {
+                lost_in_use("Active Record lost the connection while a query was on it (2006, 2013, 1927, 1053 or 4031 underneath); it retries on a fresh connection only where that is safe (outside a transaction, with retries configured).")
+            },
+        ),
+        verdict(
+            "rails-not-established",
+            "Ruby (Active Record)",
+            r"\bActiveRecord::ConnectionNotEstablished\b",
+            || {
+                Verdict::new(&[(ServerUnreachable, 0.5), (IdleTimeout, 0.2), (ServerRestart, 0.15), (NetworkDrop, 0.15)], Retry::ReconnectThenRetry)
+                    .note("Active Record had no usable connection: opening one failed, or the client's connection was already closed ('MySQL client is not connected'). No query was sent.")
+                    .tell("The message after the class name says which: a connect error (refused, unknown host, access denied) or a connection closed earlier")
+            },
+        ),
+        verdict(
+            "client-read-timeout",
+            "Ruby (Active Record)",
+            r"\bActiveRecord::AdapterTimeout\b",
+            || {
+                read_timeout("mysql2's read_timeout expired while waiting for the answer (Active Record's AdapterTimeout); the statement may still be running or may have finished.")
+            },
         ),
     ]
 }

@@ -3,6 +3,11 @@
 //! Modules:
 //! - `corpus`: real error strings from every ecosystem, each checked for cause and retry
 //!   advice through one helper, `check`.
+//! - `drivers`: the strings of Prisma, .NET (MySqlConnector, MySql.Data), Connector/J and
+//!   MariaDB Connector/J timeouts and cancellation, Perl DBI, Ruby mysql2 and Active Record,
+//!   Elixir MyXQL and DBConnection, Knex, Sequelize and TypeORM, each with its source.
+//! - `net_timeout_received`: errors 1159/1161 received by a client against the same words in
+//!   the server's error log.
 //! - `seen_on_the_harness`: lines MariaDB 10.11 and its client printed on harness servers.
 //! - `logs`: whole pasted logs under `tests/corpus/`, scanned: findings, grouping, counts.
 //! - `input`: what `scan_bytes` refuses (empty, binary, not text, too large).
@@ -591,6 +596,643 @@ mod corpus {
     }
 }
 
+/// The drivers of issue 13: each string as its driver prints it, with the file it comes from.
+mod drivers {
+    use super::check;
+    use goneaway_core::Cause::*;
+    use goneaway_core::Retry::*;
+
+    #[test]
+    fn prisma() {
+        // prisma-engines libs/user-facing-errors/src/common.rs P1001; quaint maps a reset
+        // in use to it too, so the outcome is unknown.
+        check(
+            "Error: P1001: Can't reach database server at `db.internal`:`3306`",
+            ServerUnreachable,
+            RetryIfIdempotent,
+        );
+        check(
+            "PrismaClientInitializationError: Can't reach database server at `localhost`:`3306` Please make sure your database server is running at `localhost`:`3306`.",
+            ServerUnreachable,
+            RetryIfIdempotent,
+        );
+        // common.rs P1017 (quaint: end of stream)
+        check(
+            "PrismaClientKnownRequestError: Server has closed the connection.",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        // query_engine/mod.rs P2024
+        check(
+            "Timed out fetching a new connection from the connection pool. More info: http://pris.ly/d/connection-pool (Current connection pool timeout: 10, connection limit: 5)",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        // common.rs P1008 with quaint.rs's socket-timeout context
+        check(
+            "Operations timed out after `5s`. Context: Socket timeout (the database failed to respond to a query within the configured timeout — see https://pris.ly/d/mysql-connector for more details.).",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        // query_engine/mod.rs P2034 (MySQL 1213)
+        check(
+            "Transaction failed due to a write conflict or a deadlock. Please retry your transaction",
+            Deadlock,
+            RetryTransaction,
+        );
+    }
+
+    #[test]
+    fn dotnet_mysqlconnector() {
+        // MySqlConnection.cs CreateSessionAsync
+        check(
+            "MySqlConnector.MySqlException (0x80004005): Connect Timeout expired. All pooled connections are in use.",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        check(
+            "MySqlConnector.MySqlException (0x80004005): Connect Timeout expired.",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        // ServerSession.cs
+        check(
+            "MySqlConnector.MySqlException (0x80004005): Unable to connect to any of the specified MySQL hosts.",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        // MySqlException.cs CreateForTimeout
+        check(
+            "MySqlConnector.MySqlException (0x80004005): The Command Timeout expired before the operation completed.",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        // MySqlDataReader.cs ActivateResultSet
+        check(
+            "MySqlConnector.MySqlException (0x80004005): Failed to read the result set.",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        // Protocol/Serialization/ProtocolUtility.cs
+        check(
+            " ---> System.IO.EndOfStreamException: Expected to read 4 header bytes but only received 0.",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+    }
+
+    #[test]
+    fn dotnet_mysql_data() {
+        // MySQL.Data/src/Resources.resx
+        check(
+            "MySql.Data.MySqlClient.MySqlException (0x80004005): Unable to connect to any of the specified MySQL hosts.",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "MySql.Data.MySqlClient.MySqlException (0x80004005): Timeout expired.  The timeout period elapsed prior to completion of the operation or the server is not responding.",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "MySql.Data.MySqlClient.MySqlException (0x80004005): error connecting: Timeout expired.  The timeout period elapsed prior to obtaining a connection from the pool.  This may have occurred because all pooled connections were in use and max pool size was reached.",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        check(
+            "MySql.Data.MySqlClient.MySqlException (0x80004005): Fatal error encountered during command execution. ---> MySql.Data.MySqlClient.MySqlException (0x80004005): Reading from the stream has failed. ---> System.IO.EndOfStreamException: Attempted to read past the end of the stream.",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "MySql.Data.MySqlClient.MySqlException (0x80004005): Connection unexpectedly terminated.",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "MySql.Data.MySqlClient.MySqlException (0x80004005): Writing to the stream failed.",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+    }
+
+    #[test]
+    fn mysql_connector_j() {
+        // src/main/resources/com/mysql/cj/LocalizedErrorMessages.properties
+        check(
+            "com.mysql.cj.jdbc.exceptions.MySQLTimeoutException: Statement cancelled due to timeout or client request",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "com.mysql.cj.jdbc.exceptions.MySQLStatementCancelledException: Statement cancelled due to client request",
+            Unknown,
+            RetryIfIdempotent,
+        );
+        check(
+            r#"com.mysql.cj.jdbc.exceptions.CommunicationsException: Connection closed to due to statement timeout being reached and "queryTimeoutKillsConnection" being set to "true"."#,
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "java.sql.SQLException: Communications link failure during commit(). Transaction resolution unknown.",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "java.sql.SQLException: Communications link failure during rollback(). Transaction resolution unknown.",
+            IdleTimeout,
+            RetryTransaction,
+        );
+        check(
+            "Application was streaming results when the connection failed. Consider raising value of 'net_write_timeout' on the server.",
+            NetTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "java.sql.SQLTimeoutException: Connection attempt exceeded defined timeout.",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "java.sql.SQLNonTransientConnectionException: Could not create connection to database server. Attempted reconnect 3 times. Giving up.",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        // The server's own 1317, as Connector/J relays it after KILL QUERY.
+        check(
+            "java.sql.SQLException: Query execution was interrupted",
+            ConnectionKilled,
+            RetryIfIdempotent,
+        );
+    }
+
+    #[test]
+    fn mariadb_connector_j() {
+        // client/impl/MultiPrimaryClient.java readStreamingResults
+        check(
+            "java.sql.SQLException: (conn=5) Socket error during result streaming",
+            NetTimeout,
+            RetryIfIdempotent,
+        );
+        // client/impl/StandardClient.java readPacket ("timout" sic)
+        check(
+            "java.sql.SQLNonTransientConnectionException: (conn=1234) Socket timout error",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "java.sql.SQLNonTransientConnectionException: (conn=1234) Socket error",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        // client/socket/impl/PacketReader.java
+        check(
+            "Caused by: java.io.EOFException: unexpected end of stream, read 0 bytes from 4 (socket was closed by server)",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "java.sql.SQLNonTransientConnectionException: (conn=17) Connection is closed",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+        // StandardClient.java handleIOError / handleTimeoutError: while connecting
+        check(
+            "java.sql.SQLNonTransientConnectionException: Could not connect to address=(host=db)(port=3306)(type=primary) : Connection refused",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "java.sql.SQLNonTransientConnectionException: Could not connect to address=(host=db)(port=3306)(type=primary) : unexpected end of stream, read 0 bytes from 4 (socket was closed by server)",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "java.sql.SQLNonTransientConnectionException: Could not connect to address=(host=db)(port=3306)(type=primary) : (conn=9) Too many connections",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        check(
+            "java.sql.SQLTimeoutException: Socket timeout when connecting to address=(host=db)(port=3306)(type=primary). Connect timed out",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "java.sql.SQLTransientConnectionException: (conn=12) Packet too big for current server max_allowed_packet value",
+            PacketTooLarge,
+            DoNotRetry,
+        );
+        // export/ExceptionFactory.java: 70100 → SQLTimeoutException
+        check(
+            "java.sql.SQLTimeoutException: (conn=8) Query execution was interrupted",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "java.sql.SQLTimeoutException: (conn=8) Query execution was interrupted (max_statement_time exceeded)",
+            QueryTimeout,
+            DoNotRetry,
+        );
+    }
+
+    #[test]
+    fn perl_dbi() {
+        // DBD::mysql and DBD::MariaDB pass the client library's message through (DBD-mysql
+        // t/rt85919-fetch-lost-connection.t: 2006 'MySQL server has gone away' after
+        // wait_timeout); DBI prefixes "DBD::mysql::st execute failed: " and Perl appends " at
+        // FILE line N."
+        check(
+            "DBD::mysql::st execute failed: MySQL server has gone away at /app/lib/Job.pm line 42.",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+        check(
+            "DBD::mysql::db do failed: Lost connection to MySQL server during query at ./worker.pl line 17.",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "DBD::MariaDB::st execute failed: Server has gone away at script.pl line 9.",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+        check(
+            "DBI connect('database=app;host=db','app',...) failed: Can't connect to MySQL server on 'db' (111) at ./x.pl line 5.",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "DBD::mysql::st execute failed: Lock wait timeout exceeded; try restarting transaction at ./x.pl line 8.",
+            LockWaitTimeout,
+            RetryTransaction,
+        );
+        check(
+            "DBD::mysql::st execute failed: Got timeout reading communication packets at ./load.pl line 88.",
+            NetTimeout,
+            RetryIfIdempotent,
+        );
+    }
+
+    #[test]
+    fn ruby_mysql2_and_active_record() {
+        // Active Record wraps the mysql2 message: the wrapped message decides.
+        check(
+            "ActiveRecord::StatementInvalid: Mysql2::Error: MySQL server has gone away: SELECT `users`.* FROM `users`",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+        check(
+            "ActiveRecord::ConnectionFailed: Mysql2::Error::ConnectionError: Lost connection to MySQL server during query",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "ActiveRecord::ConnectionFailed: Mysql2::Error::ConnectionError: Connection was killed",
+            ConnectionKilled,
+            RetryIfIdempotent,
+        );
+        check(
+            "ActiveRecord::ConnectionNotEstablished: Mysql2::Error::ConnectionError: Can't connect to MySQL server on 'db' (111)",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "ActiveRecord::Deadlocked: Mysql2::Error: Deadlock found when trying to get lock; try restarting transaction",
+            Deadlock,
+            RetryTransaction,
+        );
+        // mysql2 ext/mysql2/client.c REQUIRE_CONNECTED; mysql2_adapter.rb translate_exception
+        check(
+            "ActiveRecord::ConnectionNotEstablished: MySQL client is not connected",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+        check(
+            "Mysql2::Error::ConnectionError: MySQL client is not connected",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+        // client.c read_timeout
+        check(
+            "ActiveRecord::AdapterTimeout: Mysql2::Error::TimeoutError: Timeout waiting for a response from the last query. (waited 5 seconds)",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        // client.c rb_mysql_client_async_result / busy checks
+        check(
+            "Mysql2::Error: This connection is in use by: #<Thread:0x000055d5c0a1b2c8 run>",
+            OutOfSync,
+            DoNotRetry,
+        );
+        check(
+            "Mysql2::Error: This connection is still waiting for a result, try again once you have the result",
+            OutOfSync,
+            DoNotRetry,
+        );
+        // connection_pool/queue.rb wait_poll
+        check(
+            "ActiveRecord::ConnectionTimeoutError: could not obtain a connection from the pool within 5.000 seconds (waited 5.001 seconds); all pooled connections were in use",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        // Class names alone (the message said nothing more)
+        check(
+            "ActiveRecord::ConnectionFailed",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "ActiveRecord::ConnectionNotEstablished",
+            ServerUnreachable,
+            ReconnectThenRetry,
+        );
+        check(
+            "ActiveRecord::AdapterTimeout",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+    }
+
+    #[test]
+    fn elixir_db_connection_and_myxql() {
+        // db_connection lib/db_connection/connection_pool.ex drop/2
+        check(
+            "** (DBConnection.ConnectionError) connection not available and request was dropped from queue after 2000ms. This means requests are coming in and your connection pool cannot serve them fast enough.",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        // holder.ex checkout_result
+        check(
+            "** (DBConnection.ConnectionError) connection not available because deadline reached while in queue",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        // connection_pool.ex handle_info({:timeout, …})
+        check(
+            "[error] MyXQL.Connection (#PID<0.345.0>) disconnected: ** (DBConnection.ConnectionError) client #PID<0.600.0> timed out because it queued and checked out the connection for longer than 15000ms",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "** (DBConnection.ConnectionError) client #PID<0.74.0> timed out because it checked out the connection for longer than 30000ms",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        // holder.ex handle_or_cleanup
+        check(
+            "** (DBConnection.ConnectionError) connection is closed because of an error, disconnect or timeout",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+        // myxql lib/myxql/connection.ex format_reason(:closed)
+        check(
+            "[error] MyXQL.Connection (#PID<0.312.0>) disconnected: ** (DBConnection.ConnectionError) socket closed",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        // myxql connection.ex error/1: "(code) (NAME) message"
+        check(
+            "** (MyXQL.Error) (1205) (ER_LOCK_WAIT_TIMEOUT) Lock wait timeout exceeded; try restarting transaction",
+            LockWaitTimeout,
+            RetryTransaction,
+        );
+        check(
+            "** (MyXQL.Error) (1927) (ER_CONNECTION_KILLED) Connection was killed",
+            ConnectionKilled,
+            RetryIfIdempotent,
+        );
+        check(
+            "** (MyXQL.Error) (4031) (ER_CLIENT_INTERACTION_TIMEOUT) The client was disconnected by the server because of inactivity. See wait_timeout and interactive_timeout for configuring this behavior.",
+            IdleTimeout,
+            ReconnectThenRetry,
+        );
+        // MyXQL's connect errors: "(host:port) reason - :atom"
+        check(
+            "** (DBConnection.ConnectionError) (db:3306) connection refused - :econnrefused",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+    }
+
+    #[test]
+    fn knex() {
+        // knex lib/client.js acquireConnection
+        check(
+            "KnexTimeoutError: Knex: Timeout acquiring a connection. The pool is probably full. Are you missing a .transacting(trx) call?",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        // lib/execution/runner.js
+        check(
+            "KnexTimeoutError: Defined query timeout of 5000ms exceeded when running query.",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "Error: After query timeout of 5000ms exceeded, cancelling of query failed.",
+            QueryTimeout,
+            RetryIfIdempotent,
+        );
+    }
+
+    #[test]
+    fn sequelize() {
+        // src/errors/connection/connection-acquire-timeout-error.ts
+        check(
+            "SequelizeConnectionAcquireTimeoutError: Operation timeout",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        // src/dialects/mysql/connection-manager.js connect(): only while connecting
+        check(
+            "SequelizeConnectionRefusedError: connect ECONNREFUSED 127.0.0.1:3306",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "SequelizeHostNotFoundError: getaddrinfo ENOTFOUND db.internal",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "SequelizeHostNotReachableError: connect EHOSTUNREACH 10.0.0.9:3306",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "SequelizeAccessDeniedError: Access denied for user 'app'@'10.0.0.4' (using password: YES)",
+            AccessDenied,
+            DoNotRetry,
+        );
+        // The wrapped message decides when it is a connect failure goneaway knows ...
+        check(
+            "SequelizeConnectionError: Too many connections",
+            TooManyConnections,
+            SafeToRetry,
+        );
+        // ... and a timeout or reset while connecting still means nothing ran.
+        check(
+            "SequelizeConnectionError: connect ETIMEDOUT",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        check(
+            "SequelizeConnectionError: read ECONNRESET",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        // src/errors/connection/connection-timed-out-error.ts
+        check(
+            "SequelizeConnectionTimedOutError: connect ETIMEDOUT 10.0.0.9:3306",
+            ServerUnreachable,
+            SafeToRetry,
+        );
+        // Query errors are the driver's own words.
+        check(
+            "SequelizeDatabaseError: Lock wait timeout exceeded; try restarting transaction",
+            LockWaitTimeout,
+            RetryTransaction,
+        );
+    }
+
+    #[test]
+    fn typeorm() {
+        // src/error/QueryFailedError.ts: the driver's message without "Error: "
+        check(
+            "QueryFailedError: Connection lost: The server closed the connection.",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+        check(
+            "QueryFailedError: read ECONNRESET",
+            NetworkDrop,
+            RetryIfIdempotent,
+        );
+        // src/error/CannotExecuteNotConnectedError.ts (TypeORM 0.3)
+        check(
+            r#"CannotExecuteNotConnectedError: Cannot execute operation on "default" connection because connection is not yet established."#,
+            Unknown,
+            DoNotRetry,
+        );
+        // src/error/TransactionCommitFailedError.ts
+        check(
+            "TransactionCommitFailedError: Transaction commit failed",
+            IdleTimeout,
+            RetryIfIdempotent,
+        );
+    }
+}
+
+/// Errors 1159/1161 received by a client mean a transfer stalled past
+/// net_read_timeout/net_write_timeout: the server sends no error packet when it closes an idle
+/// connection. The same words in the server's own error log stay ambiguous.
+mod net_timeout_received {
+    use super::check;
+    use goneaway_core::Cause::*;
+    use goneaway_core::Retry::*;
+    use goneaway_core::{classify_text, scan};
+
+    const SERVER_LOG: &str = "MySQL/MariaDB server error log";
+
+    #[track_caller]
+    fn source_of(line: &str) -> &'static str {
+        let report = scan(line).unwrap();
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        report.findings[0].source
+    }
+
+    #[test]
+    fn numbered_1159_is_net_timeout_and_not_a_server_log() {
+        for line in [
+            "ERROR 1159 (08S01): Got timeout reading communication packets",
+            "ERROR 1159 (08S01) at line 1: Got timeout reading communication packets",
+            "Error 1159 (08S01): Got timeout reading communication packets",
+            "pymysql.err.OperationalError: (1159, 'Got timeout reading communication packets')",
+            "SQLSTATE[08S01]: Communication link failure: 1159 Got timeout reading communication packets",
+            "mysql.connector.errors.OperationalError: 1159 (08S01): Got timeout reading communication packets",
+            "** (MyXQL.Error) (1159) (ER_NET_READ_INTERRUPTED) Got timeout reading communication packets",
+            "2024-05-01 [ERROR] worker: Error 1159 (08S01): Got timeout reading communication packets",
+        ] {
+            check(line, NetTimeout, RetryIfIdempotent);
+            let d = classify_text(line);
+            assert_eq!(d.code, Some(1159), "{line}");
+            assert!(d.is_disconnect(), "{line}");
+            assert_ne!(source_of(line), SERVER_LOG, "{line}");
+        }
+    }
+
+    #[test]
+    fn numbered_1161_is_net_timeout() {
+        for line in [
+            "ERROR 1161 (08S01): Got timeout writing communication packets",
+            "Error 1161 (08S01): Got timeout writing communication packets",
+        ] {
+            check(line, NetTimeout, RetryIfIdempotent);
+            assert_eq!(classify_text(line).code, Some(1161), "{line}");
+            assert_ne!(source_of(line), SERVER_LOG, "{line}");
+        }
+    }
+
+    #[test]
+    fn driver_exceptions_carrying_the_words_are_the_error_number() {
+        for (line, code) in [
+            ("java.sql.SQLException: Got timeout reading communication packets", 1159),
+            ("Mysql2::Error: Got timeout reading communication packets", 1159),
+            ("Error: Got timeout reading communication packets", 1159),
+            ("MySqlConnector.MySqlException (0x80004005): Got timeout reading communication packets", 1159),
+            ("mysqli_sql_exception: Got timeout writing communication packets", 1161),
+            ("2024-05-01 10:00:01 ERROR app: Got timeout reading communication packets", 1159),
+            ("DBD::mysql::st execute failed: Got timeout writing communication packets at x.pl line 3.", 1161),
+        ] {
+            check(line, NetTimeout, RetryIfIdempotent);
+            assert_eq!(classify_text(line).code, Some(code), "{line}");
+            assert_ne!(source_of(line), SERVER_LOG, "{line}");
+        }
+        // The read-error siblings: the server's 1158, received.
+        let d = classify_text("java.sql.SQLException: Got an error reading communication packets");
+        assert_eq!(d.code, Some(1158));
+        assert_eq!(d.primary(), NetworkDrop);
+    }
+
+    #[test]
+    fn the_same_words_in_the_server_log_keep_their_ranking() {
+        for line in [
+            "2024-05-01T10:00:00.000000Z 12 [Warning] Aborted connection 12 to db: 'shop' user: 'app' host: '10.0.0.7' (Got timeout reading communication packets)",
+            "2024-04-01  3:02:11 27 [Warning] Aborted connection 27 to db: 'shop' user: 'shop' host: '10.0.3.15' (Got timeout reading communication packets)",
+            // A thread id that looks like the error number is still a log line.
+            "2024-05-01T10:00:00.000000Z 1159 [Note] [MY-010914] [Server] Aborted connection 1159 to db: 'shop' user: 'app' host: '10.0.0.7' (Got timeout reading communication packets).",
+            // Bare words: no sign of a client, so read as the log line they usually are.
+            "Got timeout reading communication packets",
+        ] {
+            let d = classify_text(line);
+            assert_eq!(
+                (d.primary(), d.retry),
+                (IdleTimeout, ReconnectThenRetry),
+                "{line}: {d:#?}"
+            );
+            assert!(d.mentions(NetTimeout), "still ambiguous: {line}");
+            assert_eq!(source_of(line), SERVER_LOG, "{line}");
+        }
+        let line = "2024-05-06T09:15:02.411029Z 1159 [Note] [MY-010914] [Server] Got an error reading communication packets";
+        check(line, NetworkDrop, ReconnectThenRetry);
+        assert_eq!(source_of(line), SERVER_LOG);
+    }
+
+    #[test]
+    fn a_client_1159_says_why_idle_is_unlikely() {
+        let d = classify_text("ERROR 1159 (08S01): Got timeout reading communication packets");
+        assert!(d.explanation.contains("net_read_timeout"), "{d:#?}");
+        assert!(
+            d.tell_apart.iter().any(|t| t.contains("LOAD DATA")),
+            "{d:#?}"
+        );
+        // The idle timeout stays a remote candidate, below the network.
+        let idle = d.causes.iter().find(|c| c.cause == IdleTimeout).unwrap();
+        assert!(idle.likelihood < 0.1, "{d:#?}");
+    }
+}
+
 /// Lines that MariaDB 10.11 and its client really printed on this project's harness servers.
 mod seen_on_the_harness {
     use super::check;
@@ -777,6 +1419,101 @@ mod logs {
                 Cause::LockWaitTimeout,
                 Cause::OutOfSync,
                 Cause::NetworkDrop
+            ],
+            "{report:#?}"
+        );
+    }
+
+    #[test]
+    fn dotnet_stack_trace_folds_the_inner_exception() {
+        let report = scan(&corpus_file("dotnet_mysqlconnector.txt")).unwrap();
+        let found: Vec<(Cause, usize, Vec<usize>)> = report
+            .findings
+            .iter()
+            .map(|f| (f.cause, f.count, f.lines.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (Cause::IdleTimeout, 1, vec![1]),
+                (Cause::TooManyConnections, 2, vec![9, 10]),
+            ],
+            "{report:#?}"
+        );
+        assert_eq!(report.findings[0].source, "MySqlConnector (.NET)");
+    }
+
+    #[test]
+    fn connector_j_streaming_hint_sharpens_the_link_failure() {
+        let report = scan(&corpus_file("java_streaming_stacktrace.txt")).unwrap();
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let f = &report.findings[0];
+        assert_eq!((f.cause, f.first_line), (Cause::NetTimeout, 1));
+        assert!(f
+            .diagnosis
+            .fixes
+            .iter()
+            .any(|x| x.contains("net_write_timeout")));
+    }
+
+    #[test]
+    fn elixir_log() {
+        let report = scan(&corpus_file("elixir.log")).unwrap();
+        let found: Vec<(Cause, usize)> =
+            report.findings.iter().map(|f| (f.cause, f.count)).collect();
+        assert_eq!(
+            found,
+            vec![
+                (Cause::IdleTimeout, 1),
+                (Cause::QueryTimeout, 1),
+                (Cause::TooManyConnections, 2),
+                (Cause::Deadlock, 1),
+            ],
+            "{report:#?}"
+        );
+        assert_eq!(report.findings[3].code, Some(1213));
+    }
+
+    #[test]
+    fn rails_log() {
+        let report = scan(&corpus_file("rails.log")).unwrap();
+        let found: Vec<(Cause, Retry)> =
+            report.findings.iter().map(|f| (f.cause, f.retry)).collect();
+        assert_eq!(
+            found,
+            vec![
+                (Cause::IdleTimeout, Retry::RetryIfIdempotent),
+                (Cause::IdleTimeout, Retry::ReconnectThenRetry),
+                (Cause::TooManyConnections, Retry::SafeToRetry),
+                (Cause::QueryTimeout, Retry::RetryIfIdempotent),
+            ],
+            "{report:#?}"
+        );
+        assert_eq!(report.findings[0].code, Some(2013));
+    }
+
+    #[test]
+    fn net_timeout_received_by_a_client_next_to_the_server_log() {
+        let report = scan(&corpus_file("net_timeout_client_and_server.log")).unwrap();
+        let found: Vec<(Cause, Option<u16>, &str)> = report
+            .findings
+            .iter()
+            .map(|f| (f.cause, f.code, f.source))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (Cause::IdleTimeout, None, "MySQL/MariaDB server error log"),
+                (
+                    Cause::NetTimeout,
+                    Some(1159),
+                    "mysql CLI / mysql_async / go-sql-driver"
+                ),
+                (
+                    Cause::NetTimeout,
+                    Some(1161),
+                    "Python (PyMySQL / MySQLdb / SQLAlchemy / Django)"
+                ),
             ],
             "{report:#?}"
         );
