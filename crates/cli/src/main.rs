@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 mod demo;
@@ -19,7 +19,7 @@ mod output;
 /// servers for Prometheus, and reproduces the errors on purpose. Start with `goneaway demo`.
 /// Every subcommand's --help documents its exit codes.
 #[derive(Debug, Parser)]
-#[command(name = "goneaway", version, propagate_version = true)]
+#[command(name = "goneaway", version = VERSION, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,7 +27,31 @@ struct Cli {
     /// `goneaway_relay=trace`.
     #[arg(long, global = true, env = "GONEAWAY_LOG", default_value = "warn")]
     log: String,
+    /// How log lines on stderr are written: text (coloured only on a terminal, never with
+    /// NO_COLOR) or json (one object per line: timestamp, level, target, message, fields).
+    #[arg(
+        long,
+        global = true,
+        env = "GONEAWAY_LOG_FORMAT",
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t
+    )]
+    log_format: output::LogFormat,
 }
+
+/// `0.1.0 (1a2b3c4d5e)`: the version and the commit built from (`-dirty` when the tree had
+/// changes); the version alone outside a git checkout. See `build.rs`.
+const VERSION: &str = if env!("GONEAWAY_GIT_REV").is_empty() {
+    env!("CARGO_PKG_VERSION")
+} else {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("GONEAWAY_GIT_REV"),
+        ")"
+    )
+};
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -38,6 +62,8 @@ enum Command {
     Ping(cmd::ping::Args),
     Watch(cmd::watch::Args),
     Demo(demo::Args),
+    Completions(cmd::completions::Args),
+    Man(cmd::man::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,10 +81,13 @@ fn main() -> ExitCode {
             return ExitCode::from(cmd::EXIT_USAGE);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .init();
+    // Generated from the parser itself; no runtime, no logging.
+    let command = match cli.command {
+        Command::Completions(args) => return report(cmd::completions::run(args, Cli::command())),
+        Command::Man(args) => return report(cmd::man::run(args, Cli::command())),
+        command => command,
+    };
+    output::init_logging(&cli.log, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,7 +99,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Explain(args) => cmd::explain::run(args).await,
             Command::Chaos(args) => cmd::chaos::run(args).await,
             Command::Proxy(args) => cmd::proxy::run(args).await,
@@ -78,12 +107,22 @@ fn main() -> ExitCode {
             Command::Ping(args) => cmd::ping::run(args).await,
             Command::Watch(args) => cmd::watch::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
         }
     });
+    report(result)
+}
+
+/// A subcommand's exit code, or its error printed and [`cmd::EXIT_INTERNAL`].
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("goneaway: {e:#}");
+            // Each layer of the chain once (see `error_chain`).
+            eprintln!(
+                "goneaway: {}",
+                goneaway_doctor::ping::error_chain(e.as_ref())
+            );
             ExitCode::from(cmd::EXIT_INTERNAL)
         }
     }

@@ -75,3 +75,23 @@ async fn ping_wait_rides_out_a_restart() {
         crate::util::stderr(&out)
     );
 }
+
+/// Regression: mysql_async prints its I/O error's source inside its own message, and the
+/// chain was printed layer by layer on top: "Input/output error: Input/output error:
+/// Connection refused".
+#[test]
+fn ping_to_a_closed_port_says_connection_refused_once() {
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("mysql://app:secret@127.0.0.1:{}/", crate::util::free_port());
+    let out = ping(home.path(), &url, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", crate::util::stdout(&out));
+    let text = crate::util::stdout(&out);
+    assert_eq!(text.matches("Connection refused").count(), 1, "{text}");
+    assert_eq!(text.matches("Input/output error").count(), 1, "{text}");
+
+    let out = ping(home.path(), &url, &["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert_eq!(error.matches("Connection refused").count(), 1, "{error}");
+    assert_eq!(v["status"], "refused");
+}

@@ -8,6 +8,9 @@
 //! - `chaos`: `goneaway chaos` relaying to a real server, switched through `chaos ctl`.
 //! - `demo`: `goneaway demo` end to end.
 //! - `doctor`: `goneaway doctor` on staged causes, flags and option files, failed connections.
+//! - `packaging`: running in production: logs on pipes and terminals (text, JSON),
+//!   `--version`, shell completions, man pages, the systemd units (`systemd-analyze`), the
+//!   example proxy configuration started for real and used by the `mariadb` client.
 //! - `ping`: `goneaway ping` exit codes, JSON, `--wait` across a start.
 //! - `proxy`: `goneaway proxy` in front of a real server: an idle session, /metrics, SIGTERM.
 //! - `proxy_abuse`: `goneaway proxy` under floods that never log in, oversized login
@@ -19,6 +22,7 @@ mod chaos;
 mod demo;
 mod doctor;
 mod explain;
+mod packaging;
 mod ping;
 mod proxy;
 mod proxy_abuse;

@@ -226,12 +226,12 @@ async fn attempt(target: &Target, query: Option<&str>) -> Attempt {
         Ok(c) => c,
         Err(e) => {
             let cause = goneaway_core::classify_mysql_async(&e).primary();
-            return fail(connect_status(&e, cause), e.to_string(), Some(cause));
+            return fail(connect_status(&e, cause), error_chain(&e), Some(cause));
         }
     };
     if let Err(e) = conn.ping().await {
         let cause = goneaway_core::classify_mysql_async(&e).primary();
-        return fail(PingStatus::Error, e.to_string(), Some(cause));
+        return fail(PingStatus::Error, error_chain(&e), Some(cause));
     }
     let info: Option<(String, String)> = conn
         .query_first("SELECT @@version, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME')")
@@ -266,7 +266,7 @@ async fn attempt(target: &Target, query: Option<&str>) -> Attempt {
                     version,
                     uptime,
                     result: None,
-                    error: Some(format!("the query failed: {e}")),
+                    error: Some(format!("the query failed: {}", error_chain(&e))),
                     cause: Some(cause),
                 };
             }
@@ -281,6 +281,46 @@ async fn attempt(target: &Target, query: Option<&str>) -> Attempt {
         error: None,
         cause: None,
     }
+}
+
+/// An error and its sources as one line, `outer: inner: root`, each distinct layer once.
+///
+/// Many errors print their source inside their own message as well as returning it from
+/// [`std::error::Error::source`] — mysql_async's `Io` does, twice over, so its plain
+/// `Display` reads "Input/output error: Input/output error: Connection refused (os error
+/// 111)". Here a layer's text loses a trailing copy of its source's text, and a layer whose
+/// remaining words were already said is skipped: "Input/output error: Connection refused
+/// (os error 111)".
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+/// let e = mysql_async::Error::from(io);
+/// assert_eq!(e.to_string().matches("Input/output error").count(), 2);
+/// assert_eq!(
+///     goneaway_doctor::ping::error_chain(&e),
+///     "Input/output error: Connection refused"
+/// );
+/// ```
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut texts = Vec::new();
+    let mut layer = Some(err);
+    while let Some(e) = layer {
+        texts.push(e.to_string());
+        layer = e.source();
+    }
+    let mut said: Vec<&str> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let own = match texts.get(i + 1) {
+            Some(source) if !source.is_empty() && text.ends_with(source.as_str()) => text
+                [..text.len() - source.len()]
+                .trim_end_matches(|c: char| c == ':' || c.is_whitespace()),
+            _ => text.as_str(),
+        };
+        if !own.is_empty() && !said.iter().any(|s| s.contains(own)) {
+            said.push(own);
+        }
+    }
+    said.join(": ")
 }
 
 fn connect_status(e: &mysql_async::Error, cause: Cause) -> PingStatus {

@@ -1,8 +1,10 @@
 //! One module a subcommand: its arguments and its `run`.
 
 pub mod chaos;
+pub mod completions;
 pub mod doctor;
 pub mod explain;
+pub mod man;
 pub mod ping;
 pub mod proxy;
 pub mod watch;
