@@ -14,7 +14,7 @@ use crate::logs::{read_log, scan_error_log, scan_kernel_log, ErrorLogScan, LogSo
 use crate::report::{
     ConnectionFailure, Probes, Report, Status, EXIT_FAILED, EXIT_FINDINGS, EXIT_HEALTHY, SCHEMA,
 };
-use crate::rules::{evaluate, Inputs};
+use crate::rules::{cluster_checks, evaluate, Inputs};
 use crate::time::{format_utc, now_unix};
 use crate::{probe, sample, Progress};
 
@@ -46,6 +46,8 @@ pub struct Options {
     pub probe_idle: Option<Duration>,
     /// Send growing packets to find the limit.
     pub probe_packet: bool,
+    /// A replica at least this far behind its primary is a finding (default 30 s).
+    pub replica_lag: Duration,
     /// Where progress goes.
     pub progress: Progress,
 }
@@ -66,6 +68,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             probe_idle: None,
             probe_packet: false,
+            replica_lag: Duration::from_secs(crate::rules::DEFAULT_REPLICA_LAG),
             progress: Progress::default(),
         }
     }
@@ -87,6 +90,7 @@ fn empty_report(target: &Target) -> Report {
         application: None,
         probes: Probes::default(),
         findings: Vec::new(),
+        cluster: Vec::new(),
         recommendations: Recommendations::default(),
         notes: Vec::new(),
     }
@@ -228,6 +232,7 @@ pub async fn diagnose(target: &Target, options: &Options) -> Report {
         packet_probe: report.probes.packet.as_ref(),
     };
     report.findings = evaluate(&inputs);
+    report.cluster = cluster_checks(&facts, options.replica_lag.as_secs());
     report.recommendations = recommend(Some(&facts), &report.findings);
     report.notes.append(&mut facts.unreadable);
     if let Some(m) = &facts.server.managed {
@@ -238,7 +243,7 @@ pub async fn diagnose(target: &Target, options: &Options) -> Report {
     }
     report.facts = Some(facts);
     report.application = app;
-    let found = !report.findings.is_empty();
+    let found = !report.findings.is_empty() || !report.cluster.is_empty();
     report.status = if found {
         Status::Findings
     } else {

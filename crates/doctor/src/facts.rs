@@ -43,6 +43,12 @@ pub const VARIABLES: &[&str] = &[
     "azure_server_name",
     "wsrep_on",
     "wsrep_provider",
+    "wsrep_cluster_address",
+    "wsrep_cluster_name",
+    "wsrep_sst_method",
+    "read_only",
+    "super_read_only",
+    "log_bin",
     "group_replication_group_name",
     "performance_schema",
 ];
@@ -121,6 +127,36 @@ pub struct Processes {
     /// Whether only the doctor's own account's connections could be seen (no PROCESS
     /// privilege).
     pub own_only: bool,
+    /// Replicas reading this server's binary log now (`Binlog Dump` threads): this server
+    /// is somebody's primary.
+    pub replicas_connected: usize,
+}
+
+/// One replication channel of a replica (`SHOW ALL SLAVES STATUS` on MariaDB, `SHOW
+/// REPLICA STATUS` on MySQL).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplicaChannel {
+    /// The channel (`Connection_name`, `Channel_Name`); empty for the default one.
+    pub name: String,
+    /// The primary it replicates from, `host:port`.
+    pub source: String,
+    /// `Slave_IO_Running`: `Yes`, `No` or `Connecting`.
+    pub io_running: String,
+    /// `Slave_SQL_Running`: `Yes` or `No`.
+    pub sql_running: String,
+    /// `Seconds_Behind_Master`; `None` when the server says NULL (a thread stopped, or not
+    /// connected to its primary).
+    pub seconds_behind: Option<u64>,
+    /// `SQL_Delay`: a deliberate delay (`MASTER_DELAY`), in seconds.
+    pub sql_delay: u64,
+    /// `Last_IO_Errno`.
+    pub last_io_errno: u64,
+    /// `Last_IO_Error`.
+    pub last_io_error: String,
+    /// `Last_SQL_Errno`.
+    pub last_sql_errno: u64,
+    /// `Last_SQL_Error`.
+    pub last_sql_error: String,
 }
 
 /// Everything read from the server.
@@ -140,6 +176,9 @@ pub struct Facts {
     pub status_text: BTreeMap<String, String>,
     /// The process list.
     pub processes: Processes,
+    /// Where this server replicates from: one entry per channel, empty when it is no
+    /// replica (or the account may not read it: see `unreadable`).
+    pub replication: Vec<ReplicaChannel>,
     /// What could not be read, and why (missing privileges).
     pub unreadable: Vec<String>,
 }
@@ -166,6 +205,35 @@ impl Facts {
             || self
                 .global("version")
                 .is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"))
+    }
+
+    /// Whether a variable is `ON` (or `1`) globally.
+    pub fn global_on(&self, name: &str) -> bool {
+        self.global(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1")
+    }
+
+    /// A text status value (`wsrep_cluster_status`…) or a number's text.
+    pub fn status_str(&self, name: &str) -> Option<String> {
+        self.status_text
+            .get(name)
+            .cloned()
+            .or_else(|| self.counter(name).map(|n| n.to_string()))
+    }
+
+    /// Whether this server is a Galera node.
+    pub fn is_galera(&self) -> bool {
+        self.server.cluster.as_deref() == Some("galera")
+    }
+
+    /// The nodes `wsrep_cluster_address` lists (`gcomm://a,b,c?opts`): `None` when it lists
+    /// none (`gcomm://` alone bootstraps a new cluster) or is not set.
+    pub fn galera_address_nodes(&self) -> Option<usize> {
+        let address = self.global("wsrep_cluster_address")?;
+        let list = address.strip_prefix("gcomm://")?;
+        let list = list.split('?').next().unwrap_or_default();
+        let n = list.split(',').filter(|n| !n.trim().is_empty()).count();
+        (n > 0).then_some(n)
     }
 
     /// Whether `SET PERSIST` exists (MySQL 8.0+).
@@ -252,7 +320,59 @@ pub async fn gather(conn: &mut Conn) -> Result<Facts, mysql_async::Error> {
         }
         Err(e) => facts.unreadable.push(format!("the process list: {e}")),
     }
+    match read_replication(conn, facts.is_mariadb()).await {
+        Ok(channels) => facts.replication = channels,
+        Err(e) => facts.unreadable.push(format!(
+            "the replication status (grant REPLICATION CLIENT, or SLAVE MONITOR on MariaDB): {e}"
+        )),
+    }
     Ok(facts)
+}
+
+/// Reads every replication channel: MariaDB's `SHOW ALL SLAVES STATUS` (multi-source),
+/// MySQL 8.0.22+'s `SHOW REPLICA STATUS`, older MySQL's `SHOW SLAVE STATUS`.
+async fn read_replication(
+    conn: &mut Conn,
+    mariadb: bool,
+) -> Result<Vec<ReplicaChannel>, mysql_async::Error> {
+    let rows: Vec<mysql_async::Row> = if mariadb {
+        conn.query("SHOW ALL SLAVES STATUS").await?
+    } else {
+        match conn.query("SHOW REPLICA STATUS").await {
+            Ok(rows) => rows,
+            Err(_) => conn.query("SHOW SLAVE STATUS").await?,
+        }
+    };
+    Ok(rows.iter().map(channel).collect())
+}
+
+/// One row of the replication status, by the column names of either vocabulary.
+fn channel(row: &mysql_async::Row) -> ReplicaChannel {
+    let text = |names: &[&str]| -> String {
+        names
+            .iter()
+            .find_map(|n| {
+                row.get_opt::<Option<String>, _>(*n)
+                    .and_then(Result::ok)
+                    .flatten()
+            })
+            .unwrap_or_default()
+    };
+    let num = |names: &[&str]| -> Option<u64> { text(names).trim().parse().ok() };
+    let host = text(&["Master_Host", "Source_Host"]);
+    let port = text(&["Master_Port", "Source_Port"]);
+    ReplicaChannel {
+        name: text(&["Connection_name", "Channel_Name", "Channel_name"]),
+        source: format!("{host}:{port}"),
+        io_running: text(&["Slave_IO_Running", "Replica_IO_Running"]),
+        sql_running: text(&["Slave_SQL_Running", "Replica_SQL_Running"]),
+        seconds_behind: num(&["Seconds_Behind_Master", "Seconds_Behind_Source"]),
+        sql_delay: num(&["SQL_Delay"]).unwrap_or(0),
+        last_io_errno: num(&["Last_IO_Errno"]).unwrap_or(0),
+        last_io_error: text(&["Last_IO_Error"]),
+        last_sql_errno: num(&["Last_SQL_Errno"]).unwrap_or(0),
+        last_sql_error: text(&["Last_SQL_Error"]),
+    }
 }
 
 /// Recognises the flavour, managed services and clusters from variables.
@@ -326,6 +446,9 @@ async fn read_processes(
         ..Processes::default()
     };
     for (id, user, host, command, time, state, info) in rows {
+        if command.starts_with("Binlog Dump") {
+            p.replicas_connected += 1;
+        }
         // Background threads have no host (MariaDB) or are `system user`/`event_scheduler`.
         if id == own_id || host.is_empty() || user == "system user" || user == "event_scheduler" {
             continue;

@@ -33,6 +33,42 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
 }
 
+/// How bad a [`ClusterFinding`] is for clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Severity {
+    /// Clients work, with a risk or a degradation (stale reads, one failure from an
+    /// outage).
+    Warning,
+    /// Clients get errors or lose connections now.
+    Critical,
+}
+
+/// Something wrong with the cluster or the replication this server is part of: evidence,
+/// and what it means for clients (which errors they get, on which member).
+///
+/// A cause (`Finding`) says why a connection went away; a cluster finding says what state
+/// the topology is in that makes connections go away or fail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterFinding {
+    /// A stable identifier: `galera_members_missing`, `galera_non_primary`,
+    /// `galera_not_ready`, `galera_not_synced`, `galera_flow_control`, `replica_lag`,
+    /// `replica_io_stopped`, `replica_sql_stopped`, `primary_read_only`,
+    /// `replica_writable`.
+    pub check: &'static str,
+    /// How bad it is.
+    pub severity: Severity,
+    /// What is wrong, in one line.
+    pub title: String,
+    /// What was read on the server (`status`, `variable`, `replication`, `process_list`).
+    pub evidence: Vec<Evidence>,
+    /// What clients see because of it.
+    pub consequence: String,
+    /// What to do.
+    pub action: String,
+}
+
 /// Collects evidence per cause and turns it into ranked findings.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {

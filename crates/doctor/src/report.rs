@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::advice::Recommendations;
 use crate::facts::Facts;
 use crate::finding::Finding;
+pub use crate::finding::{ClusterFinding, Severity};
 use crate::logs::{ErrorLogScan, LogEvent};
 use crate::probe::{IdleProbe, PacketProbe};
 use crate::sample::Sample;
@@ -92,6 +93,9 @@ pub struct Report {
     pub probes: Probes,
     /// Probable causes, most confident first.
     pub findings: Vec<Finding>,
+    /// What is wrong with the cluster or the replication the server is part of, most
+    /// severe first (empty for a healthy or standalone server).
+    pub cluster: Vec<ClusterFinding>,
     /// What to change.
     pub recommendations: Recommendations,
     /// What could not be read and other remarks.
@@ -222,8 +226,35 @@ impl Report {
                 log.crashes.len()
             );
         }
+        if !self.cluster.is_empty() {
+            let _ = writeln!(o, "\n{bold}Cluster and replication{reset}");
+            for c in &self.cluster {
+                let colour = match c.severity {
+                    Severity::Critical => red,
+                    _ => yellow,
+                };
+                let _ = writeln!(
+                    o,
+                    "  {colour}{bold}{}{reset} {} {dim}[{}]{reset}",
+                    severity_word(c.severity),
+                    c.title,
+                    c.check
+                );
+                for e in &c.evidence {
+                    let mark = if e.weight > 0.0 { "+" } else { "·" };
+                    let _ = writeln!(o, "     {mark} {dim}{}:{reset} {}", e.source, e.detail);
+                }
+                let _ = writeln!(o, "     clients: {}", c.consequence);
+                let _ = writeln!(o, "     do:      {}", c.action);
+            }
+        }
         let _ = writeln!(o, "\n{bold}Verdict{reset}");
-        if self.findings.is_empty() {
+        if self.findings.is_empty() && !self.cluster.is_empty() {
+            let _ = writeln!(
+                o,
+                "  no cause of lost connections on this server beyond the cluster's state above."
+            );
+        } else if self.findings.is_empty() {
             let _ = writeln!(
                 o,
                 "  {green}nothing found{reset}: no sign of a cause of lost connections."
@@ -334,6 +365,28 @@ impl Report {
                 e.message,
                 e.explanation
             );
+        }
+        if !self.cluster.is_empty() {
+            let _ = writeln!(o, "\n## Cluster and replication\n");
+            for c in &self.cluster {
+                let _ = writeln!(
+                    o,
+                    "- **{}** {} (`{}`)",
+                    severity_word(c.severity),
+                    c.title.replace('|', "\\|"),
+                    c.check
+                );
+                for e in &c.evidence {
+                    let mark = if e.weight > 0.0 {
+                        "evidence"
+                    } else {
+                        "context"
+                    };
+                    let _ = writeln!(o, "  - *{mark}* ({}): {}", e.source, e.detail);
+                }
+                let _ = writeln!(o, "  - *clients:* {}", c.consequence);
+                let _ = writeln!(o, "  - *do:* {}", c.action);
+            }
         }
         let _ = writeln!(o, "\n## Verdict\n");
         if self.findings.is_empty() {
@@ -479,5 +532,12 @@ impl Report {
             }
         }
         o
+    }
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "critical:",
+        _ => "warning:",
     }
 }

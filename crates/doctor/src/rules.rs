@@ -6,7 +6,7 @@ use std::time::Duration;
 use goneaway_core::Cause;
 
 use crate::facts::Facts;
-use crate::finding::{Finding, Ledger};
+use crate::finding::{ClusterFinding, Evidence, Finding, Ledger, Severity};
 use crate::logs::{ErrorLogScan, LogEvent};
 use crate::probe::{IdleProbe, PacketProbe};
 use crate::sample::Sample;
@@ -568,5 +568,488 @@ fn probe_rules(l: &mut Ledger, inputs: &Inputs<'_>) {
                 ),
             );
         }
+    }
+}
+
+/// Replication lag below this is not a finding (seconds), unless a caller chooses another
+/// bound ([`crate::Options::replica_lag`]): a few seconds of lag are routine on a busy
+/// replica; half a minute is stale data for any application that reads there.
+pub(crate) const DEFAULT_REPLICA_LAG: u64 = 30;
+
+/// Flow control paused replication for at least this share of the time: writers stall.
+const FLOW_CONTROL_PAUSED: f64 = 0.1;
+
+fn evidence(source: &'static str, detail: impl Into<String>) -> Evidence {
+    Evidence {
+        source,
+        detail: detail.into(),
+        weight: 1.0,
+    }
+}
+
+fn context(source: &'static str, detail: impl Into<String>) -> Evidence {
+    Evidence {
+        source,
+        detail: detail.into(),
+        weight: 0.0,
+    }
+}
+
+/// The state of the cluster or the replication this server is part of.
+pub(crate) fn cluster_checks(f: &Facts, replica_lag: u64) -> Vec<ClusterFinding> {
+    let mut out = Vec::new();
+    if f.is_galera() {
+        galera_checks(f, &mut out);
+    }
+    replication_checks(f, replica_lag, &mut out);
+    out.sort_by_key(|c| std::cmp::Reverse(c.severity));
+    out
+}
+
+/// What 1047 means to a client, said once.
+const ER_1047: &str = "error 1047 \"WSREP has not yet prepared node for application use\"";
+
+fn galera_checks(f: &Facts, out: &mut Vec<ClusterFinding>) {
+    let status = |n: &str| f.status_str(n);
+    let cluster_status = status("wsrep_cluster_status");
+    let primary = cluster_status.as_deref() == Some("Primary");
+    let size = f.counter("wsrep_cluster_size");
+    let members = status("wsrep_incoming_addresses").filter(|a| !a.is_empty());
+    let address = f.global("wsrep_cluster_address").unwrap_or_default();
+
+    if let Some(state) = cluster_status.as_deref().filter(|s| *s != "Primary") {
+        let mut ev = vec![evidence(
+            "status",
+            format!("wsrep_cluster_status = {state}"),
+        )];
+        if let Some(n) = size {
+            ev.push(evidence(
+                "status",
+                format!(
+                    "wsrep_cluster_size = {n}: the component this node sees{}",
+                    f.galera_address_nodes()
+                        .map(|a| format!(", of {a} nodes in wsrep_cluster_address"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        out.push(ClusterFinding {
+            check: "galera_non_primary",
+            severity: Severity::Critical,
+            title: format!("this Galera node is in a {state} component: it lost quorum"),
+            evidence: ev,
+            consequence: format!(
+                "Every query on this node fails with {ER_1047}, and transactions open on it were rolled back; a pool that validates with a ping keeps handing out these connections, since COM_PING still succeeds. Clients must go to a node of the primary component."
+            ),
+            action: "Find the primary component (the nodes whose wsrep_cluster_status is Primary) and send clients there; once the lost nodes are back this node rejoins by itself. If no primary component is left, bootstrap one from the most advanced node (SET GLOBAL wsrep_provider_options='pc.bootstrap=YES' on it). Health checks should test wsrep_ready, not a ping.".into(),
+        });
+    }
+
+    if let (Some(size), Some(listed)) = (size, f.galera_address_nodes()) {
+        if (size as usize) < listed {
+            let missing = listed - size as usize;
+            let mut ev = vec![
+                evidence(
+                    "status",
+                    format!(
+                        "wsrep_cluster_size = {size}: the members this node is in a component with"
+                    ),
+                ),
+                evidence(
+                    "variable",
+                    format!("wsrep_cluster_address = {address}: {listed} nodes"),
+                ),
+            ];
+            if let Some(m) = &members {
+                ev.push(context(
+                    "status",
+                    format!("wsrep_incoming_addresses = {m}: the members' client addresses"),
+                ));
+            }
+            // Quorum is a majority of the last primary component: one more crash among
+            // `size` members leaves `size - 1`.
+            let here = if !primary {
+                format!("Clients here get {ER_1047} too: this component has no quorum.")
+            } else if size >= 3 {
+                format!(
+                    "Clients here keep working while this component keeps quorum; one more crash leaves {} of {size}, still a majority.",
+                    size - 1
+                )
+            } else if size == 2 {
+                format!("Clients here keep working while this component keeps quorum; one more crash leaves 1 of 2, no majority: the survivor goes non-Primary and refuses every query with {ER_1047}.")
+            } else {
+                "Clients here keep working, but this node is the last one: when it fails, no node is left.".to_string()
+            };
+            out.push(ClusterFinding {
+                check: "galera_members_missing",
+                severity: if primary {
+                    Severity::Warning
+                } else {
+                    Severity::Critical
+                },
+                title: format!(
+                    "this node's component has {size} of the {listed} Galera nodes in wsrep_cluster_address: {missing} missing"
+                ),
+                evidence: ev,
+                consequence: format!(
+                    "Clients of the missing node(s) lost their connections when it left (2006 \"MySQL server has gone away\" / 2013 \"Lost connection\") and cannot connect, or get {ER_1047}, until it rejoins. {here}"
+                ),
+                action: "Bring the missing node(s) back (they rejoin by IST or a full state transfer); point clients at every node through a proxy or a driver list of hosts, so a lost node costs a reconnect, not an outage.".into(),
+            });
+        }
+    }
+
+    let ready = status("wsrep_ready");
+    let state = f.counter("wsrep_local_state");
+    let comment = status("wsrep_local_state_comment").unwrap_or_default();
+    if ready.as_deref().is_some_and(|r| r != "ON") {
+        let mut ev = vec![evidence(
+            "status",
+            format!("wsrep_ready = {}", ready.unwrap_or_default()),
+        )];
+        if let Some(s) = state {
+            ev.push(evidence(
+                "status",
+                format!("wsrep_local_state = {s} ({comment}); 4 is Synced"),
+            ));
+        }
+        out.push(ClusterFinding {
+            check: "galera_not_ready",
+            severity: Severity::Critical,
+            title: "this Galera node does not accept queries (wsrep_ready = OFF)".into(),
+            evidence: ev,
+            consequence: format!(
+                "Clients can log in, but every statement fails with {ER_1047}; their pools see live connections that fail every query."
+            ),
+            action: "Wait for the node to finish joining or to regain a primary component (its error log says which); keep clients off it meanwhile: health checks must test wsrep_ready = ON and wsrep_local_state = 4.".into(),
+        });
+    } else if let Some(s) = state.filter(|s| *s != 4) {
+        let what = match s {
+            1 => "joining the cluster: not ready for queries yet",
+            2 => "a donor or desynced: serving a state transfer, or taken out of flow control on purpose",
+            3 => "joined and catching up on the write sets it missed",
+            _ => "not in a state clients should use",
+        };
+        let rsync_donor = s == 2
+            && f.global("wsrep_sst_method")
+                .is_some_and(|m| m.starts_with("rsync"));
+        out.push(ClusterFinding {
+            check: "galera_not_synced",
+            severity: Severity::Warning,
+            title: format!("this Galera node is not Synced: wsrep_local_state = {s} ({comment})"),
+            evidence: vec![
+                evidence("status", format!("wsrep_local_state = {s} ({comment}): {what}; 4 is Synced")),
+                context("variable", format!(
+                    "wsrep_sst_method = {}",
+                    f.global("wsrep_sst_method").unwrap_or("?")
+                )),
+            ],
+            consequence: if rsync_donor {
+                "With the rsync state transfer a donor is locked while it sends: clients' writes (and many reads) wait until the transfer ends, and clients with short timeouts give up with 2013 \"Lost connection during query\".".into()
+            } else {
+                "Reads here may miss the latest writes of the cluster, and the node may refuse queries with 1047 until it is Synced.".into()
+            },
+            action: "Keep clients on Synced nodes (health checks test wsrep_local_state = 4); for donors, prefer wsrep_sst_method = mariabackup, which does not block the donor.".into(),
+        });
+    }
+
+    if let Some(paused) = status("wsrep_flow_control_paused").and_then(|p| p.parse::<f64>().ok()) {
+        if paused >= FLOW_CONTROL_PAUSED {
+            let mut ev = vec![evidence(
+                "status",
+                format!(
+                    "wsrep_flow_control_paused = {paused:.3}: replication was paused {:.0} % of the time",
+                    paused * 100.0
+                ),
+            )];
+            for name in [
+                "wsrep_flow_control_sent",
+                "wsrep_flow_control_recv",
+                "wsrep_local_recv_queue_avg",
+            ] {
+                if let Some(v) = status(name) {
+                    ev.push(context("status", format!("{name} = {v}")));
+                }
+            }
+            out.push(ClusterFinding {
+                check: "galera_flow_control",
+                severity: Severity::Warning,
+                title: format!("flow control paused the Galera cluster {:.0} % of the time", paused * 100.0),
+                evidence: ev,
+                consequence: "Every commit in the cluster waits while flow control is on: statements stall, and clients whose read timeout is shorter than the stall (a driver's socket timeout, a proxy's) give up with 2013 \"Lost connection during query\".".into(),
+                action: "Find the slow node (the one with the highest wsrep_flow_control_sent and wsrep_local_recv_queue_avg): raise its wsrep_slave_threads, fix its disk, or take it out; gcs.fc_limit sets how far it may fall behind.".into(),
+            });
+        }
+    }
+}
+
+fn replication_checks(f: &Facts, replica_lag: u64, out: &mut Vec<ClusterFinding>) {
+    let read_only = f.global_on("read_only") || f.global_on("super_read_only");
+    for ch in &f.replication {
+        let name = if ch.name.is_empty() {
+            String::new()
+        } else {
+            format!(" (channel {})", ch.name)
+        };
+        let source = context(
+            "replication",
+            format!("replicates from {}{name}", ch.source),
+        );
+        if ch.io_running != "Yes" {
+            let mut ev = vec![evidence(
+                "replication",
+                format!("Slave_IO_Running = {}", ch.io_running),
+            )];
+            if !ch.last_io_error.is_empty() {
+                ev.push(evidence(
+                    "replication",
+                    format!(
+                        "Last_IO_Error ({}) = {}",
+                        ch.last_io_errno, ch.last_io_error
+                    ),
+                ));
+            }
+            ev.push(source.clone());
+            out.push(ClusterFinding {
+                check: "replica_io_stopped",
+                severity: Severity::Warning,
+                title: if ch.io_running == "Connecting" {
+                    format!("this replica cannot reach its primary {}{name}", ch.source)
+                } else {
+                    format!("this replica's IO thread is stopped{name}")
+                },
+                evidence: ev,
+                consequence: "The replica receives nothing: its data ages by the second while Seconds_Behind_Master shows NULL, so lag alarms on it stay silent; applications reading here get stale data, and a failover to it would lose what it never received.".into(),
+                action: "Fix what Last_IO_Error names (the primary down or unreachable, the replication account, a purged binary log), then START SLAVE IO_THREAD.".into(),
+            });
+        }
+        if ch.sql_running != "Yes" {
+            let mut ev = vec![evidence(
+                "replication",
+                format!("Slave_SQL_Running = {}", ch.sql_running),
+            )];
+            if !ch.last_sql_error.is_empty() {
+                ev.push(evidence(
+                    "replication",
+                    format!(
+                        "Last_SQL_Error ({}) = {}",
+                        ch.last_sql_errno, ch.last_sql_error
+                    ),
+                ));
+            }
+            ev.push(source.clone());
+            out.push(ClusterFinding {
+                check: "replica_sql_stopped",
+                severity: Severity::Warning,
+                title: format!("this replica's SQL thread is stopped{name}: it applies nothing"),
+                evidence: ev,
+                consequence: "Nothing the primary writes reaches this replica's tables; it will not resume by itself. Applications reading here get ever staler data.".into(),
+                action: "Fix what Last_SQL_Error names (a row written on the replica alone: remove the difference), then START SLAVE SQL_THREAD; keep replicas read_only so it does not happen again.".into(),
+            });
+        }
+        if let Some(lag) = ch.seconds_behind {
+            let delayed = ch.sql_delay > 0 && lag <= ch.sql_delay + replica_lag;
+            if lag >= replica_lag && !delayed {
+                let mut ev = vec![evidence(
+                    "replication",
+                    format!("Seconds_Behind_Master = {lag}"),
+                )];
+                if ch.sql_delay > 0 {
+                    ev.push(context(
+                        "replication",
+                        format!("SQL_Delay = {} s (MASTER_DELAY)", ch.sql_delay),
+                    ));
+                }
+                ev.push(source.clone());
+                out.push(ClusterFinding {
+                    check: "replica_lag",
+                    severity: Severity::Warning,
+                    title: format!("this replica is {lag} s behind its primary{name}"),
+                    evidence: ev,
+                    consequence: format!(
+                        "Reads here miss the last {lag} s of writes (an application does not read its own writes); a failover to this replica now would have to wait for it or lose those writes."
+                    ),
+                    action: "Look for what holds the SQL thread (a long transaction or lock on the replica, a big write on the primary, slow disk); raise slave_parallel_threads; send reads that must be fresh to the primary.".into(),
+                });
+            }
+        }
+    }
+    if !f.replication.is_empty() && !read_only && f.global("read_only").is_some() {
+        out.push(ClusterFinding {
+            check: "replica_writable",
+            severity: Severity::Warning,
+            title: "this replica is writable (read_only = OFF) while it replicates".into(),
+            evidence: vec![
+                evidence("variable", "read_only = OFF"),
+                evidence(
+                    "replication",
+                    format!(
+                        "replicates from {}",
+                        f.replication
+                            .iter()
+                            .map(|c| c.source.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            ],
+            consequence: "Writes sent here (a pool pointed at the wrong host, a failover done in the wrong order) succeed on this server alone: the data diverges from the primary, and the next replicated change to the same rows stops the SQL thread (1062, 1032).".into(),
+            action: "SET GLOBAL read_only = ON on every replica (and in its my.cnf); only the primary is writable.".into(),
+        });
+    }
+    if f.replication.is_empty() && read_only {
+        let attached = f.processes.replicas_connected;
+        let mut ev = vec![evidence(
+            "variable",
+            format!(
+                "read_only = {}{}",
+                f.global("read_only").unwrap_or("?"),
+                f.global("super_read_only")
+                    .map(|s| format!(", super_read_only = {s}"))
+                    .unwrap_or_default()
+            ),
+        )];
+        ev.push(evidence(
+            "replication",
+            "replicates from nobody (no replication channel)",
+        ));
+        if attached > 0 {
+            ev.push(evidence(
+                "process_list",
+                format!("{attached} replica(s) read this server's binary log (Binlog Dump threads): it is their primary"),
+            ));
+        }
+        out.push(ClusterFinding {
+            check: "primary_read_only",
+            severity: if attached > 0 { Severity::Critical } else { Severity::Warning },
+            title: if attached > 0 {
+                "this primary is read-only: its replicas follow it, but nobody can write to it".into()
+            } else {
+                "this server replicates from nobody and is read-only".into()
+            },
+            evidence: ev,
+            consequence: "Every write of the application fails with 1290 \"The MariaDB server is running with the --read-only option so it cannot execute this statement\" (accounts with SUPER or READ_ONLY ADMIN are let through, which hides it from administrators). Typical after a failover that promoted this server but did not switch read_only off.".into(),
+            action: "If this is the primary: SET GLOBAL read_only = OFF (and in its my.cnf). If it is a replica that lost its configuration, point it at its primary again.".into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use crate::facts::{ReplicaChannel, Scoped};
+
+    fn galera(status: &[(&str, &str)], vars: &[(&str, &str)]) -> Facts {
+        let mut f = Facts::default();
+        f.server.cluster = Some("galera".into());
+        for (k, v) in status {
+            if let Ok(n) = v.parse::<u64>() {
+                f.status.insert(k.to_string(), n);
+            } else {
+                f.status_text.insert(k.to_string(), v.to_string());
+            }
+        }
+        for (k, v) in vars {
+            f.variables.insert(
+                k.to_string(),
+                Scoped {
+                    global: Some(v.to_string()),
+                    session: None,
+                },
+            );
+        }
+        f
+    }
+
+    const SYNCED: &[(&str, &str)] = &[
+        ("wsrep_cluster_status", "Primary"),
+        ("wsrep_cluster_size", "3"),
+        ("wsrep_ready", "ON"),
+        ("wsrep_local_state", "4"),
+        ("wsrep_local_state_comment", "Synced"),
+        ("wsrep_flow_control_paused", "0.000000"),
+    ];
+
+    fn names(f: &Facts) -> Vec<&'static str> {
+        cluster_checks(f, DEFAULT_REPLICA_LAG)
+            .iter()
+            .map(|c| c.check)
+            .collect()
+    }
+
+    #[test]
+    fn a_synced_galera_node_of_a_whole_cluster_is_no_finding() {
+        let f = galera(SYNCED, &[("wsrep_cluster_address", "gcomm://a,b,c")]);
+        assert!(names(&f).is_empty());
+        // `gcomm://` alone (a bootstrap node) lists no nodes: nothing to compare.
+        let f = galera(
+            &[
+                ("wsrep_cluster_size", "1"),
+                ("wsrep_cluster_status", "Primary"),
+            ],
+            &[("wsrep_cluster_address", "gcomm://")],
+        );
+        assert_eq!(f.galera_address_nodes(), None);
+        assert!(names(&f).is_empty());
+        let f = galera(
+            &[],
+            &[("wsrep_cluster_address", "gcomm://a:4567,b?pc.wait_prim=no")],
+        );
+        assert_eq!(f.galera_address_nodes(), Some(2));
+    }
+
+    #[test]
+    fn flow_control_and_a_rsync_donor() {
+        let mut status = SYNCED.to_vec();
+        status.retain(|(k, _)| *k != "wsrep_flow_control_paused" && *k != "wsrep_local_state");
+        status.push(("wsrep_flow_control_paused", "0.350000"));
+        status.push(("wsrep_flow_control_sent", "12"));
+        status.push(("wsrep_local_state", "2"));
+        let f = galera(
+            &status,
+            &[
+                ("wsrep_cluster_address", "gcomm://a,b,c"),
+                ("wsrep_sst_method", "rsync"),
+            ],
+        );
+        let found = cluster_checks(&f, DEFAULT_REPLICA_LAG);
+        let fc = found
+            .iter()
+            .find(|c| c.check == "galera_flow_control")
+            .unwrap();
+        assert!(fc.evidence[0].detail.contains("35 %"), "{fc:?}");
+        assert!(fc.consequence.contains("2013"));
+        let donor = found
+            .iter()
+            .find(|c| c.check == "galera_not_synced")
+            .unwrap();
+        assert!(donor.consequence.contains("locked"), "{donor:?}");
+    }
+
+    #[test]
+    fn a_deliberate_delay_is_not_lag() {
+        let mut f = Facts::default();
+        f.replication.push(ReplicaChannel {
+            source: "db1:3306".into(),
+            io_running: "Yes".into(),
+            sql_running: "Yes".into(),
+            seconds_behind: Some(3000),
+            sql_delay: 3600,
+            ..ReplicaChannel::default()
+        });
+        f.variables.insert(
+            "read_only".into(),
+            Scoped {
+                global: Some("ON".into()),
+                session: None,
+            },
+        );
+        assert!(names(&f).is_empty());
+        f.replication[0].sql_delay = 0;
+        assert_eq!(names(&f), ["replica_lag"]);
+        f.replication[0].seconds_behind = None;
+        f.replication[0].io_running = "No".into();
+        f.replication[0].last_io_error = "Got fatal error 1236".into();
+        assert_eq!(names(&f), ["replica_io_stopped"]);
     }
 }

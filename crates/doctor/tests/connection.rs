@@ -62,6 +62,7 @@ async fn json_field_names_are_stable() {
         keys(&v),
         [
             "application",
+            "cluster",
             "connection_error",
             "error_log",
             "exit_code",
@@ -101,6 +102,7 @@ async fn json_field_names_are_stable() {
         keys(&v["facts"]),
         [
             "processes",
+            "replication",
             "server",
             "started_at",
             "status",

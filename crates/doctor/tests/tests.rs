@@ -2,6 +2,9 @@
 //! for real.
 //!
 //! Modules:
+//! - `cluster`: real clusters from the harness — a Galera node killed (the survivors report
+//!   the missing member), then a second (quorum lost, 1047); a replica lagging behind a
+//!   lock, its SQL thread broken, writable, its primary left read-only, then killed.
 //! - `causes`: idle timeout, restart, crash, oversized packet and a pool lifetime longer
 //!   than `wait_timeout` — the doctor must put the staged cause first, with its evidence.
 //! - `connection`: connection failures diagnosed (access denied, unreachable), exit codes,
@@ -15,6 +18,7 @@
 //!   server never sees), `--probe-packet` against a small `max_allowed_packet`.
 
 mod causes;
+mod cluster;
 mod connection;
 mod limits;
 mod network;

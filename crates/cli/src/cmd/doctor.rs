@@ -17,7 +17,8 @@ use crate::output::{use_color, Format};
 ///
 /// Connects read-only (a monitoring account is enough) and reads the timeout and packet
 /// settings at GLOBAL and SESSION scope, Uptime, Aborted_clients/Aborted_connects,
-/// Connection_errors_*, the process list and the error log; samples the counters for rates;
+/// Connection_errors_*, the process list, the error log and, on a Galera node or a replica,
+/// the cluster's or the replication's state; samples the counters for rates;
 /// classifies the application's own errors; then ranks the causes with their evidence and
 /// prints the server settings (my.cnf and SET statements) and the pool settings for
 /// SQLAlchemy, Django, HikariCP, Node mysql2, PHP PDO, Go, sqlx, mysql_async and goneaway.
@@ -46,7 +47,8 @@ Examples:
 
 Exit codes:
   0  nothing found
-  1  findings (causes of lost connections)
+  1  findings (causes of lost connections, or a Galera cluster or replication in a state that
+     makes clients fail)
   2  could not diagnose: the connection failed (the failure itself is diagnosed: unreachable,
      access denied, too many connections, host blocked)
   64 bad arguments
@@ -102,6 +104,9 @@ pub struct Args {
     /// Send growing packets to measure the effective max_allowed_packet both ways.
     #[arg(long)]
     probe_packet: bool,
+    /// Report a replica this far behind its primary (Seconds_Behind_Master).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    replica_lag: Duration,
 }
 
 /// Progress on standard error while something slow runs (sampling, probes, `ping --wait`):
@@ -171,6 +176,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         connect_timeout: args.connect_timeout,
         probe_idle: args.probe_idle,
         probe_packet: args.probe_packet,
+        replica_lag: args.replica_lag,
         progress: progress(),
     };
     let report = diagnose(&target, &options).await;
