@@ -41,5 +41,7 @@ mod server;
 pub use binaries::Binaries;
 pub use error::HarnessError;
 pub use galera::{Galera, GaleraBuilder, WsrepStatus, GALERA_PROVIDER};
-pub use replication::{ReplicaStatus, Replication, ReplicationBuilder, REPLICATION_USER};
+pub use replication::{
+    ReplicaStatus, Replication, ReplicationBuilder, SqlThreadHold, REPLICATION_USER,
+};
 pub use server::{Server, ServerBuilder, APP_PASSWORD, APP_USER, DATABASE};

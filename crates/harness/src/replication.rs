@@ -338,6 +338,51 @@ impl Replication {
         }
     }
 
+    /// Makes replica `i` fall behind the way a real one does: a transaction on the replica
+    /// holds a row lock that the next replicated update needs, so the SQL thread waits and
+    /// `Seconds_Behind_Master` grows by a second every second. Returns once the lag shows
+    /// (≥ 1 s); the lag lasts until [`SqlThreadHold::release`] or the guard is dropped (the
+    /// holding connection closes and its transaction rolls back). The SQL thread gives up
+    /// waiting after `innodb_lock_wait_timeout` (50 s) and retries.
+    pub async fn hold_sql_thread(&self, i: usize) -> Result<SqlThreadHold, HarnessError> {
+        let replica = self.get(i)?;
+        let n = self.conflicts.fetch_add(1, Ordering::Relaxed);
+        let table = format!("{DATABASE}.harness_hold_{n}");
+        self.primary()
+            .admin(&format!(
+                "CREATE TABLE {table} (id INT PRIMARY KEY, n INT); INSERT INTO {table} VALUES (1, 0)"
+            ))
+            .await?;
+        self.wait_caught_up().await?;
+        let mut holder = replica.admin_conn().await?;
+        holder.query_drop("BEGIN").await?;
+        holder
+            .query_drop(format!("SELECT n FROM {table} WHERE id = 1 FOR UPDATE"))
+            .await?;
+        self.primary()
+            .admin(&format!("UPDATE {table} SET n = n + 1 WHERE id = 1"))
+            .await?;
+        let started = Instant::now();
+        loop {
+            let status = self.replica_status(i).await?;
+            if status
+                .as_ref()
+                .and_then(|s| s.seconds_behind_master)
+                .is_some_and(|s| s >= 1)
+            {
+                return Ok(SqlThreadHold { conn: holder });
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(HarnessError::Cluster {
+                    what: format!("replica {i} never reported a lag"),
+                    seconds: started.elapsed().as_secs(),
+                    seen: format!("{status:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A write on the primary (a row in `goneaway.harness_heartbeat`), so that replicas have
     /// something to apply.
     pub async fn heartbeat(&self) -> Result<(), HarnessError> {
@@ -450,5 +495,21 @@ impl Replication {
             index: i,
             len: self.members.len(),
         })
+    }
+}
+
+/// A replica's SQL thread held back by a row lock (see [`Replication::hold_sql_thread`]).
+#[derive(Debug)]
+pub struct SqlThreadHold {
+    /// The replica connection whose open transaction holds the lock.
+    conn: mysql_async::Conn,
+}
+
+impl SqlThreadHold {
+    /// Releases the lock (ROLLBACK): the SQL thread goes on and the replica catches up.
+    pub async fn release(mut self) -> Result<(), HarnessError> {
+        self.conn.query_drop("ROLLBACK").await?;
+        self.conn.disconnect().await?;
+        Ok(())
     }
 }

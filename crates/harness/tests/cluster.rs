@@ -57,6 +57,16 @@ async fn replication_pair_replicates_a_write_and_reports_its_faults() {
     assert!(lag.seconds_behind_master.is_some_and(|s| s >= 1), "{lag:?}");
     set.lag(1, 0).await.unwrap();
 
+    // A replica held back by a lock on its side, then released.
+    let hold = set.hold_sql_thread(1).await.unwrap();
+    let held = set.replica_status(1).await.unwrap().unwrap();
+    assert!(
+        held.seconds_behind_master.is_some_and(|s| s >= 1),
+        "{held:?}"
+    );
+    hold.release().await.unwrap();
+    set.wait_caught_up().await.unwrap();
+
     // A broken SQL thread, then repaired.
     let broken = set.break_sql_thread(1).await.unwrap();
     assert_eq!(broken.sql_running, "No");
