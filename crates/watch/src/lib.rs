@@ -27,5 +27,5 @@ pub mod metrics;
 pub mod state;
 mod watcher;
 
-pub use state::{ServerState, Snapshot};
+pub use state::{GaleraSnapshot, ReplicaSnapshot, ServerState, Snapshot};
 pub use watcher::{WatchConfig, WatchError, Watcher};

@@ -21,6 +21,42 @@ pub struct Snapshot {
     pub near_wait_timeout: usize,
     /// The doctor's findings: cause and confidence.
     pub findings: Vec<(Cause, f64)>,
+    /// `@@read_only` (`None` when not read).
+    pub read_only: Option<bool>,
+    /// The Galera state, for a Galera node only.
+    pub galera: Option<GaleraSnapshot>,
+    /// One entry per replication channel, empty when the server replicates from nobody.
+    pub replication: Vec<ReplicaSnapshot>,
+}
+
+/// A Galera node's view of its cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GaleraSnapshot {
+    /// `wsrep_cluster_size`.
+    pub cluster_size: Option<u64>,
+    /// The nodes `wsrep_cluster_address` lists (`None` for a bare `gcomm://`).
+    pub address_nodes: Option<usize>,
+    /// `wsrep_cluster_status` is `Primary`.
+    pub primary: bool,
+    /// `wsrep_ready` is `ON`.
+    pub ready: bool,
+    /// `wsrep_local_state` (4 is Synced).
+    pub local_state: Option<u64>,
+    /// `wsrep_flow_control_paused`: the share of time replication was paused (0 to 1).
+    pub flow_control_paused: Option<f64>,
+}
+
+/// One replication channel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicaSnapshot {
+    /// The channel's name; empty for the default one.
+    pub channel: String,
+    /// `Seconds_Behind_Master`; `None` when NULL.
+    pub lag_seconds: Option<u64>,
+    /// `Slave_IO_Running` is `Yes`.
+    pub io_running: bool,
+    /// `Slave_SQL_Running` is `Yes`.
+    pub sql_running: bool,
 }
 
 /// An idle connection counts as near `wait_timeout` from this share of it on.
@@ -49,6 +85,29 @@ impl Snapshot {
                 .findings
                 .iter()
                 .map(|f| (f.cause, f.confidence))
+                .collect(),
+            read_only: facts
+                .global("read_only")
+                .map(|_| facts.global_on("read_only")),
+            galera: facts.is_galera().then(|| GaleraSnapshot {
+                cluster_size: facts.counter("wsrep_cluster_size"),
+                address_nodes: facts.galera_address_nodes(),
+                primary: facts.status_str("wsrep_cluster_status").as_deref() == Some("Primary"),
+                ready: facts.status_str("wsrep_ready").as_deref() == Some("ON"),
+                local_state: facts.counter("wsrep_local_state"),
+                flow_control_paused: facts
+                    .status_str("wsrep_flow_control_paused")
+                    .and_then(|v| v.parse().ok()),
+            }),
+            replication: facts
+                .replication
+                .iter()
+                .map(|c| ReplicaSnapshot {
+                    channel: c.name.clone(),
+                    lag_seconds: c.seconds_behind,
+                    io_running: c.io_running == "Yes",
+                    sql_running: c.sql_running == "Yes",
+                })
                 .collect(),
         })
     }

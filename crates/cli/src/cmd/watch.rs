@@ -8,7 +8,8 @@ use std::time::Duration;
 use goneaway_connect::{parse_duration, ConnectArgs, Target};
 use goneaway_watch::{WatchConfig, Watcher};
 
-/// Watch servers for restarts, aborted connections and connections near wait_timeout.
+/// Watch servers for restarts, aborted connections, connections near wait_timeout, and the
+/// state of their Galera cluster or replication.
 ///
 /// Polls each server every --interval and serves /metrics (Prometheus text format) and
 /// /healthz on --listen. Logs a line on standard error when something changes: a server
@@ -22,11 +23,17 @@ The first server comes from --url / MYSQL_URL / DATABASE_URL / -h -P -u -p -S / 
 doctor; --also adds more by URL.
 
 Metrics (label server=URL without password): goneaway_up, goneaway_uptime_seconds,
-goneaway_restarts_detected_total, goneaway_aborted_clients(_per_hour),
-goneaway_aborted_connects(_per_hour), goneaway_connection_errors_per_hour{kind},
+goneaway_restarts_detected_total, goneaway_aborted_clients_total,
+goneaway_aborted_connects_total, goneaway_aborted_clients_per_hour,
+goneaway_aborted_connects_per_hour, goneaway_connection_errors_per_hour{kind},
 goneaway_threads_connected, goneaway_max_connections, goneaway_connection_headroom,
-goneaway_wait_timeout_seconds, goneaway_connections_near_wait_timeout,
+goneaway_wait_timeout_seconds, goneaway_connections_near_wait_timeout, goneaway_read_only,
 goneaway_finding_confidence{cause}, goneaway_poll_errors_total{cause}.
+Galera nodes only: goneaway_galera_cluster_size, goneaway_galera_cluster_address_nodes,
+goneaway_galera_primary, goneaway_galera_ready, goneaway_galera_local_state (4 = Synced),
+goneaway_galera_flow_control_paused_ratio.
+Replicas only: goneaway_replica_lag_seconds (absent while NULL), goneaway_replica_io_running,
+goneaway_replica_sql_running (a channel label for named channels).
 
 Exit codes:
   0  stopped by a signal
