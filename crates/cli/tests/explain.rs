@@ -259,3 +259,134 @@ fn passwords_in_pasted_urls_are_masked() {
     assert_eq!(output.status.code(), Some(0));
     assert!(!stdout(&output).contains("s3cretpw"), "{}", stdout(&output));
 }
+
+#[test]
+fn a_client_received_1159_is_net_timeout_not_a_server_log() {
+    // The mysql CLI's words for the server's error 1159: a transfer stalled past
+    // net_read_timeout (the server sends no error packet for an idle close).
+    let output = run(&[
+        "explain",
+        "--format",
+        "json",
+        "ERROR 1159 (08S01): Got timeout reading communication packets",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let finding = &json["findings"][0];
+    assert_eq!(finding["cause"], "net_timeout", "{json:#}");
+    assert_eq!(finding["code"], 1159);
+    assert_eq!(finding["symbol"], "ER_NET_READ_INTERRUPTED");
+    assert_eq!(finding["retry"], "retry_if_idempotent");
+    assert_ne!(
+        finding["source"], "MySQL/MariaDB server error log",
+        "{json:#}"
+    );
+    assert_eq!(finding["diagnosis"]["causes"][0]["cause"], "net_timeout");
+}
+
+#[test]
+fn the_same_words_in_a_server_log_keep_idle_timeout_first() {
+    let log = "2024-05-01T10:00:00.123456Z 12 [Warning] Aborted connection 12 to db: 'shop' user: 'app' host: '10.0.0.7' (Got timeout reading communication packets)\n\
+               2024-05-01 10:00:05 ERROR loader: java.sql.SQLException: Got timeout writing communication packets\n";
+    let output = run_with_stdin(&["explain", "--format", "json"], log.as_bytes());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{json:#}");
+    assert_eq!(findings[0]["cause"], "idle_timeout");
+    assert_eq!(findings[0]["source"], "MySQL/MariaDB server error log");
+    let ranked: Vec<&str> = findings[0]["diagnosis"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cause"].as_str().unwrap())
+        .collect();
+    assert!(
+        ranked.contains(&"net_timeout"),
+        "still ambiguous: {ranked:?}"
+    );
+    // The driver's exception carrying 1161's words is the client side.
+    assert_eq!(findings[1]["cause"], "net_timeout");
+    assert_eq!(findings[1]["code"], 1161);
+    assert_ne!(findings[1]["source"], "MySQL/MariaDB server error log");
+}
+
+#[test]
+fn explains_the_drivers_of_more_ecosystems() {
+    let log = "\
+PrismaClientKnownRequestError: Server has closed the connection.
+MySqlConnector.MySqlException (0x80004005): Connect Timeout expired. All pooled connections are in use.
+com.mysql.cj.jdbc.exceptions.MySQLTimeoutException: Statement cancelled due to timeout or client request
+java.sql.SQLNonTransientConnectionException: (conn=1234) Socket timout error
+DBD::mysql::st execute failed: MySQL server has gone away at /app/lib/Job.pm line 42.
+F, [2024-05-01T10:05:00.000000 #1] FATAL -- : ActiveRecord::ConnectionNotEstablished (MySQL client is not connected):
+14:05:00.010 [error] ** (DBConnection.ConnectionError) connection not available and request was dropped from queue after 2000ms.
+KnexTimeoutError: Knex: Timeout acquiring a connection. The pool is probably full. Are you missing a .transacting(trx) call?
+SequelizeConnectionRefusedError: connect ECONNREFUSED 127.0.0.1:3306
+";
+    let output = run_with_stdin(&["explain", "--format", "json"], log.as_bytes());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let found: Vec<(String, String, String)> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["cause"].as_str().unwrap().to_string(),
+                f["retry"].as_str().unwrap().to_string(),
+                f["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("idle_timeout", "retry_if_idempotent", "Prisma"),
+        (
+            "too_many_connections",
+            "safe_to_retry",
+            "MySqlConnector (.NET)",
+        ),
+        ("query_timeout", "retry_if_idempotent", "MySQL Connector/J"),
+        (
+            "query_timeout",
+            "retry_if_idempotent",
+            "MariaDB Connector/J",
+        ),
+        (
+            "idle_timeout",
+            "reconnect_then_retry",
+            "MySQL/MariaDB client library",
+        ),
+        (
+            "idle_timeout",
+            "reconnect_then_retry",
+            "Ruby (mysql2 / Active Record)",
+        ),
+        (
+            "too_many_connections",
+            "safe_to_retry",
+            "Elixir (DBConnection)",
+        ),
+        ("too_many_connections", "safe_to_retry", "Knex"),
+        ("server_unreachable", "safe_to_retry", "Sequelize"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(c, r, s)| (c.to_string(), r.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(found, expected, "{json:#}");
+}
+
+#[test]
+fn a_pool_timeout_says_nothing_reached_the_server() {
+    let output = run(&[
+        "explain",
+        "KnexTimeoutError: Knex: Timeout acquiring a connection. The pool is probably full. Are you missing a .transacting(trx) call?",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("[too_many_connections]"), "{text}");
+    assert!(text.contains("(safe_to_retry)"), "{text}");
+    assert!(text.contains("(Knex)"), "{text}");
+    assert!(text.contains(".transacting(trx)"), "{text}");
+}

@@ -483,7 +483,7 @@ fn rules() -> Vec<Rule> {
         // "address=(host=db)(port=3306)(type=primary)") and handleTimeoutError:
         // "Socket timeout when connecting to %s. %s".
         rule(
-            "mariadb-connect",
+            "mariadb-connector-j-connect",
             "MariaDB Connector/J",
             r"Could not connect to \S+ : (?P<rest>.*)",
             |c, _| {
@@ -494,7 +494,7 @@ fn rules() -> Vec<Rule> {
             },
         ),
         verdict(
-            "mariadb-connect",
+            "mariadb-connector-j-connect",
             "MariaDB Connector/J",
             r"Socket timeout when connecting to",
             || {
@@ -523,7 +523,7 @@ fn rules() -> Vec<Rule> {
         ),
         // P1017 ConnectionClosed: "Server has closed the connection." (end of stream)
         rule(
-            "unexpected-eof",
+            "prisma-unexpected-eof",
             "Prisma",
             r"Server has closed the connection\.",
             |_, _| {
@@ -538,7 +538,7 @@ fn rules() -> Vec<Rule> {
         // a new connection from the connection pool. More info: http://pris.ly/d/connection-pool
         // (Current connection pool timeout: 10, connection limit: 5)"
         verdict(
-            "pool-timeout",
+            "prisma-pool-timeout",
             "Prisma",
             r"Timed out fetching a new connection from the connection pool",
             || {
@@ -549,7 +549,7 @@ fn rules() -> Vec<Rule> {
         // timed out after `5s`. Context: Socket timeout (the database failed to respond to a
         // query within the configured timeout …)" (quaint.rs, ErrorKind::SocketTimeout).
         verdict(
-            "client-read-timeout",
+            "prisma-client-read-timeout",
             "Prisma",
             r"Operations timed out after",
             || {
@@ -568,7 +568,7 @@ fn rules() -> Vec<Rule> {
         // MySqlConnector src/MySqlConnector/MySqlConnection.cs CreateSessionAsync: "Connect
         // Timeout expired." + " All pooled connections are in use." when the pool is empty.
         verdict(
-            "pool-timeout",
+            "mysqlconnector-pool-timeout",
             "MySqlConnector (.NET)",
             r"Connect Timeout expired\. All pooled connections are in use",
             || {
@@ -577,7 +577,7 @@ fn rules() -> Vec<Rule> {
         ),
         // Same file (and src/MySqlConnector/Core/ServerSession.cs): "Connect Timeout expired."
         verdict(
-            "connect-timeout",
+            "mysqlconnector-connect-timeout",
             "MySqlConnector (.NET)",
             r"Connect Timeout expired\.",
             || {
@@ -590,7 +590,7 @@ fn rules() -> Vec<Rule> {
         // (UnableToConnectToHost); Connector/NET MySQL.Data/src/Resources.resx
         // UnableToConnectToHost: "Unable to connect to any of the specified MySQL hosts."
         verdict(
-            "connect-failure",
+            "dotnet-connect-failure",
             ".NET (MySqlConnector / MySql.Data)",
             r"Unable to connect to any of the specified MySQL hosts",
             || {
@@ -601,7 +601,7 @@ fn rules() -> Vec<Rule> {
         // Timeout expired before the operation completed." (MySqlConnector then runs KILL
         // QUERY from a second connection, MySqlConnection.cs Cancel).
         verdict(
-            "command-timeout",
+            "mysqlconnector-command-timeout",
             "MySqlConnector (.NET)",
             r"The Command Timeout expired before the operation completed",
             || {
@@ -611,7 +611,7 @@ fn rules() -> Vec<Rule> {
         // Connector/NET MySQL.Data/src/Resources.resx Timeout: "Timeout expired.  The timeout
         // period elapsed prior to completion of the operation or the server is not responding"
         verdict(
-            "command-timeout",
+            "mysql-data-command-timeout",
             "MySql.Data (Connector/NET)",
             r"The timeout period elapsed prior to completion of the operation",
             || {
@@ -622,7 +622,7 @@ fn rules() -> Vec<Rule> {
         // timeout period elapsed prior to obtaining a connection from the pool.  This may have
         // occurred because all pooled connections were in use and max pool size was reached"
         verdict(
-            "pool-timeout",
+            "mysql-data-pool-timeout",
             "MySql.Data (Connector/NET)",
             r"The timeout period elapsed prior to obtaining a connection from the pool",
             || {
@@ -632,7 +632,7 @@ fn rules() -> Vec<Rule> {
         // MySqlConnector src/MySqlConnector/MySqlDataReader.cs ActivateResultSet: "Failed to
         // read the result set." for any error that is not the server's (end of stream, reset).
         verdict(
-            "dotnet-read-failed",
+            "mysqlconnector-read-failed",
             "MySqlConnector (.NET)",
             r"Failed to read the result set\.",
             || {
@@ -642,7 +642,7 @@ fn rules() -> Vec<Rule> {
         // Resources.resx ReadFromStreamFailed "Reading from the stream has failed",
         // ConnectionBroken "Connection unexpectedly terminated".
         verdict(
-            "dotnet-read-failed",
+            "mysql-data-read-failed",
             "MySql.Data (Connector/NET)",
             r"Reading from the stream has failed|Connection unexpectedly terminated",
             || {
@@ -651,7 +651,7 @@ fn rules() -> Vec<Rule> {
         ),
         // Resources.resx WriteToStreamFailed "Writing to the stream failed"
         rule(
-            "socket-broken-pipe",
+            "mysql-data-socket-broken-pipe",
             "MySql.Data (Connector/NET)",
             r"Writing to the stream failed",
             |_, _| {
@@ -680,7 +680,7 @@ fn rules() -> Vec<Rule> {
         // MySQLTimeoutException.0: "Statement cancelled due to timeout or client request"
         // (Statement.setQueryTimeout: Connector/J sends KILL QUERY from a second connection).
         verdict(
-            "command-timeout",
+            "connector-j-command-timeout",
             "MySQL Connector/J",
             r"Statement cancelled due to timeout or client request",
             || {
@@ -689,7 +689,7 @@ fn rules() -> Vec<Rule> {
         ),
         // MySQLStatementCancelledException.0: "Statement cancelled due to client request"
         verdict(
-            "statement-cancelled",
+            "connector-j-statement-cancelled",
             "MySQL Connector/J",
             r"Statement cancelled due to client request",
             || {
@@ -701,7 +701,7 @@ fn rules() -> Vec<Rule> {
         // Statement.ConnectionKilledDueToTimeout: "Connection closed to due to statement timeout
         // being reached and \"queryTimeoutKillsConnection\" being set to \"true\"."
         verdict(
-            "command-timeout",
+            "connector-j-command-timeout",
             "MySQL Connector/J",
             r#"statement timeout being reached and "?queryTimeoutKillsConnection"#,
             || {
@@ -713,7 +713,7 @@ fn rules() -> Vec<Rule> {
         // Connection.4: "Communications link failure during commit(). Transaction resolution
         // unknown."
         verdict(
-            "jdbc-commit-unknown",
+            "connector-j-commit-unknown",
             "MySQL Connector/J",
             r"Communications link failure during commit\(\)",
             || {
@@ -726,7 +726,7 @@ fn rules() -> Vec<Rule> {
         // Connection.21 / Connection.23: "Communications link failure during rollback().
         // Transaction resolution unknown."
         verdict(
-            "jdbc-rollback-lost",
+            "connector-j-rollback-lost",
             "MySQL Connector/J",
             r"Communications link failure during rollback\(\)",
             || {
@@ -755,7 +755,7 @@ fn rules() -> Vec<Rule> {
         ),
         // Connection.LoginTimeout: "Connection attempt exceeded defined timeout."
         verdict(
-            "connect-timeout",
+            "connector-j-connect-timeout",
             "MySQL Connector/J",
             r"Connection attempt exceeded defined timeout",
             || {
@@ -765,7 +765,7 @@ fn rules() -> Vec<Rule> {
         ),
         // Connection.UnableToConnect: "Could not create connection to database server."
         verdict(
-            "connect-failure",
+            "connector-j-connect-failure",
             "MySQL Connector/J",
             r"Could not create connection to database server",
             || {
@@ -775,7 +775,7 @@ fn rules() -> Vec<Rule> {
         // MariaDB Connector/J src/main/java/org/mariadb/jdbc/client/impl/MultiPrimaryClient.java
         // readStreamingResults: "Socket error during result streaming" (failover modes)
         verdict(
-            "mariadb-socket-error",
+            "mariadb-connector-j-socket-error",
             "MariaDB Connector/J",
             r"Socket error during result streaming",
             || {
@@ -787,7 +787,7 @@ fn rules() -> Vec<Rule> {
         // StandardClient.java readPacket on SocketTimeoutException: "Socket timout error"
         // (sic), with the thread id prefix from export/ExceptionFactory.java "(conn=123) ".
         verdict(
-            "client-read-timeout",
+            "mariadb-connector-j-client-read-timeout",
             "MariaDB Connector/J",
             r"Socket timo?ut error",
             || {
@@ -796,7 +796,7 @@ fn rules() -> Vec<Rule> {
         ),
         // StandardClient.java sendQuery / readPacket on IOException: "Socket error" (08000)
         verdict(
-            "mariadb-socket-error",
+            "mariadb-connector-j-socket-error",
             "MariaDB Connector/J",
             r"(?:\(conn=-?\d+\) |SQLNonTransientConnectionException: )Socket error\b",
             || {
@@ -806,7 +806,7 @@ fn rules() -> Vec<Rule> {
         // StandardClient.java checkNotClosed, MultiPrimaryClient.java: "Connection is closed"
         // (08000, 1220)
         verdict(
-            "jdbc-closed",
+            "mariadb-connector-j-closed",
             "MariaDB Connector/J",
             r"(?:\(conn=-?\d+\) |SQLNonTransientConnectionException: )Connection is closed\b",
             || {
@@ -816,7 +816,7 @@ fn rules() -> Vec<Rule> {
         // StandardClient.java sendQuery (MaxAllowedPacketException): "Packet too big for
         // current server max_allowed_packet value"
         verdict(
-            "packet-too-large",
+            "mariadb-connector-j-packet-too-large",
             "MariaDB Connector/J",
             r"Packet too big for current server max_allowed_packet value",
             || {
@@ -828,7 +828,7 @@ fn rules() -> Vec<Rule> {
         // java.sql.SQLTimeoutException — the driver's queryTimeout (KILL QUERY on MySQL; SET
         // STATEMENT max_statement_time on MariaDB) as well as someone else's KILL QUERY.
         rule(
-            "code",
+            "mariadb-connector-j-interrupted",
             "MariaDB Connector/J",
             r"SQLTimeoutException: (?:\(conn=-?\d+\) )?Query execution was interrupted",
             |_, t| {
@@ -870,7 +870,7 @@ fn rules() -> Vec<Rule> {
         // client.c: Mysql2::Error::TimeoutError "Timeout waiting for a response from the last
         // query. (waited 5 seconds)" (read_timeout); Active Record: ActiveRecord::AdapterTimeout.
         verdict(
-            "client-read-timeout",
+            "ruby-client-read-timeout",
             "Ruby (mysql2 / Active Record)",
             r"Timeout waiting for a response from the last query",
             || {
@@ -880,7 +880,7 @@ fn rules() -> Vec<Rule> {
         // client.c: "This connection is in use by: #<Thread …>" and "This connection is still
         // waiting for a result, try again once you have the result"
         verdict(
-            "out-of-sync",
+            "ruby-out-of-sync",
             "Ruby (mysql2)",
             r"This connection is in use by: |This connection is still waiting for a result",
             || {
@@ -893,7 +893,7 @@ fn rules() -> Vec<Rule> {
         // wait_poll: ActiveRecord::ConnectionTimeoutError "could not obtain a connection from
         // the pool within 5.000 seconds (waited 5.001 seconds); all pooled connections were in use"
         verdict(
-            "pool-timeout",
+            "ruby-pool-timeout",
             "Ruby (Active Record)",
             r"could not obtain a connection from the pool within",
             || {
@@ -905,7 +905,7 @@ fn rules() -> Vec<Rule> {
         // available and request was dropped from queue after 2000ms. This means requests are
         // coming in and your connection pool cannot serve them fast enough."
         verdict(
-            "pool-timeout",
+            "elixir-pool-timeout",
             "Elixir (DBConnection)",
             r"connection not available and request was dropped from queue after",
             || {
@@ -915,7 +915,7 @@ fn rules() -> Vec<Rule> {
         // lib/db_connection/holder.ex checkout_result: "connection not available because
         // deadline reached while in queue"
         verdict(
-            "pool-timeout",
+            "elixir-pool-timeout",
             "Elixir (DBConnection)",
             r"connection not available because deadline reached while in queue",
             || {
@@ -926,7 +926,7 @@ fn rules() -> Vec<Rule> {
         // it queued and checked out the connection for longer than 15000ms" (older
         // db_connection: "… because it checked out the connection for longer than …")
         verdict(
-            "command-timeout",
+            "elixir-command-timeout",
             "Elixir (DBConnection)",
             r"timed out because it (?:queued and )?checked out the connection for longer than",
             || {
@@ -958,7 +958,7 @@ fn rules() -> Vec<Rule> {
         // knex lib/client.js acquireConnection: KnexTimeoutError "Knex: Timeout acquiring a
         // connection. The pool is probably full. Are you missing a .transacting(trx) call?"
         verdict(
-            "pool-timeout",
+            "knex-pool-timeout",
             "Knex",
             r"Knex: Timeout acquiring a connection",
             || {
@@ -970,7 +970,7 @@ fn rules() -> Vec<Rule> {
         // knex lib/execution/runner.js query(): "Defined query timeout of 1000ms exceeded when
         // running query." and "After query timeout of 1000ms exceeded, cancelling of query failed."
         verdict(
-            "command-timeout",
+            "knex-command-timeout",
             "Knex",
             r"Defined query timeout of \d+ms exceeded when running query|After query timeout of \d+ms exceeded, cancelling of query failed",
             || {
@@ -980,7 +980,7 @@ fn rules() -> Vec<Rule> {
         // sequelize src/errors/connection/connection-acquire-timeout-error.ts:
         // "SequelizeConnectionAcquireTimeoutError" (the pool's acquire timeout)
         verdict(
-            "pool-timeout",
+            "sequelize-pool-timeout",
             "Sequelize",
             r"\bSequelizeConnectionAcquireTimeoutError\b",
             || {
@@ -1002,7 +1002,7 @@ fn rules() -> Vec<Rule> {
         ),
         // typeorm src/error/TransactionCommitFailedError.ts: "Transaction commit failed"
         verdict(
-            "jdbc-commit-unknown",
+            "typeorm-commit-unknown",
             "TypeORM",
             r"TransactionCommitFailedError",
             || {
@@ -1616,7 +1616,7 @@ fn rules() -> Vec<Rule> {
             },
         ),
         verdict(
-            "client-read-timeout",
+            "ruby-client-read-timeout",
             "Ruby (Active Record)",
             r"\bActiveRecord::AdapterTimeout\b",
             || {
