@@ -784,6 +784,11 @@ fn galera_checks(f: &Facts, out: &mut Vec<ClusterFinding>) {
 }
 
 fn replication_checks(f: &Facts, replica_lag: u64, out: &mut Vec<ClusterFinding>) {
+    // Group Replication runs its own channels and keeps its secondaries super_read_only:
+    // neither is a mistake to report with the rules of classic replication.
+    if f.server.cluster.as_deref() == Some("group_replication") {
+        return;
+    }
     let read_only = f.global_on("read_only") || f.global_on("super_read_only");
     for ch in &f.replication {
         let name = if ch.name.is_empty() {
