@@ -364,6 +364,11 @@ run_config() {
         fi
         stop_server "$spid" "$mpid"
         cat "$dir/results" >> "$base/results"
+        # A round without a failure keeps only its logs: a server's data directory is a few
+        # hundred MB, and a whole run has dozens of rounds.
+        if ! grep -q ' fail$' "$dir/results"; then
+            find "$dir/var" -mindepth 1 -maxdepth 1 ! -name log -exec rm -rf {} +
+        fi
         # The tests not yet run, in order.
         local next=() t
         for t in "${remaining[@]}"; do

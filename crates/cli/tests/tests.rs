@@ -15,6 +15,8 @@
 //! - `proxy`: `goneaway proxy` in front of a real server: an idle session, /metrics, SIGTERM.
 //! - `proxy_abuse`: `goneaway proxy` under floods that never log in, oversized login
 //!   packets, password guessing and idle sessions.
+//! - `proxy_reload`: SIGHUP under load: accounts, limits and the backend change with no
+//!   session dropped and no client-visible error; a bad file leaves the old one in force.
 //! - `watch`: `goneaway watch` serving /metrics and logging a restart.
 
 mod causes;
@@ -26,5 +28,6 @@ mod packaging;
 mod ping;
 mod proxy;
 mod proxy_abuse;
+mod proxy_reload;
 mod util;
 mod watch;

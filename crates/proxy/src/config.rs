@@ -167,7 +167,7 @@ impl std::fmt::Debug for Account {
 
 /// Everything the proxy needs to run. Build with [`ProxyConfig::new`] and adjust the public
 /// fields; every default is commented where it is set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
     /// Where clients connect.
     pub listen: SocketAddr,

@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,10 +46,11 @@ const MAX_REMEMBERED: usize = 100_000;
 /// Pending logins and failure counts, shared by the accept loop and the sessions.
 #[derive(Debug)]
 pub struct Gate {
-    max_pending: usize,
-    max_per_address: usize,
-    threshold: u32,
-    max_delay: Duration,
+    // The limits a reload may change ([`Gate::configure`]).
+    max_pending: AtomicUsize,
+    max_per_address: AtomicUsize,
+    threshold: AtomicU32,
+    max_delay_ms: AtomicU64,
     stats: Arc<Stats>,
     pending: Mutex<PendingLogins>,
     failures: Mutex<HashMap<(IpAddr, String), Failures>>,
@@ -120,15 +121,39 @@ impl Drop for Pending {
 
 impl Gate {
     pub fn new(config: &ProxyConfig, stats: Arc<Stats>) -> Gate {
-        Gate {
-            max_pending: config.max_pending_logins.max(1),
-            max_per_address: config.max_pending_logins_per_address.max(1),
-            threshold: config.failed_login_threshold,
-            max_delay: config.failed_login_max_delay,
+        let gate = Gate {
+            max_pending: AtomicUsize::new(1),
+            max_per_address: AtomicUsize::new(1),
+            threshold: AtomicU32::new(0),
+            max_delay_ms: AtomicU64::new(0),
             stats,
             pending: Mutex::new(PendingLogins::default()),
             failures: Mutex::new(HashMap::new()),
-        }
+        };
+        gate.configure(config);
+        gate
+    }
+
+    /// Puts the limits of `config` in force (pending logins over a lowered bound are
+    /// closed, oldest first, as new ones arrive; failure counts are kept).
+    pub fn configure(&self, config: &ProxyConfig) {
+        let set = |a: &AtomicUsize, v: usize| a.store(v.max(1), Ordering::Relaxed);
+        set(&self.max_pending, config.max_pending_logins);
+        set(&self.max_per_address, config.max_pending_logins_per_address);
+        self.threshold
+            .store(config.failed_login_threshold, Ordering::Relaxed);
+        self.max_delay_ms.store(
+            config.failed_login_max_delay.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn threshold(&self) -> u32 {
+        self.threshold.load(Ordering::Relaxed)
+    }
+
+    fn max_delay(&self) -> Duration {
+        Duration::from_millis(self.max_delay_ms.load(Ordering::Relaxed))
     }
 
     /// Registers the login of session `id` from `ip`, closing the oldest pending one (of
@@ -143,7 +168,9 @@ impl Gate {
                 let _ = tx.send(());
             }
         };
-        if pending.per_address.get(&ip).copied().unwrap_or(0) >= self.max_per_address {
+        if pending.per_address.get(&ip).copied().unwrap_or(0)
+            >= self.max_per_address.load(Ordering::Relaxed)
+        {
             let oldest_here = pending
                 .by_id
                 .iter()
@@ -153,7 +180,7 @@ impl Gate {
                 evict(&mut pending, victim);
             }
         }
-        while pending.by_id.len() >= self.max_pending {
+        while pending.by_id.len() >= self.max_pending.load(Ordering::Relaxed) {
             let Some(victim) = pending.by_id.keys().next().copied() else {
                 break;
             };
@@ -171,23 +198,23 @@ impl Gate {
 
     /// How long an attempt by `user` from `ip` waits before it is checked.
     pub fn delay_for(&self, ip: IpAddr, user: &str) -> Duration {
-        if self.threshold == 0 {
+        if self.threshold() == 0 {
             return Duration::ZERO;
         }
         let failures = self.failures.lock().unwrap();
         let Some(f) = failures.get(&(ip, user.to_owned())) else {
             return Duration::ZERO;
         };
-        if f.count < self.threshold || f.last.elapsed() > FORGET_AFTER {
+        if f.count < self.threshold() || f.last.elapsed() > FORGET_AFTER {
             return Duration::ZERO;
         }
-        let doublings = (f.count - self.threshold).min(16);
-        (FIRST_DELAY * 2u32.pow(doublings)).min(self.max_delay)
+        let doublings = (f.count - self.threshold()).min(16);
+        (FIRST_DELAY * 2u32.pow(doublings)).min(self.max_delay())
     }
 
     /// Counts a refused login (or `COM_CHANGE_USER`) by `user` from `ip`.
     pub fn failed(&self, ip: IpAddr, user: &str) {
-        if self.threshold == 0 {
+        if self.threshold() == 0 {
             return;
         }
         let mut failures = self.failures.lock().unwrap();
@@ -212,21 +239,21 @@ impl Gate {
         }
         f.count += 1;
         f.last = Instant::now();
-        if f.count == self.threshold {
+        if f.count == self.threshold() {
             tracing::warn!(
                 peer = %ip,
                 user,
                 failures = f.count,
                 "repeated failed logins: further attempts from this address for this user are delayed \
                  (from {FIRST_DELAY:?}, doubling, at most {:?}) until one succeeds",
-                self.max_delay
+                self.max_delay()
             );
         }
     }
 
     /// Clears the failure count of `user` from `ip` after a successful login.
     pub fn succeeded(&self, ip: IpAddr, user: &str) {
-        if self.threshold == 0 {
+        if self.threshold() == 0 {
             return;
         }
         self.failures.lock().unwrap().remove(&(ip, user.to_owned()));

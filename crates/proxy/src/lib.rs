@@ -50,7 +50,7 @@ pub mod stats;
 
 pub use config::{Account, BackendTarget, Credential, ProxyConfig};
 pub use error::ProxyError;
-pub use server::Proxy;
+pub use server::{Proxy, Reloaded};
 pub use stats::Stats;
 
 /// How many runtime worker threads a proxy process should run by default: half the cores,

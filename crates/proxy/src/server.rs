@@ -1,8 +1,9 @@
-//! The listener: accepts clients, runs one session task each, and shuts down gracefully.
+//! The listener: accepts clients, runs one session task each, reloads its configuration
+//! without dropping sessions, and shuts down gracefully.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -28,19 +29,50 @@ pub(crate) struct ServerInfo {
     pub mariadb_capabilities: u32,
 }
 
+/// What a reload replaces: the configuration and what is built from it. A session takes
+/// the current one at login and again before each command ([`Shared::current`]).
+#[derive(Debug)]
+pub(crate) struct Generation {
+    /// Counts reloads (0 at start).
+    pub number: u64,
+    pub config: ProxyConfig,
+    pub accounts: Accounts,
+    /// Set when TLS towards clients is configured: the greeting then offers it.
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
 /// State every session shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub config: ProxyConfig,
-    pub accounts: Accounts,
+    current: RwLock<Arc<Generation>>,
+    /// The number of the current generation, readable without the lock: a session
+    /// compares it before each command.
+    pub generation: AtomicU64,
+    /// The backend slots there are now ([`ProxyConfig::max_backends`] of the last reload).
+    max_backends: Mutex<usize>,
     pub gate: Arc<Gate>,
     pub stats: Arc<Stats>,
     pub server_info: Mutex<ServerInfo>,
     /// One permit per backend connection (see [`ProxyConfig::max_backends`]).
     pub backend_slots: Arc<Semaphore>,
     pub next_session: AtomicU64,
-    /// Set when TLS towards clients is configured: the greeting then offers it.
-    pub tls: Option<Arc<ServerConfig>>,
+}
+
+impl Shared {
+    /// The configuration in force.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.read().unwrap().clone()
+    }
+}
+
+/// What [`Proxy::reload`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The settings that changed and took effect.
+    pub changed: Vec<&'static str>,
+    /// Settings that changed but need a restart (the listening addresses); the old ones
+    /// stay in force.
+    pub need_restart: Vec<&'static str>,
 }
 
 /// A running proxy. Dropping it stops accepting but leaves sessions to end on their own;
@@ -49,6 +81,7 @@ pub(crate) struct Shared {
 pub struct Proxy {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
     stats: Arc<Stats>,
     shutdown: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
@@ -98,21 +131,27 @@ impl Proxy {
         };
         let info = probe(&config, &stats).await;
         let shared = Arc::new(Shared {
-            accounts: Accounts::new(&config, stats.clone()),
+            current: RwLock::new(Arc::new(Generation {
+                number: 0,
+                accounts: Accounts::new(&config, stats.clone()),
+                config: config.clone(),
+                tls,
+            })),
+            generation: AtomicU64::new(0),
+            max_backends: Mutex::new(config.max_backends),
             gate: Arc::new(Gate::new(&config, stats.clone())),
             backend_slots: Arc::new(Semaphore::new(config.max_backends)),
-            config: config.clone(),
             stats: stats.clone(),
             server_info: Mutex::new(info),
             next_session: AtomicU64::new(1),
-            tls,
         });
         let (done_tx, done) = mpsc::channel::<()>(1);
-        let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx, done_tx));
+        let accept_task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx, done_tx));
         tracing::info!(%local_addr, backend = %config.backend.addr(), tls = config.tls_cert.is_some(), "goneaway proxy listening");
         Ok(Proxy {
             local_addr,
             metrics_addr,
+            shared,
             stats,
             shutdown,
             accept_task,
@@ -136,6 +175,89 @@ impl Proxy {
     /// The proxy's counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// The configuration in force (the last one [`Proxy::reload`] accepted).
+    pub fn config(&self) -> ProxyConfig {
+        self.shared.current().config.clone()
+    }
+
+    /// Puts `config` in force without dropping a session: accounts (new logins are
+    /// checked against the new list; logged-in sessions go on), limits, timeouts and
+    /// replay settings (each session from its next command), the TLS certificate (new
+    /// logins), and the backend (new sessions, and each session's next server connection:
+    /// an idle session with nothing that lives only in its connection moves to the new
+    /// server before its next command, with its state restored there; one in a
+    /// transaction finishes it where it is). The listening addresses cannot change
+    /// without a restart: they are reported in [`Reloaded::need_restart`] and kept.
+    ///
+    /// An invalid configuration (TLS files that do not load) is refused as a whole, and
+    /// the old one stays in force.
+    pub fn reload(&self, mut config: ProxyConfig) -> Result<Reloaded, ProxyError> {
+        let tls = config
+            .check_tls()
+            .and_then(|()| match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => crate::net::tls::server_config(cert, key).map(Some),
+                _ => Ok(None),
+            });
+        let tls = match tls {
+            Ok(tls) => tls,
+            Err(e) => {
+                self.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let old = self.shared.current();
+        let mut report = Reloaded::default();
+        if config.listen != old.config.listen {
+            report.need_restart.push("listen");
+            config.listen = old.config.listen;
+        }
+        if config.metrics_listen != old.config.metrics_listen {
+            report.need_restart.push("metrics_listen");
+            config.metrics_listen = old.config.metrics_listen;
+        }
+        report.changed = changed_settings(&old.config, &config);
+        // Certificates are re-read even when their paths did not change: a reload is how a
+        // renewed certificate is put in force.
+        if tls.is_some() && !report.changed.contains(&"tls") {
+            report.changed.push("tls");
+        }
+        self.shared.gate.configure(&config);
+        self.resize_backend_slots(config.max_backends);
+        let number = old.number + 1;
+        *self.shared.current.write().unwrap() = Arc::new(Generation {
+            number,
+            accounts: Accounts::new(&config, self.stats.clone()),
+            config,
+            tls,
+        });
+        self.shared.generation.store(number, Ordering::Release);
+        self.stats.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// Makes the backend slots `n`: more at once; fewer as connections in use end (the
+    /// slots taken back are forgotten when they come free).
+    fn resize_backend_slots(&self, n: usize) {
+        let mut now = self.shared.max_backends.lock().unwrap();
+        let slots = &self.shared.backend_slots;
+        if n > *now {
+            slots.add_permits(n - *now);
+        } else if n < *now {
+            let excess = *now - n;
+            let taken = slots.forget_permits(excess);
+            if taken < excess {
+                let slots = slots.clone();
+                let rest = (excess - taken) as u32;
+                tokio::spawn(async move {
+                    if let Ok(p) = slots.acquire_many_owned(rest).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        *now = n;
     }
 
     /// Stops accepting, lets every session finish the command it runs (idle sessions get
@@ -217,8 +339,8 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
-        let over_limit =
-            shared.stats.clients.load(Ordering::Relaxed) >= shared.config.max_clients as i64;
+        let over_limit = shared.stats.clients.load(Ordering::Relaxed)
+            >= shared.current().config.max_clients as i64;
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         let done = done.clone();
@@ -227,4 +349,46 @@ async fn accept_loop(
             drop(done);
         });
     }
+}
+
+/// The names (as in the TOML file) of the settings that differ between `a` and `b`.
+fn changed_settings(a: &ProxyConfig, b: &ProxyConfig) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    macro_rules! compare {
+        ($($field:ident $(as $name:literal)?),* $(,)?) => {
+            $(
+                if a.$field != b.$field {
+                    out.push(compare!(@name $field $($name)?));
+                }
+            )*
+        };
+        (@name $field:ident) => { stringify!($field) };
+        (@name $field:ident $name:literal) => { $name };
+    }
+    compare!(
+        backend,
+        accounts,
+        max_clients,
+        max_pending_logins,
+        max_pending_logins_per_address,
+        login_timeout as "login_timeout_secs",
+        failed_login_threshold,
+        failed_login_max_delay as "failed_login_max_delay_secs",
+        client_idle_timeout as "client_idle_timeout_secs",
+        max_backends,
+        server_wait as "server_wait_secs",
+        backend_slot_wait as "backend_slot_wait_secs",
+        connect_timeout as "connect_timeout_secs",
+        keepalive_interval as "keepalive_interval_secs",
+        reply_buffer,
+        max_attempts,
+        killed_read_replay_limit as "killed_read_replay_limit_secs",
+        shutdown_grace as "shutdown_grace_secs",
+        require_tls,
+        server_accounts,
+    );
+    if a.tls_cert != b.tls_cert || a.tls_key != b.tls_key {
+        out.push("tls");
+    }
+    out
 }

@@ -35,6 +35,10 @@ pub struct Stats {
     pub login_throttled: AtomicU64,
     /// Client sessions closed after `client_idle_timeout` without a command.
     pub client_idle_closed: AtomicU64,
+    /// Configurations put in force by a reload (SIGHUP).
+    pub reloads: AtomicU64,
+    /// Reloads refused (an unreadable or invalid configuration; the old one stays).
+    pub reload_failures: AtomicU64,
     /// Backend connections open now.
     pub backends: AtomicI64,
     /// Client logins accepted.
@@ -170,6 +174,18 @@ impl Stats {
             "counter",
             "Client sessions closed after client_idle_timeout without a command.",
             c(&self.client_idle_closed).to_string(),
+        );
+        metric(
+            "goneaway_proxy_config_reloads_total",
+            "counter",
+            "Configurations put in force by a reload (SIGHUP).",
+            c(&self.reloads).to_string(),
+        );
+        metric(
+            "goneaway_proxy_config_reload_failures_total",
+            "counter",
+            "Reloads refused: the configuration did not read or check; the old one stays in force.",
+            c(&self.reload_failures).to_string(),
         );
         metric(
             "goneaway_proxy_logins_total",

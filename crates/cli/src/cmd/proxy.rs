@@ -114,7 +114,8 @@ pub struct Args {
     threads: Option<usize>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// The configuration the flags and the `--config` file describe (read again on SIGHUP).
+fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -194,6 +195,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(s) = args.killed_read_replay_limit {
         config.killed_read_replay_limit = Duration::from_secs_f64(s.max(0.0));
     }
+    Ok(config)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = build_config(&args)?;
     raise_open_files_limit();
     // The proxy runs on its own runtime, sized for relaying (see --threads); this one only
     // waits for the signal.
@@ -233,7 +239,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|a| format!("; metrics on http://{a}/metrics"))
             .unwrap_or_default()
     );
-    crate::cmd::chaos::shutdown_signal().await;
+    // SIGHUP reads the configuration again and puts it in force without dropping sessions
+    // (systemd's ExecReload); a configuration that does not read or check is refused and
+    // the old one stays.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let shutdown = crate::cmd::chaos::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = hangup.recv() => reload(&proxy, &args),
+        }
+    }
     eprintln!("goneaway proxy: shutting down, draining sessions …");
     let stats = proxy.stats();
     runtime.spawn(proxy.shutdown()).await?;
@@ -244,6 +262,44 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("goneaway proxy: backend losses absorbed: {absorbed:?}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the configuration again and puts it in force, saying what changed.
+fn reload(proxy: &Proxy, args: &Args) {
+    let result = match build_config(args) {
+        Ok(c) => proxy.reload(c).map_err(anyhow::Error::from),
+        Err(e) => {
+            // (Proxy::reload counts the configurations it refuses itself.)
+            proxy
+                .stats()
+                .reload_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(e)
+        }
+    };
+    match result {
+        Ok(r) => {
+            tracing::info!(changed = ?r.changed, "configuration reloaded");
+            let changed = if r.changed.is_empty() {
+                "nothing changed".to_owned()
+            } else {
+                format!("changed: {}", r.changed.join(", "))
+            };
+            eprintln!("goneaway proxy: configuration reloaded ({changed})");
+            if !r.need_restart.is_empty() {
+                eprintln!(
+                    "goneaway proxy: {} changed but need a restart; the old values stay in force",
+                    r.need_restart.join(", ")
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "configuration not reloaded");
+            eprintln!(
+                "goneaway proxy: configuration not reloaded, the old one stays in force: {e:#}"
+            );
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard one: every client and every backend is a

@@ -63,7 +63,7 @@ use crate::config::BackendTarget;
 use crate::frontend::state::{ends_transaction, first_word, SessionState, Statement};
 use crate::net::packet::{self, caps, com, status, Reader};
 use crate::net::{ClientStream, ErrInfo, Packet, PacketCodec};
-use crate::server::{ServerInfo, Shared};
+use crate::server::{Generation, ServerInfo, Shared};
 use crate::ProxyError;
 
 /// The error number of errors the proxy itself sends (`ER_UNKNOWN_ERROR`): clients show
@@ -199,6 +199,14 @@ pub struct Session {
     /// Whether [`Session::target`] is the server's own account of the client (whose
     /// password changes the session follows), not the backend URL's.
     server_account: bool,
+    /// Who the client proved to be (the target is derived from it and the backend).
+    verified: Verified,
+    /// The configuration this session follows: the current one, taken again before each
+    /// command when a reload made a newer one.
+    gen: Arc<Generation>,
+    /// A reload moved the backend: the session's server connection is to the old server
+    /// and is given up at the next command that can move.
+    backend_moved: bool,
     /// For the next backend only: limits it need not read again (see
     /// [`ConnectOptions::known_limits`]).
     known_limits: Option<(Duration, usize)>,
@@ -222,7 +230,7 @@ impl Session {
             shared.stats.error_sent("too_many_clients");
             let msg = format!(
                 "Too many connections (goneaway proxy: max_clients = {})",
-                shared.config.max_clients
+                shared.current().config.max_clients
             );
             packet::err_payload(ER_CON_COUNT_ERROR, "08004", &msg)
         };
@@ -233,8 +241,9 @@ impl Session {
         // Until it has logged in, the connection holds one of the pending-login places
         // (the oldest is closed when a new one needs room) and has login_timeout.
         let mut pending = shared.gate.enter(id, peer.ip());
+        let gen = shared.current();
         let login = tokio::select! {
-            login = accept_login(client, id, peer, &shared) => login,
+            login = accept_login(client, id, peer, &shared, &gen) => login,
             _ = pending.evicted() => {
                 tracing::debug!(session = id, %peer, "pending login closed to make room for a newer one");
                 None
@@ -246,7 +255,8 @@ impl Session {
         };
         // Logged in: from here on the session counts against max_clients, and its packets
         // may be as long as the server takes (the 1153 path bounds what is buffered).
-        if shared.stats.clients.fetch_add(1, Ordering::Relaxed) >= shared.config.max_clients as i64
+        if shared.stats.clients.fetch_add(1, Ordering::Relaxed)
+            >= shared.current().config.max_clients as i64
         {
             shared.stats.clients.fetch_sub(1, Ordering::Relaxed);
             let _ = client
@@ -280,7 +290,10 @@ impl Session {
             last_thread_id: None,
             failed_tx: None,
             scramble: login.scramble.clone(),
-            target: login.verified.target(&shared.config.backend),
+            target: login.verified.target(&gen.config.backend),
+            verified: login.verified.clone(),
+            gen,
+            backend_moved: false,
             server_account: matches!(login.verified, Verified::Server { .. }),
             known_limits: None,
             reply_buf: BytesMut::with_capacity(16 << 10),
@@ -299,7 +312,7 @@ impl Session {
             }
             Err(e) => {
                 let (code, state, msg) =
-                    backend_error_for_client(&e, &session.shared.config.backend.addr());
+                    backend_error_for_client(&e, &session.gen.config.backend.addr());
                 session
                     .send_err(login.next_seq, code, &state, "backend_unavailable", &msg)
                     .await;
@@ -347,7 +360,7 @@ impl Session {
         {
             return;
         }
-        let first = tokio::time::timeout(self.shared.config.login_timeout, self.client.next());
+        let first = tokio::time::timeout(self.gen.config.login_timeout, self.client.next());
         if let Ok(Some(Ok(p))) = first.await {
             if p.first() != Some(com::QUIT) {
                 self.send_err(
@@ -363,7 +376,7 @@ impl Session {
     }
 
     fn keepalive_interval(&self) -> Duration {
-        self.shared
+        self.gen
             .config
             .keepalive_interval
             .unwrap_or_else(|| (self.wait_timeout / 2).min(Duration::from_secs(60)))
@@ -377,7 +390,7 @@ impl Session {
         // Likewise one shutdown waiter for the session's life, not one per command.
         let mut shutdown = Box::pin(shutdown.wait_for(|s| *s));
         // The client's own idle limit, re-armed the same lazy way.
-        let idle_limit = self.shared.config.client_idle_timeout;
+        let idle_limit = self.gen.config.client_idle_timeout;
         let mut idle_timer = Box::pin(tokio::time::sleep(
             idle_limit.unwrap_or(Duration::from_secs(86_400)),
         ));
@@ -479,7 +492,7 @@ impl Session {
             return;
         }
         self.shared.stats.pings.fetch_add(1, Ordering::Relaxed);
-        match backend.ping(self.shared.config.connect_timeout).await {
+        match backend.ping(self.gen.config.connect_timeout).await {
             Ok(()) => self.backend = Some(backend),
             Err(e) => {
                 let idle = backend.last_used.elapsed();
@@ -595,13 +608,13 @@ impl Session {
     /// Connects a backend for this session and restores its state, waiting for a
     /// restarting server up to the configured time.
     async fn fresh_backend(&mut self) -> Result<(), ProxyError> {
-        self.fresh_backend_within(self.shared.config.server_wait)
-            .await
+        self.fresh_backend_within(self.gen.config.server_wait).await
     }
 
     /// [`Session::fresh_backend`], waiting for the server at most `wait`.
     async fn fresh_backend_within(&mut self, wait: Duration) -> Result<(), ProxyError> {
-        let config = &self.shared.config;
+        let gen = self.gen.clone();
+        let config = &gen.config;
         let deadline = Instant::now() + wait;
         let permit = tokio::time::timeout(
             config.backend_slot_wait,
@@ -686,6 +699,7 @@ impl Session {
         };
         self.state.backend_replaced();
         self.backend = Some(backend);
+        self.backend_moved = false;
         Ok(())
     }
 
@@ -695,7 +709,7 @@ impl Session {
         let Err(e) = self.fresh_backend().await else {
             return Ok(());
         };
-        let (code, state, msg) = backend_error_for_client(&e, &self.shared.config.backend.addr());
+        let (code, state, msg) = backend_error_for_client(&e, &self.gen.config.backend.addr());
         Err(self
             .send_err(seq, code, &state, "backend_unavailable", &msg)
             .await)
@@ -719,9 +733,63 @@ impl Session {
             .is_ok()
     }
 
+    /// Takes the configuration a reload put in force. When the backend moved to another
+    /// server, later connections go there, and the one in use is given up at the next
+    /// command that can move ([`Session::follow_backend_move`]).
+    fn follow_reload(&mut self) {
+        let gen = self.shared.current();
+        let (old, new) = (&self.gen.config.backend, &gen.config.backend);
+        if old != new {
+            self.target = if self.server_account {
+                BackendTarget {
+                    host: new.host.clone(),
+                    port: new.port,
+                    database: new.database.clone(),
+                    ..self.target.clone()
+                }
+            } else {
+                self.verified.target(new)
+            };
+            if (&old.host, old.port) != (&new.host, new.port) && self.backend.is_some() {
+                self.backend_moved = true;
+            }
+        }
+        self.gen = gen;
+    }
+
+    /// After a reload moved the backend: gives up the connection to the old server before
+    /// a command that does not depend on it, when nothing lives only in that connection
+    /// (no transaction, temporary table, lock, pending long data…). The state is restored
+    /// on the new server as after any replacement.
+    async fn follow_backend_move(&mut self, cmd: u8) {
+        let movable = matches!(
+            cmd,
+            com::QUERY | com::PING | com::INIT_DB | com::STMT_PREPARE | com::FIELD_LIST
+        );
+        if !movable || self.failed_tx.is_some() || self.state.unrestorable().is_some() {
+            return;
+        }
+        self.backend_moved = false;
+        if let Some(b) = self.backend.take() {
+            tracing::info!(
+                session = self.id,
+                backend = %self.target.addr(),
+                "the configuration moved the backend; the session follows it"
+            );
+            self.state.backend_replaced();
+            // The new server's thread ids and start time say nothing about the old one.
+            self.last_backend_opened = None;
+            self.last_thread_id = None;
+            b.quit().await;
+        }
+    }
+
     /// Handles one command; `false` ends the session.
     async fn command(&mut self, first: Packet) -> bool {
         let started = Instant::now();
+        if self.shared.generation.load(Ordering::Acquire) != self.gen.number {
+            self.follow_reload();
+        }
         // A large command on a session without a backend: the limit is the one of the
         // backend it will run on (the global max_allowed_packet may have changed since the
         // last one was set up), so that backend comes first. Failing that, the last limit
@@ -816,8 +884,11 @@ impl Session {
                 .send_err(1, LOST_CODE, SQLSTATE_LOST, "state_lost", &msg)
                 .await;
         }
+        if self.backend_moved {
+            self.follow_backend_move(cmd).await;
+        }
         let mut attempts = 0u32;
-        let max_attempts = self.shared.config.max_attempts;
+        let max_attempts = self.gen.config.max_attempts;
         loop {
             attempts += 1;
             if attempts > max_attempts + 2 {
@@ -880,7 +951,7 @@ impl Session {
                             && replayable
                             && lost.is_none()
                             && !u.reset
-                            && sent.elapsed() >= self.shared.config.killed_read_replay_limit
+                            && sent.elapsed() >= self.gen.config.killed_read_replay_limit
                         {
                             self.unexplained = Some(u);
                             let c = self.explain_loss().await;
@@ -890,7 +961,7 @@ impl Session {
                                     "Lost connection to MySQL server during query (Connection was killed by goneaway proxy: the server connection was killed while this read-only statement ran (cause: {c}); \
                                      it had run {:.1} s, and a statement killed after running {:?} or more is not run again. The session goes on with a fresh connection)",
                                     sent.elapsed().as_secs_f64(),
-                                    self.shared.config.killed_read_replay_limit,
+                                    self.gen.config.killed_read_replay_limit,
                                 );
                                 return self
                                     .send_err(1, LOST_CODE, SQLSTATE_LOST, "statement_killed", &msg)
@@ -1089,7 +1160,7 @@ impl Session {
             payload,
             self.client_caps,
             &self.scramble,
-            &self.shared.accounts,
+            &self.gen.accounts,
             self.peer.ip(),
         )
         .await;
@@ -1128,7 +1199,7 @@ impl Session {
             charset: self.charset,
             target: std::mem::replace(
                 &mut self.target,
-                change.verified.target(&self.shared.config.backend),
+                change.verified.target(&self.gen.config.backend),
             ),
             server_account: std::mem::replace(
                 &mut self.server_account,
@@ -1153,8 +1224,7 @@ impl Session {
             self.charset = old.charset;
             self.target = old.target;
             self.server_account = old.server_account;
-            let (code, state, msg) =
-                backend_error_for_client(&e, &self.shared.config.backend.addr());
+            let (code, state, msg) = backend_error_for_client(&e, &self.gen.config.backend.addr());
             if code == ER_ACCESS_DENIED_ERROR {
                 self.shared
                     .stats
@@ -1326,7 +1396,7 @@ impl Session {
         packets: &[Packet],
         sql: Option<&str>,
     ) -> Result<(), Failure> {
-        let reply_buffer = self.shared.config.reply_buffer;
+        let reply_buffer = self.gen.config.reply_buffer;
         let client_tracks = self.client_caps & caps::SESSION_TRACK != 0;
         let backend = self
             .backend
@@ -1522,8 +1592,9 @@ async fn accept_login(
     id: u64,
     peer: SocketAddr,
     shared: &Shared,
+    gen: &Generation,
 ) -> Option<(Framed<ClientStream, PacketCodec>, Login)> {
-    let mut deadline = tokio::time::Instant::now() + shared.config.login_timeout;
+    let mut deadline = tokio::time::Instant::now() + gen.config.login_timeout;
     let timed_out = || {
         shared.stats.login_timeouts.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(session = id, %peer, "login deadline passed; closing");
@@ -1538,11 +1609,11 @@ async fn accept_login(
             info.capabilities,
             info.mariadb_capabilities,
             &scramble,
-            shared.tls.is_some(),
+            gen.tls.is_some(),
         )
         .await?;
         let mut first = read_or_refuse(&mut client, id, peer).await?;
-        if let (true, Some(acceptor)) = (handshake::is_ssl_request(&first), &shared.tls) {
+        if let (true, Some(acceptor)) = (handshake::is_ssl_request(&first), &gen.tls) {
             // The client starts TLS right after its SSLRequest; whatever the packet reader
             // already holds is the beginning of the TLS handshake.
             let parts = client.into_parts();
@@ -1578,7 +1649,7 @@ async fn accept_login(
         tokio::time::sleep(delay).await;
         deadline += delay;
     }
-    let login = if shared.config.require_tls && !client.get_ref().is_tls() {
+    let login = if gen.config.require_tls && !client.get_ref().is_tls() {
         Err(LoginError::Refuse(
             first.seq.wrapping_add(1),
             ER_SECURE_TRANSPORT_REQUIRED,
@@ -1589,7 +1660,7 @@ async fn accept_login(
         ))
     } else {
         let checked =
-            handshake::authenticate(&mut client, first, scramble, &shared.accounts, peer.ip());
+            handshake::authenticate(&mut client, first, scramble, &gen.accounts, peer.ip());
         match tokio::time::timeout_at(deadline, checked).await {
             Ok(r) => r,
             Err(_) => {
