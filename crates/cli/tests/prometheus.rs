@@ -1,0 +1,1116 @@
+//! Prometheus for real: Debian's `prometheus` scrapes the real `goneaway watch` and
+//! `goneaway proxy` while a harness server restarts, clients vanish, connections idle past
+//! `wait_timeout`, logins fail and the proxy loses backends to KILL and to the restart. The
+//! shipped alert rules (`dist/prometheus/goneaway-rules.yml`) run in it, and every query of
+//! the Grafana dashboard (`dist/grafana/goneaway.json`) is run against what it stored.
+//! `promtool` checks the rules and runs their unit tests (`goneaway-rules.test.yml`).
+//!
+//! Nothing is skipped: without `prometheus` and `promtool` (Debian's `prometheus` package)
+//! the tests fail and say to run `make deps`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use goneaway_harness::Server;
+use mysql_async::prelude::*;
+use serde_json::Value;
+
+/// The password clients log in to the proxy with; it must never be printed.
+const CLIENT_PASSWORD: &str = "prometheus-client-secret-41c9";
+
+/// Idle connections opened straight to the server: they reach 80 % of `wait_timeout` (the
+/// watcher's "near" threshold), fill most of `max_connections`, and end as aborted clients
+/// when the server closes them at `wait_timeout`.
+const IDLE: usize = 22;
+/// Short enough to expire within the test, long enough that the band between 80 % and 100 %
+/// (two seconds) spans two scrapes at one a second.
+const WAIT_TIMEOUT: u64 = 10;
+/// With [`IDLE`] connections plus the proxy's and the watcher's, more than 80 % in use.
+const MAX_CONNECTIONS: u64 = 30;
+/// Logins refused for a wrong password: each counts in `Aborted_connects`.
+const BAD_LOGINS: usize = 10;
+
+/// What `$__rate_interval`, `$__range` and `$__interval` stand for when the dashboard's
+/// queries run here: the test's whole history fits in the range.
+const RATE_INTERVAL: &str = "1m";
+const RANGE: &str = "5m";
+const INTERVAL: &str = "15s";
+
+/// Dashboard queries that may return nothing here, with the reason: only cluster nodes
+/// export these families, and the test watches one standalone server. They must still parse
+/// and run.
+const ONLY_ON_CLUSTER_NODES: &[(&str, &str)] = &[
+    (
+        "goneaway_galera_",
+        "exported only for a Galera node; the test watches a standalone server",
+    ),
+    (
+        "goneaway_replica_",
+        "exported only for a replica; the test watches a standalone server",
+    ),
+];
+
+/// Metric families the rules use that no released component exports yet.
+const NOT_YET_EXPORTED: &[(&str, &str)] = &[(
+    "goneaway_proxy_pins_total",
+    "the proxy exports pins in a later change; the rule is ready for it",
+)];
+
+fn dist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist")
+}
+
+/// Finds a command of Debian's `prometheus` package, or fails saying how to install it.
+fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed: run `make deps` (it installs Debian's `prometheus` \
+                 package, which provides prometheus and promtool)"
+            )
+        })
+}
+
+/// Kills a child process when the test ends, however it ends.
+struct Process {
+    child: Child,
+    what: &'static str,
+}
+
+impl Process {
+    /// Spawns `command`; it also dies if this test process dies without unwinding.
+    fn spawn(mut command: Command, what: &'static str) -> Process {
+        // SAFETY: prctl in the forked child before exec touches no memory of the parent.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        Process { child, what }
+    }
+
+    fn assert_running(&mut self, log: &Path) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "{} exited ({status}):\n{}",
+                self.what,
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over HTTP/1.0 (so the answer is never chunked): the status and the body.
+fn http(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+/// Percent-encodes a query parameter.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What Grafana's Prometheus data source writes for a multi-value variable inside `=~"…"`:
+/// each value with regex metacharacters escaped (doubled backslashes, for the string
+/// literal), joined as `(a|b)`.
+fn grafana_regex(values: &[&str]) -> String {
+    let escaped: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let mut out = String::new();
+            for c in v.chars() {
+                if "\\$^*{}[]'+?.()|".contains(c) {
+                    out.push_str("\\\\");
+                }
+                out.push(c);
+            }
+            out
+        })
+        .collect();
+    format!("({})", escaped.join("|"))
+}
+
+/// One sample of an instant vector: its labels and value.
+type Sample = (BTreeMap<String, String>, f64);
+
+/// A real Prometheus in a temporary directory, scraping every second.
+struct Prometheus {
+    process: Process,
+    addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts it on a free loopback port with `scrape_configs` for `targets` (job, address)
+    /// and the shipped rules, and waits until it is ready.
+    fn start(targets: &[(&str, String)]) -> Prometheus {
+        let binary = tool("prometheus");
+        let rules = dist()
+            .join("prometheus/goneaway-rules.yml")
+            .canonicalize()
+            .unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("goneaway-prometheus-")
+            .tempdir()
+            .unwrap();
+        let mut config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\nscrape_configs:\n",
+            rules.display()
+        );
+        for (job, target) in targets {
+            config.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+            ));
+        }
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let log = dir.path().join("prometheus.log");
+        // A free port can be taken between the probe and Prometheus's bind: a few tries.
+        for _ in 0..3 {
+            let addr = format!("127.0.0.1:{}", crate::util::free_port());
+            let out = File::create(&log).unwrap();
+            let mut command = Command::new(&binary);
+            command
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out);
+            let mut process = Process::spawn(command, "prometheus");
+            let started = Instant::now();
+            loop {
+                if process.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(&addr).is_ok() && http(&addr, "/-/ready").0 == 200 {
+                    return Prometheus {
+                        process,
+                        addr,
+                        log,
+                        _dir: dir,
+                    };
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "prometheus was not ready within 30 s:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                text.contains("address already in use"),
+                "prometheus exited:\n{text}"
+            );
+        }
+        panic!("prometheus found no free port in three tries");
+    }
+
+    /// `GET /api/v1/...`: the `data` of a successful answer.
+    fn api(&mut self, path: &str) -> Value {
+        self.process.assert_running(&self.log);
+        let (status, body) = http(&self.addr, path);
+        let v: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: {status}, not JSON ({e}): {body}"));
+        assert_eq!(
+            v["status"],
+            "success",
+            "GET {path}: {status} {body}\nprometheus log:\n{}",
+            self.log_text()
+        );
+        v["data"].clone()
+    }
+
+    /// An instant query (`/api/v1/query`) whose result is a vector.
+    fn query(&mut self, expr: &str) -> Vec<Sample> {
+        let data = self.api(&format!("/api/v1/query?query={}", encode(expr)));
+        assert_eq!(data["resultType"], "vector", "{expr}: {data}");
+        data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let labels = s["metric"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect();
+                let value = s["value"][1].as_str().unwrap().parse().unwrap();
+                (labels, value)
+            })
+            .collect()
+    }
+
+    /// The one value of `expr` (NaN when it has none), for assertion messages and checks.
+    fn value(&mut self, expr: &str) -> f64 {
+        let v = self.query(expr);
+        assert!(v.len() <= 1, "{expr}: more than one series: {v:?}");
+        v.first().map_or(f64::NAN, |(_, v)| *v)
+    }
+
+    /// Waits (at most `limit`) until `expr` has a sample whose value satisfies `ok`.
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        expr: &str,
+        limit: Duration,
+        ok: impl Fn(f64) -> bool,
+    ) {
+        let started = Instant::now();
+        loop {
+            let v = self.query(expr);
+            if v.iter().any(|(_, v)| ok(*v)) {
+                return;
+            }
+            if started.elapsed() >= limit {
+                // The whole family, to show what was seen instead.
+                let family = expr.split(['{', '[', ' ']).next().unwrap_or(expr);
+                let all = self.query(family);
+                panic!("{what}: not seen by Prometheus within {limit:?}: {expr} = {v:?}; {family} = {all:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A `goneaway` subcommand with its output in a file (a pipe nobody reads could fill up).
+fn goneaway(dir: &Path, name: &'static str, args: &[&str], env: &[(&str, &str)]) -> Process {
+    let log = File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut command = crate::doctor::isolated(dir);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    Process::spawn(command, name)
+}
+
+/// Logs in through the proxy, waiting for it to accept logins (bounded: 20 s).
+async fn proxy_login(port: u16, proxy: &mut Process, log: &Path) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("app"))
+        .pass(Some(CLIENT_PASSWORD))
+        .db_name(Some(goneaway_harness::DATABASE))
+        .prefer_socket(false);
+    let started = Instant::now();
+    loop {
+        match mysql_async::Conn::new(opts.clone()).await {
+            Ok(c) => return c,
+            Err(e) => {
+                proxy.assert_running(log);
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "the proxy never accepted a login: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The server's thread running `sql` right now (bounded: 10 s).
+async fn thread_running(server: &Server, sql: &str) -> u32 {
+    let mut admin = server.admin_conn().await.unwrap();
+    let started = Instant::now();
+    loop {
+        let id: Option<u32> = admin
+            .exec_first(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = ?",
+                (sql,),
+            )
+            .await
+            .unwrap();
+        if let Some(id) = id {
+            admin.disconnect().await.unwrap();
+            return id;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{sql} never ran on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Connections of the application account open on the server now.
+async fn app_connections(server: &Server) -> u64 {
+    let mut admin = server.admin_conn().await.unwrap();
+    let n: Option<u64> = admin
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?",
+            (goneaway_harness::APP_USER,),
+        )
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
+    n.unwrap_or(0)
+}
+
+/// A client that vanishes without COM_QUIT: the real `mariadb` client, connected, then
+/// SIGKILLed. The server counts it in `Aborted_clients`.
+async fn vanishing_client(server: &Server) {
+    let before = app_connections(server).await;
+    let mut command = Command::new("mariadb");
+    command
+        .args([
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &server.port().to_string(),
+            "-u",
+            goneaway_harness::APP_USER,
+            goneaway_harness::DATABASE,
+        ])
+        // The password through the environment, never on a command line.
+        .env("MYSQL_PWD", goneaway_harness::APP_PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut client = Process::spawn(command, "mariadb");
+    let started = Instant::now();
+    while app_connections(server).await <= before {
+        assert!(
+            client.child.try_wait().unwrap().is_none(),
+            "the mariadb client exited before connecting"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the mariadb client never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.child.kill().unwrap();
+    client.child.wait().unwrap();
+}
+
+/// The alerts Prometheus has pending or firing now: (alertname, state, labels).
+fn active_alerts(prom: &mut Prometheus) -> Vec<(String, String, BTreeMap<String, String>)> {
+    prom.api("/api/v1/alerts")["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let labels: BTreeMap<String, String> = a["labels"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect();
+            (
+                labels["alertname"].clone(),
+                a["state"].as_str().unwrap().to_owned(),
+                labels,
+            )
+        })
+        .collect()
+}
+
+/// Every `expr` of the dashboard's panels (rows' nested panels included).
+fn dashboard_exprs(dashboard: &Value) -> Vec<(String, String)> {
+    fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
+        for p in panels.as_array().into_iter().flatten() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(e) = t["expr"].as_str() {
+                    out.push((p["title"].as_str().unwrap_or("").to_owned(), e.to_owned()));
+                }
+            }
+            walk(&p["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// The `goneaway_*` metric names an expression or a rule file uses.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("goneaway_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        // `goneaway_rules.yml`-like words in comments are not metrics: metrics are followed
+        // by a selector, a range, a space, a parenthesis or an operator.
+        let name = &tail[..end];
+        if rest[..i]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '/'))
+        {
+            out.insert(name.to_owned());
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn promtool_checks_the_rules_and_runs_their_unit_tests() {
+    let promtool = tool("promtool");
+    let dir = dist().join("prometheus");
+    for args in [
+        ["check", "rules", "goneaway-rules.yml"],
+        ["test", "rules", "goneaway-rules.test.yml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every alert has a unit test in which it fires (a test that expects it to stay silent
+    // is not enough on its own).
+    let rules = std::fs::read_to_string(dir.join("goneaway-rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(dir.join("goneaway-rules.test.yml")).unwrap();
+    let alerts: BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(str::trim)
+        .collect();
+    let fired: BTreeSet<&str> = tests
+        .split("alertname: ")
+        .skip(1)
+        .filter(|chunk| chunk.contains("- exp_labels:"))
+        .filter_map(|chunk| chunk.split_whitespace().next())
+        .collect();
+    let untested: Vec<_> = alerts.difference(&fired).collect();
+    assert!(
+        untested.is_empty(),
+        "alerts with no promtool test that fires them: {untested:?}"
+    );
+    assert!(alerts.len() >= 10, "{alerts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_watch_and_proxy_through_real_faults() {
+    let began = Instant::now();
+    // Before anything starts: a missing Prometheus fails here, with what to install.
+    tool("prometheus");
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(dist().join("grafana/goneaway.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+
+    let server = Server::builder()
+        .var("wait_timeout", WAIT_TIMEOUT)
+        .var("max_connections", MAX_CONNECTIONS)
+        .start()
+        .await
+        .expect("a harness server");
+    let url = server.url();
+    // The watcher names a server by its URL with the password masked and no parameters.
+    let server_label = format!(
+        "mysql://{}:****@127.0.0.1:{}/{}",
+        goneaway_harness::APP_USER,
+        server.port(),
+        goneaway_harness::DATABASE
+    );
+    // A second watched server that never answers: a server down, and poll errors by cause.
+    let down_label = format!(
+        "mysql://{}@127.0.0.1:{}/{}",
+        goneaway_harness::APP_USER,
+        crate::util::free_port(),
+        goneaway_harness::DATABASE
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (watch_port, proxy_port, metrics_port) = (
+        crate::util::free_port(),
+        crate::util::free_port(),
+        crate::util::free_port(),
+    );
+    let watch_addr = format!("127.0.0.1:{watch_port}");
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    // Server URLs with a password go through the environment, never on a command line.
+    let mut watch = goneaway(
+        work.path(),
+        "watch",
+        &[
+            "--log",
+            "info",
+            "watch",
+            "--also",
+            &down_label,
+            "--listen",
+            &watch_addr,
+            "--interval",
+            "250ms",
+            "--timeout",
+            "2s",
+        ],
+        &[("MYSQL_URL", &url)],
+    );
+    let proxy_listen = format!("127.0.0.1:{proxy_port}");
+    let mut proxy = goneaway(
+        work.path(),
+        "proxy",
+        &[
+            "--log",
+            "info",
+            "proxy",
+            "--listen",
+            &proxy_listen,
+            "--user",
+            "app",
+            "--password-env",
+            "GONEAWAY_TEST_PROXY_PW",
+            "--metrics",
+            &metrics_addr,
+        ],
+        &[
+            ("MYSQL_URL", &url),
+            ("GONEAWAY_TEST_PROXY_PW", CLIENT_PASSWORD),
+        ],
+    );
+    let (watch_log, proxy_log) = (work.path().join("watch.log"), work.path().join("proxy.log"));
+    let mut prom = Prometheus::start(&[
+        ("goneaway-watch", watch_addr.clone()),
+        ("goneaway-proxy", metrics_addr.clone()),
+    ]);
+    let sel = format!("server=\"{server_label}\"");
+    let down_sel = format!("server=\"{down_label}\"");
+    let limit = Duration::from_secs(20);
+
+    // Both targets scraped, the server seen up, the down one down.
+    for job in ["goneaway-watch", "goneaway-proxy"] {
+        prom.wait_for(job, &format!("up{{job=\"{job}\"}}"), limit, |v| v == 1.0)
+            .await;
+    }
+    prom.wait_for(
+        "the server up",
+        &format!("goneaway_up{{{sel}}}"),
+        limit,
+        |v| v == 1.0,
+    )
+    .await;
+    watch.assert_running(&watch_log);
+    let aborted_clients_before = prom.value(&format!("goneaway_aborted_clients_total{{{sel}}}"));
+    let aborted_connects_before = prom.value(&format!("goneaway_aborted_connects_total{{{sel}}}"));
+    assert!(
+        aborted_clients_before.is_finite() && aborted_connects_before.is_finite(),
+        "goneaway_aborted_*_total missing for {server_label}"
+    );
+
+    // Sessions through the proxy, and a table for the transaction that will be lost.
+    server
+        .admin("CREATE TABLE goneaway.prom_t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut killed = proxy_login(proxy_port, &mut proxy, &proxy_log).await;
+    let mut in_tx = proxy_login(proxy_port, &mut proxy, &proxy_log).await;
+    let mut idle = proxy_login(proxy_port, &mut proxy, &proxy_log).await;
+    for conn in [&mut killed, &mut in_tx, &mut idle] {
+        for i in 0..20 {
+            let n: Option<i64> = conn.query_first(format!("SELECT {i}")).await.unwrap();
+            assert_eq!(n, Some(i));
+        }
+    }
+
+    // KILL of the backend while a write runs: the client hears it (an error it can tell
+    // apart, not a hang and not a silent retry).
+    let write = "DO SLEEP(5)";
+    let running = tokio::spawn(async move {
+        let r = killed.query_drop(write).await;
+        (killed, r)
+    });
+    let victim = thread_running(&server, write).await;
+    server.kill_connection(victim).await.unwrap();
+    let (mut killed, r) = running.await.unwrap();
+    assert!(r.is_err(), "a write whose backend was killed succeeded");
+    // KILL of the backend while a read runs: the proxy replays it unseen.
+    let read = "SELECT SLEEP(2)";
+    let running = tokio::spawn(async move {
+        let r: mysql_async::Result<Option<i64>> = killed.query_first(read).await;
+        (killed, r)
+    });
+    let victim = thread_running(&server, read).await;
+    server.kill_connection(victim).await.unwrap();
+    let (killed, r) = running.await.unwrap();
+    assert_eq!(r.expect("the proxy replays a killed read"), Some(0));
+
+    // Aborted clients: one that vanishes, then idle ones that the server closes at
+    // wait_timeout. Aborted connects: wrong passwords.
+    vanishing_client(&server).await;
+    let mut idlers = Vec::new();
+    for _ in 0..IDLE {
+        let opts = mysql_async::Opts::from_url(&url).unwrap();
+        idlers.push(mysql_async::Conn::new(opts).await.unwrap());
+    }
+    let idle_since = Instant::now();
+    for _ in 0..BAD_LOGINS {
+        let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url).unwrap())
+            .pass(Some("not-the-password"));
+        assert!(mysql_async::Conn::new(opts).await.is_err());
+    }
+
+    let window = Duration::from_secs(WAIT_TIMEOUT + 15);
+    prom.wait_for(
+        "connections near wait_timeout",
+        &format!("goneaway_connections_near_wait_timeout{{{sel}}}"),
+        window,
+        |v| v >= IDLE as f64,
+    )
+    .await;
+    prom.wait_for(
+        "idle connections closed at wait_timeout, counted as aborted clients",
+        &format!("goneaway_aborted_clients_total{{{sel}}}"),
+        window,
+        |v| v >= aborted_clients_before + IDLE as f64 + 1.0,
+    )
+    .await;
+    assert!(idle_since.elapsed() >= Duration::from_secs(WAIT_TIMEOUT - 1));
+    drop(idlers);
+
+    // A restart, with one proxy session idle and one inside a transaction. Both used their
+    // backends just before: the proxy releases a backend idle for most of wait_timeout, and
+    // a session without one loses nothing in a restart.
+    let one: Option<i64> = idle.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+    in_tx.query_drop("BEGIN").await.unwrap();
+    in_tx
+        .query_drop("INSERT INTO prom_t VALUES (1)")
+        .await
+        .unwrap();
+    server.restart().await.unwrap();
+    let two: Option<i64> = idle
+        .query_first("SELECT 2")
+        .await
+        .expect("an idle session survives the restart through the proxy");
+    assert_eq!(two, Some(2));
+    assert!(
+        in_tx
+            .query_drop("INSERT INTO prom_t VALUES (2)")
+            .await
+            .is_err(),
+        "a transaction lost in the restart went on"
+    );
+    in_tx.query_drop("ROLLBACK").await.unwrap();
+
+    prom.wait_for(
+        "the restart",
+        &format!("goneaway_restarts_detected_total{{{sel}}}"),
+        limit,
+        |v| v == 1.0,
+    )
+    .await;
+    prom.wait_for(
+        "the lost transaction",
+        "goneaway_proxy_client_errors_total{kind=\"transaction_lost\"}",
+        limit,
+        |v| v >= 1.0,
+    )
+    .await;
+    prom.wait_for(
+        "the restart absorbed",
+        "goneaway_proxy_absorbed_total{cause=\"server_restart\"}",
+        limit,
+        |v| v >= 1.0,
+    )
+    .await;
+    prom.wait_for(
+        "the server up again",
+        &format!("goneaway_up{{{sel}}}"),
+        limit,
+        |v| v == 1.0,
+    )
+    .await;
+
+    // The series, with their labels.
+    let series = prom.api(&format!(
+        "/api/v1/series?match[]={}",
+        encode("{__name__=~\"goneaway_.+\"}")
+    ));
+    let mut by_name: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
+    for s in series.as_array().unwrap() {
+        let labels: BTreeMap<String, String> = s
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        by_name
+            .entry(labels["__name__"].clone())
+            .or_default()
+            .push(labels);
+    }
+    let rules_text = std::fs::read_to_string(dist().join("prometheus/goneaway-rules.yml")).unwrap();
+    let exprs = dashboard_exprs(&dashboard);
+    let mut used = metric_names(&rules_text);
+    for (_, e) in &exprs {
+        used.extend(metric_names(e));
+    }
+    let exempt = |name: &str| {
+        ONLY_ON_CLUSTER_NODES
+            .iter()
+            .chain(NOT_YET_EXPORTED)
+            .find(|(prefix, _)| name.starts_with(prefix))
+            .map(|(_, why)| *why)
+    };
+    for name in &used {
+        if exempt(name).is_some() {
+            continue;
+        }
+        let found = by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is used by the rules or the dashboard but Prometheus has no such series; it has {:?}", by_name.keys().collect::<Vec<_>>()));
+        let job = if name.starts_with("goneaway_proxy_") {
+            "goneaway-proxy"
+        } else {
+            "goneaway-watch"
+        };
+        for labels in found {
+            assert_eq!(labels["job"], job, "{labels:?}");
+            if job == "goneaway-watch" {
+                assert!(
+                    labels["server"] == server_label || labels["server"] == down_label,
+                    "{labels:?}"
+                );
+            } else {
+                assert_eq!(labels["instance"], metrics_addr, "{labels:?}");
+            }
+        }
+    }
+    for (name, label) in [
+        ("goneaway_poll_errors_total", "cause"),
+        ("goneaway_connection_errors_per_hour", "kind"),
+        ("goneaway_finding_confidence", "cause"),
+        ("goneaway_proxy_client_errors_total", "kind"),
+        ("goneaway_proxy_absorbed_total", "cause"),
+        ("goneaway_proxy_command_seconds_bucket", "le"),
+    ] {
+        let all = by_name.get(name).map(Vec::as_slice).unwrap_or_default();
+        assert!(
+            !all.is_empty() && all.iter().all(|l| l.contains_key(label)),
+            "{name} should carry {label}: {all:?}"
+        );
+    }
+    // Grafana's variables: label_values(goneaway_up, server) and the proxies' instances.
+    let servers = prom.api(&format!(
+        "/api/v1/label/server/values?match[]={}",
+        encode("goneaway_up")
+    ));
+    let servers: BTreeSet<&str> = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        servers,
+        BTreeSet::from([server_label.as_str(), down_label.as_str()])
+    );
+    let proxies = prom.api(&format!(
+        "/api/v1/label/instance/values?match[]={}",
+        encode("goneaway_proxy_client_connections")
+    ));
+    assert_eq!(proxies, serde_json::json!([metrics_addr]));
+
+    // The values an alert or a panel reads.
+    let v = |prom: &mut Prometheus, e: &str| prom.value(e);
+    assert_eq!(
+        v(
+            &mut prom,
+            &format!("goneaway_restarts_detected_total{{{sel}}}")
+        ),
+        1.0
+    );
+    assert_eq!(v(&mut prom, &format!("goneaway_up{{{down_sel}}}")), 0.0);
+    assert_eq!(
+        v(&mut prom, &format!("goneaway_max_connections{{{sel}}}")),
+        MAX_CONNECTIONS as f64
+    );
+    assert_eq!(
+        v(
+            &mut prom,
+            &format!("goneaway_wait_timeout_seconds{{{sel}}}")
+        ),
+        WAIT_TIMEOUT as f64
+    );
+    assert!(v(&mut prom, &format!("goneaway_uptime_seconds{{{sel}}}")) < 60.0);
+    let unreachable = prom.query(&format!("goneaway_poll_errors_total{{{down_sel}}}"));
+    assert!(
+        unreachable
+            .iter()
+            .any(|(l, v)| l["cause"] == "server_unreachable" && *v >= 1.0),
+        "{unreachable:?}"
+    );
+    // Aborted connections rose, across the counter reset of the restart: the idle ones, the
+    // vanished one, the wrong passwords.
+    let clients = v(
+        &mut prom,
+        &format!("increase(goneaway_aborted_clients_total{{{sel}}}[{RANGE}])"),
+    );
+    assert!(
+        clients >= (IDLE + 1) as f64,
+        "aborted clients rose by {clients}"
+    );
+    let connects = v(
+        &mut prom,
+        &format!("increase(goneaway_aborted_connects_total{{{sel}}}[{RANGE}])"),
+    );
+    assert!(
+        connects >= BAD_LOGINS as f64,
+        "aborted connects rose by {connects}"
+    );
+    assert!(
+        v(
+            &mut prom,
+            &format!("max_over_time(rate(goneaway_aborted_clients_total{{{sel}}}[{RATE_INTERVAL}])[{RANGE}:1s])"),
+        ) > 0.0
+    );
+    assert!(
+        v(
+            &mut prom,
+            &format!("max_over_time(goneaway_connections_near_wait_timeout{{{sel}}}[{RANGE}])"),
+        ) >= IDLE as f64
+    );
+    let used_share = v(
+        &mut prom,
+        &format!("max_over_time((goneaway_threads_connected{{{sel}}} / goneaway_max_connections{{{sel}}})[{RANGE}:1s])"),
+    );
+    assert!(
+        used_share > 0.8,
+        "at most {used_share} of max_connections seen in use"
+    );
+    // The proxy: errors by kind, losses absorbed by cause, the replay, latency.
+    let errors = prom.query("goneaway_proxy_client_errors_total");
+    let kinds: BTreeMap<&str, f64> = errors
+        .iter()
+        .map(|(l, v)| (l["kind"].as_str(), *v))
+        .collect();
+    assert!(
+        kinds.get("transaction_lost").is_some_and(|v| *v >= 1.0),
+        "{kinds:?}"
+    );
+    assert!(
+        ["outcome_unknown", "server_closed"]
+            .iter()
+            .any(|k| kinds.get(k).is_some_and(|v| *v >= 1.0)),
+        "the killed write is in no kind: {kinds:?}"
+    );
+    let absorbed = prom.query("goneaway_proxy_absorbed_total");
+    let causes: BTreeMap<&str, f64> = absorbed
+        .iter()
+        .map(|(l, v)| (l["cause"].as_str(), *v))
+        .collect();
+    assert!(
+        causes.get("server_restart").is_some_and(|v| *v >= 1.0),
+        "{causes:?}"
+    );
+    assert!(
+        causes.get("connection_killed").is_some_and(|v| *v >= 1.0),
+        "{causes:?}"
+    );
+    assert!(v(&mut prom, "goneaway_proxy_retries_total") >= 1.0);
+    assert!(v(&mut prom, "goneaway_proxy_logins_total") >= 3.0);
+    assert!(v(&mut prom, "goneaway_proxy_command_seconds_count") >= 60.0);
+    // The killed write ran about a second before the KILL, the read two seconds after: the
+    // slowest buckets are not empty.
+    assert!(
+        v(&mut prom, "goneaway_proxy_command_seconds_count - ignoring(le) goneaway_proxy_command_seconds_bucket{le=\"0.5\"}") >= 1.0
+    );
+    let p99 = v(
+        &mut prom,
+        &format!("histogram_quantile(0.99, sum by (le) (rate(goneaway_proxy_command_seconds_bucket[{RANGE}])))"),
+    );
+    assert!(p99.is_finite() && p99 > 0.0, "p99 {p99}");
+
+    // The rules: all loaded, all evaluating without error.
+    let groups = prom.api("/api/v1/rules")["groups"].clone();
+    let mut loaded = BTreeSet::new();
+    for g in groups.as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            let name = r["name"].as_str().unwrap().to_owned();
+            assert_eq!(r["health"], "ok", "rule {name}: {r}");
+            loaded.insert(name);
+        }
+    }
+    let in_file: BTreeSet<String> = rules_text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(|s| s.trim().to_owned())
+        .collect();
+    assert_eq!(loaded, in_file);
+    // The alerts these faults raise, for the right server or proxy; `for` keeps most of
+    // them pending within a test this short.
+    let expected: Vec<(&str, &str, &str)> = vec![
+        ("GoneawayServerRestarted", "server", &server_label),
+        ("GoneawayServerDown", "server", &down_label),
+        ("GoneawayAbortedClientsRising", "server", &server_label),
+        ("GoneawayAbortedConnectsRising", "server", &server_label),
+        (
+            "GoneawayConnectionsNearWaitTimeout",
+            "server",
+            &server_label,
+        ),
+        ("GoneawayProxyClientErrors", "kind", "transaction_lost"),
+    ];
+    let started = Instant::now();
+    let alerts = loop {
+        let alerts = active_alerts(&mut prom);
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(name, label, value)| {
+                !alerts
+                    .iter()
+                    .any(|(n, _, l)| n == name && l.get(*label).map(String::as_str) == Some(value))
+            })
+            .collect();
+        if missing.is_empty() {
+            break alerts;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "alerts not active: {missing:?}; active: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for (name, state, labels) in &alerts {
+        if *name == "GoneawayServerRestarted" || *name == "GoneawayProxyClientErrors" {
+            assert_eq!(state, "firing", "{name} has no `for`: {labels:?}");
+        }
+        assert!(
+            !(*name == "GoneawayServerDown" && labels["server"] == server_label),
+            "the restarted server is not down: {labels:?}"
+        );
+        assert!(
+            *name != "GoneawayProxyRefusingClients" && *name != "GoneawayReadOnlyNotReplica",
+            "{name} has no cause here: {labels:?}"
+        );
+        assert!(!labels["severity"].is_empty(), "{name}: no severity");
+    }
+    // Near max_connections lasted only while the idle connections were open: it was
+    // pending then.
+    let near_max = prom.query(&format!(
+        "max_over_time(ALERTS{{alertname=\"GoneawayConnectionsNearMax\",{sel}}}[{RANGE}])"
+    ));
+    assert_eq!(
+        near_max.len(),
+        1,
+        "GoneawayConnectionsNearMax was never active"
+    );
+
+    // Every query of the dashboard, with its variables as Grafana would fill them: valid,
+    // and with data unless only cluster nodes export what it reads.
+    let server_var = grafana_regex(&[&server_label, &down_label]);
+    let proxy_var = grafana_regex(&[&metrics_addr]);
+    assert!(
+        exprs.len() >= 30,
+        "{} queries in the dashboard",
+        exprs.len()
+    );
+    let mut empty = Vec::new();
+    for (title, expr) in &exprs {
+        let q = expr
+            .replace("$__rate_interval", RATE_INTERVAL)
+            .replace("$__range", RANGE)
+            .replace("$__interval", INTERVAL)
+            .replace("${server}", &server_var)
+            .replace("$server", &server_var)
+            .replace("${proxy}", &proxy_var)
+            .replace("$proxy", &proxy_var);
+        assert!(
+            !q.contains('$'),
+            "{title}: a variable the test does not know: {expr}"
+        );
+        let result = prom.query(&q);
+        let why = ONLY_ON_CLUSTER_NODES
+            .iter()
+            .find(|(prefix, _)| expr.contains(prefix))
+            .map(|(_, why)| *why);
+        if result.is_empty() && why.is_none() {
+            empty.push(format!("{title}: {q}"));
+        }
+        if let Some(why) = why {
+            eprintln!(
+                "dashboard query may be empty here ({why}): {expr} -> {} series",
+                result.len()
+            );
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "dashboard queries with no data:\n{}",
+        empty.join("\n")
+    );
+
+    // Nothing printed a password.
+    for log in [&watch_log, &proxy_log] {
+        let text = std::fs::read_to_string(log).unwrap();
+        for secret in [CLIENT_PASSWORD, goneaway_harness::APP_PASSWORD] {
+            assert!(!text.contains(secret), "a password in {}", log.display());
+        }
+    }
+    watch.assert_running(&watch_log);
+    proxy.assert_running(&proxy_log);
+    drop(killed);
+    eprintln!("prometheus test took {:?}", began.elapsed());
+}
