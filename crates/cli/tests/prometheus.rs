@@ -1,9 +1,12 @@
 //! Prometheus for real: Debian's `prometheus` scrapes the real `goneaway watch` and
 //! `goneaway proxy` while a harness server restarts, clients vanish, connections idle past
-//! `wait_timeout`, logins fail and the proxy loses backends to KILL and to the restart. The
-//! shipped alert rules (`dist/prometheus/goneaway-rules.yml`) run in it, and every query of
-//! the Grafana dashboard (`dist/grafana/goneaway.json`) is run against what it stored.
-//! `promtool` checks the rules and runs their unit tests (`goneaway-rules.test.yml`).
+//! `wait_timeout`, logins fail and the proxy loses backends to KILL and to the restart; a
+//! second one watches a real replica and a two-node Galera cluster, healthy, then with the
+//! replica's SQL thread broken and a node killed. The shipped alert rules
+//! (`dist/prometheus/goneaway-rules.yml`) run in both, and every query of the Grafana
+//! dashboard (`dist/grafana/goneaway.json`) runs against what they stored: each returns data
+//! in one of them. `promtool` checks the rules and runs their unit tests
+//! (`goneaway-rules.test.yml`).
 //!
 //! Nothing is skipped: without `prometheus` and `promtool` (Debian's `prometheus` package)
 //! the tests fail and say to run `make deps`.
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use goneaway_harness::Server;
+use goneaway_harness::{Galera, Replication, Server};
 use mysql_async::prelude::*;
 use serde_json::Value;
 
@@ -40,19 +43,26 @@ const RATE_INTERVAL: &str = "1m";
 const RANGE: &str = "5m";
 const INTERVAL: &str = "15s";
 
-/// Dashboard queries that may return nothing here, with the reason: only cluster nodes
-/// export these families, and the test watches one standalone server. They must still parse
-/// and run.
-const ONLY_ON_CLUSTER_NODES: &[(&str, &str)] = &[
+/// Metric families only cluster nodes export: the standalone test leaves them to
+/// [`prometheus_sees_replication_and_galera_trouble`], which watches a replica and Galera
+/// nodes, and every dashboard query that reads them must return data there.
+const CLUSTER_FAMILIES: &[(&str, &str)] = &[
     (
         "goneaway_galera_",
-        "exported only for a Galera node; the test watches a standalone server",
+        "exported only for a Galera node: run against data by the cluster test",
     ),
     (
         "goneaway_replica_",
-        "exported only for a replica; the test watches a standalone server",
+        "exported only for a replica: run against data by the cluster test",
     ),
 ];
+
+fn cluster_family(expr: &str) -> Option<&'static str> {
+    CLUSTER_FAMILIES
+        .iter()
+        .find(|(prefix, _)| expr.contains(prefix))
+        .map(|(_, why)| *why)
+}
 
 /// Metric families the rules use that no released component exports yet.
 const NOT_YET_EXPORTED: &[(&str, &str)] = &[(
@@ -183,9 +193,9 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts it on a free loopback port with `scrape_configs` for `targets` (job, address)
-    /// and the shipped rules, and waits until it is ready.
-    fn start(targets: &[(&str, String)]) -> Prometheus {
+    /// Starts it on a free loopback port with `scrape_configs` for `jobs` (a job and its
+    /// targets' addresses) and the shipped rules, and waits until it is ready.
+    fn start(jobs: &[(&str, Vec<String>)]) -> Prometheus {
         let binary = tool("prometheus");
         let rules = dist()
             .join("prometheus/goneaway-rules.yml")
@@ -200,9 +210,11 @@ impl Prometheus {
              rule_files:\n  - {}\nscrape_configs:\n",
             rules.display()
         );
-        for (job, target) in targets {
+        for (job, targets) in jobs {
+            let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
             config.push_str(&format!(
-                "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+                "  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
             ));
         }
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
@@ -506,6 +518,47 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     out
 }
 
+/// Runs every dashboard query with its variables filled in as Grafana does; each must be
+/// valid, and those `needs_data` picks must return data. Returns how many needed data.
+fn run_dashboard(
+    prom: &mut Prometheus,
+    exprs: &[(String, String)],
+    server_var: &str,
+    proxy_var: &str,
+    needs_data: impl Fn(&str) -> bool,
+) -> usize {
+    let mut empty = Vec::new();
+    let mut checked = 0;
+    for (title, expr) in exprs {
+        let q = expr
+            .replace("$__rate_interval", RATE_INTERVAL)
+            .replace("$__range", RANGE)
+            .replace("$__interval", INTERVAL)
+            .replace("${server}", server_var)
+            .replace("$server", server_var)
+            .replace("${proxy}", proxy_var)
+            .replace("$proxy", proxy_var);
+        assert!(
+            !q.contains('$'),
+            "{title}: a variable the test does not know: {expr}"
+        );
+        // `query` asserts that Prometheus accepted it.
+        let result = prom.query(&q);
+        if needs_data(expr) {
+            checked += 1;
+            if result.is_empty() {
+                empty.push(format!("{title}: {q}"));
+            }
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "dashboard queries with no data:\n{}",
+        empty.join("\n")
+    );
+    checked
+}
+
 #[test]
 fn promtool_checks_the_rules_and_runs_their_unit_tests() {
     let promtool = tool("promtool");
@@ -632,8 +685,8 @@ async fn prometheus_scrapes_watch_and_proxy_through_real_faults() {
     );
     let (watch_log, proxy_log) = (work.path().join("watch.log"), work.path().join("proxy.log"));
     let mut prom = Prometheus::start(&[
-        ("goneaway-watch", watch_addr.clone()),
-        ("goneaway-proxy", metrics_addr.clone()),
+        ("goneaway-watch", vec![watch_addr.clone()]),
+        ("goneaway-proxy", vec![metrics_addr.clone()]),
     ]);
     let sel = format!("server=\"{server_label}\"");
     let down_sel = format!("server=\"{down_label}\"");
@@ -808,7 +861,7 @@ async fn prometheus_scrapes_watch_and_proxy_through_real_faults() {
         used.extend(metric_names(e));
     }
     let exempt = |name: &str| {
-        ONLY_ON_CLUSTER_NODES
+        CLUSTER_FAMILIES
             .iter()
             .chain(NOT_YET_EXPORTED)
             .find(|(prefix, _)| name.starts_with(prefix))
@@ -1059,48 +1112,17 @@ async fn prometheus_scrapes_watch_and_proxy_through_real_faults() {
     );
 
     // Every query of the dashboard, with its variables as Grafana would fill them: valid,
-    // and with data unless only cluster nodes export what it reads.
-    let server_var = grafana_regex(&[&server_label, &down_label]);
-    let proxy_var = grafana_regex(&[&metrics_addr]);
+    // and with data, except those reading cluster families (the cluster test's part).
     assert!(
         exprs.len() >= 30,
         "{} queries in the dashboard",
         exprs.len()
     );
-    let mut empty = Vec::new();
-    for (title, expr) in &exprs {
-        let q = expr
-            .replace("$__rate_interval", RATE_INTERVAL)
-            .replace("$__range", RANGE)
-            .replace("$__interval", INTERVAL)
-            .replace("${server}", &server_var)
-            .replace("$server", &server_var)
-            .replace("${proxy}", &proxy_var)
-            .replace("$proxy", &proxy_var);
-        assert!(
-            !q.contains('$'),
-            "{title}: a variable the test does not know: {expr}"
-        );
-        let result = prom.query(&q);
-        let why = ONLY_ON_CLUSTER_NODES
-            .iter()
-            .find(|(prefix, _)| expr.contains(prefix))
-            .map(|(_, why)| *why);
-        if result.is_empty() && why.is_none() {
-            empty.push(format!("{title}: {q}"));
-        }
-        if let Some(why) = why {
-            eprintln!(
-                "dashboard query may be empty here ({why}): {expr} -> {} series",
-                result.len()
-            );
-        }
-    }
-    assert!(
-        empty.is_empty(),
-        "dashboard queries with no data:\n{}",
-        empty.join("\n")
-    );
+    let server_var = grafana_regex(&[&server_label, &down_label]);
+    let proxy_var = grafana_regex(&[&metrics_addr]);
+    run_dashboard(&mut prom, &exprs, &server_var, &proxy_var, |e| {
+        cluster_family(e).is_none()
+    });
 
     // Nothing printed a password.
     for log in [&watch_log, &proxy_log] {
@@ -1113,4 +1135,250 @@ async fn prometheus_scrapes_watch_and_proxy_through_real_faults() {
     proxy.assert_running(&proxy_log);
     drop(killed);
     eprintln!("prometheus test took {:?}", began.elapsed());
+}
+
+/// The watcher's `server` label for a harness server: its URL, password masked, no
+/// parameters.
+fn label_of(server: &Server) -> String {
+    format!(
+        "mysql://{}:****@127.0.0.1:{}/{}",
+        goneaway_harness::APP_USER,
+        server.port(),
+        goneaway_harness::DATABASE
+    )
+}
+
+/// The active alerts named `name` whose `server` is `server`.
+fn active_for(
+    alerts: &[(String, String, BTreeMap<String, String>)],
+    name: &str,
+    server: &str,
+) -> usize {
+    alerts
+        .iter()
+        .filter(|(n, _, l)| n == name && l.get("server").map(String::as_str) == Some(server))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_sees_replication_and_galera_trouble() {
+    let began = Instant::now();
+    tool("prometheus");
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(dist().join("grafana/goneaway.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    // A primary and a replica; a Galera cluster of two, so that one node lost costs the
+    // other its quorum.
+    let (set, cluster) = tokio::join!(Replication::start(1), Galera::builder().nodes(2).start());
+    let (set, cluster) = (
+        set.expect("a replication set"),
+        cluster.expect("a Galera cluster"),
+    );
+    let work = tempfile::tempdir().unwrap();
+    // One watcher per server, each URL through the environment (never a command line).
+    let watched: [(&'static str, &Server); 3] = [
+        ("watch-replica", set.replica()),
+        ("watch-galera0", cluster.node(0)),
+        ("watch-galera1", cluster.node(1)),
+    ];
+    let mut watchers = Vec::new();
+    let mut addrs = Vec::new();
+    for (name, server) in watched {
+        let addr = format!("127.0.0.1:{}", crate::util::free_port());
+        watchers.push(goneaway(
+            work.path(),
+            name,
+            &[
+                "watch",
+                "--listen",
+                &addr,
+                "--interval",
+                "500ms",
+                "--timeout",
+                "2s",
+            ],
+            &[("MYSQL_URL", &server.url())],
+        ));
+        addrs.push(addr);
+    }
+    let mut prom = Prometheus::start(&[("goneaway-watch", addrs.clone())]);
+    let (replica, node0, node1) = (
+        label_of(set.replica()),
+        label_of(cluster.node(0)),
+        label_of(cluster.node(1)),
+    );
+    let limit = Duration::from_secs(30);
+
+    // Healthy: both replication threads, no lag; both Galera nodes Synced in a primary
+    // component of two.
+    for (what, expr, want) in [
+        (
+            "the IO thread",
+            format!("goneaway_replica_io_running{{server=\"{replica}\"}}"),
+            1.0,
+        ),
+        (
+            "the SQL thread",
+            format!("goneaway_replica_sql_running{{server=\"{replica}\"}}"),
+            1.0,
+        ),
+        (
+            "no lag",
+            format!("goneaway_replica_lag_seconds{{server=\"{replica}\"}}"),
+            0.0,
+        ),
+        (
+            "the replica read-only",
+            format!("goneaway_read_only{{server=\"{replica}\"}}"),
+            1.0,
+        ),
+        (
+            "node 0 in a cluster of 2",
+            format!("goneaway_galera_cluster_size{{server=\"{node0}\"}}"),
+            2.0,
+        ),
+        (
+            "node 1 in a cluster of 2",
+            format!("goneaway_galera_cluster_size{{server=\"{node1}\"}}"),
+            2.0,
+        ),
+        (
+            "node 0 Synced",
+            format!("goneaway_galera_local_state{{server=\"{node0}\"}}"),
+            4.0,
+        ),
+        (
+            "node 1 Synced",
+            format!("goneaway_galera_local_state{{server=\"{node1}\"}}"),
+            4.0,
+        ),
+    ] {
+        prom.wait_for(what, &expr, limit, |v| v == want).await;
+    }
+    for node in [&node0, &node1] {
+        for (name, want) in [
+            ("goneaway_galera_cluster_address_nodes", 2.0),
+            ("goneaway_galera_primary", 1.0),
+            ("goneaway_galera_ready", 1.0),
+            ("goneaway_read_only", 0.0),
+        ] {
+            assert_eq!(
+                prom.value(&format!("{name}{{server=\"{node}\"}}")),
+                want,
+                "{name} {node}"
+            );
+        }
+        let paused = prom.value(&format!(
+            "goneaway_galera_flow_control_paused_ratio{{server=\"{node}\"}}"
+        ));
+        assert!((0.0..=1.0).contains(&paused), "{paused}");
+    }
+    // Every cluster family the rules and the dashboard read, with the watcher's labels.
+    let rules_text = std::fs::read_to_string(dist().join("prometheus/goneaway-rules.yml")).unwrap();
+    let exprs = dashboard_exprs(&dashboard);
+    let mut used = metric_names(&rules_text);
+    for (_, e) in &exprs {
+        used.extend(metric_names(e));
+    }
+    let cluster_metrics: Vec<&String> = used
+        .iter()
+        .filter(|n| cluster_family(n).is_some())
+        .collect();
+    assert!(cluster_metrics.len() >= 9, "{cluster_metrics:?}");
+    for name in cluster_metrics {
+        let series = prom.api(&format!("/api/v1/series?match[]={}", encode(name)));
+        let series = series.as_array().unwrap();
+        assert!(!series.is_empty(), "no series of {name}");
+        for s in series {
+            assert_eq!(s["job"], "goneaway-watch", "{s}");
+            let server = s["server"].as_str().unwrap_or_default();
+            let expected: &[&str] = if name.starts_with("goneaway_replica_") {
+                &[&replica]
+            } else {
+                &[&node0, &node1]
+            };
+            assert!(expected.contains(&server), "{name}: {s}");
+        }
+    }
+    // The dashboard's cluster panels (and read_only) with data; the proxy is not here.
+    let server_var = grafana_regex(&[&replica, &node0, &node1]);
+    let ran = run_dashboard(&mut prom, &exprs, &server_var, "(none)", |e| {
+        cluster_family(e).is_some() || e.contains("goneaway_read_only")
+    });
+    assert!(ran >= 10, "{ran} cluster queries in the dashboard");
+    // A healthy cluster raises nothing: a read-only replica is no "read-only, not a
+    // replica". (Two evaluations after the data, at one a second.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let quiet = active_alerts(&mut prom);
+    assert!(quiet.is_empty(), "alerts on a healthy cluster: {quiet:?}");
+
+    // Trouble: the replica's SQL thread breaks on a duplicate key; a Galera node is
+    // SIGKILLed, and the other, alone of two, loses its quorum.
+    set.break_sql_thread(1).await.unwrap();
+    cluster.node(1).crash().await.unwrap();
+    for (what, expr, want) in [
+        (
+            "the SQL thread stopped",
+            format!("goneaway_replica_sql_running{{server=\"{replica}\"}}"),
+            0.0,
+        ),
+        (
+            "node 0 out of the primary component",
+            format!("goneaway_galera_primary{{server=\"{node0}\"}}"),
+            0.0,
+        ),
+        (
+            "node 1 down",
+            format!("goneaway_up{{server=\"{node1}\"}}"),
+            0.0,
+        ),
+    ] {
+        prom.wait_for(what, &expr, limit, |v| v == want).await;
+    }
+    let expected = [
+        ("GoneawayReplicaStopped", &replica),
+        ("GoneawayGaleraNotPrimary", &node0),
+        ("GoneawayGaleraNotReady", &node0),
+        ("GoneawayGaleraClusterShrunk", &node0),
+        ("GoneawayServerDown", &node1),
+    ];
+    let started = Instant::now();
+    let alerts = loop {
+        let alerts = active_alerts(&mut prom);
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(name, server)| active_for(&alerts, name, server) == 0)
+            .collect();
+        if missing.is_empty() {
+            break alerts;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "alerts not active: {missing:?}; active: {alerts:?}\nnode 0 now: {:?}",
+            prom.query(&format!(
+                "{{__name__=~\"goneaway_galera_.+\",server=\"{node0}\"}}"
+            ))
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        active_for(&alerts, "GoneawayReadOnlyNotReplica", &replica),
+        0,
+        "{alerts:?}"
+    );
+    for (_, _, labels) in &alerts {
+        assert!(!labels["severity"].is_empty(), "{labels:?}");
+    }
+    for (i, mut w) in watchers.into_iter().enumerate() {
+        let log = work.path().join(format!("{}.log", watched[i].0));
+        w.assert_running(&log);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !text.contains(goneaway_harness::APP_PASSWORD),
+            "a password in {}",
+            log.display()
+        );
+    }
+    eprintln!("prometheus cluster test took {:?}", began.elapsed());
 }
