@@ -6,9 +6,10 @@ CARGO ?= cargo
 
 ## Install Debian's mariadb-server, mariadb-client, sysbench and python3-pymysql when they
 ## are missing (the proxy's tests drive it with the real mariadb client, sysbench and PyMySQL),
-## and galera-4 and rsync (the harness's Galera clusters and their state transfers).
+## galera-4 and rsync (the harness's Galera clusters and their state transfers), and
+## prometheus (a real Prometheus scrapes watch and proxy; promtool checks the alert rules).
 deps:
-	@sh scripts/ensure-mariadb.sh sysbench python3-pymysql galera-4 rsync
+	@sh scripts/ensure-mariadb.sh sysbench python3-pymysql galera-4 rsync prometheus
 
 ## The benchmarks also compare against HAProxy.
 bench-deps:

@@ -223,6 +223,13 @@ pub struct ProxyConfig {
     /// a long statement is aimed at it (an operator or a query killer stopping a runaway
     /// query), one of a short statement is collateral of killing the connection.
     pub killed_read_replay_limit: Duration,
+    /// Run a transaction whose backend was lost before COMMIT again on a fresh backend,
+    /// checking every reply against what the client got (see
+    /// `frontend::txlog` for the rules).
+    pub transaction_replay: bool,
+    /// Bytes of statements a session's open transaction may hold for a replay; a larger
+    /// transaction is not replayed.
+    pub transaction_replay_budget: usize,
     /// How long a graceful shutdown waits for sessions to finish their command.
     pub shutdown_grace: Duration,
     /// The certificate chain (PEM) the proxy shows clients that ask for TLS. With
@@ -285,6 +292,10 @@ impl ProxyConfig {
             // act on statements that ran for seconds; the kills of connections that hit a
             // statement by chance land on ones of milliseconds.
             killed_read_replay_limit: Duration::from_secs(1),
+            transaction_replay: true,
+            // Application transactions are a few statements of a few hundred bytes; 1 MiB
+            // covers batch writers too, at most max_clients × 1 MiB in all.
+            transaction_replay_budget: 1 << 20,
             shutdown_grace: Duration::from_secs(10),
             // TLS is opt-in: a certificate is a deployment decision.
             tls_cert: None,
@@ -387,6 +398,12 @@ impl ProxyConfig {
         if let Some(v) = file.killed_read_replay_limit_secs {
             c.killed_read_replay_limit = secs(v);
         }
+        if let Some(v) = file.transaction_replay {
+            c.transaction_replay = v;
+        }
+        if let Some(v) = file.transaction_replay_budget {
+            c.transaction_replay_budget = v;
+        }
         if let Some(v) = file.shutdown_grace_secs {
             c.shutdown_grace = secs(v);
         }
@@ -440,6 +457,8 @@ struct FileConfig {
     reply_buffer: Option<usize>,
     max_attempts: Option<u32>,
     killed_read_replay_limit_secs: Option<f64>,
+    transaction_replay: Option<bool>,
+    transaction_replay_budget: Option<usize>,
     shutdown_grace_secs: Option<f64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,

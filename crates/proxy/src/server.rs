@@ -383,6 +383,8 @@ fn changed_settings(a: &ProxyConfig, b: &ProxyConfig) -> Vec<&'static str> {
         reply_buffer,
         max_attempts,
         killed_read_replay_limit as "killed_read_replay_limit_secs",
+        transaction_replay,
+        transaction_replay_budget,
         shutdown_grace as "shutdown_grace_secs",
         require_tls,
         server_accounts,

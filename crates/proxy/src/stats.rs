@@ -74,6 +74,8 @@ struct Labelled {
     absorbed: BTreeMap<&'static str, u64>,
     /// Errors the proxy itself sent to clients, by kind.
     errors: BTreeMap<&'static str, u64>,
+    /// Transactions run again on a fresh backend: `replayed`, or why not.
+    replays: BTreeMap<&'static str, u64>,
 }
 
 impl Stats {
@@ -86,6 +88,23 @@ impl Stats {
             .absorbed
             .entry(cause)
             .or_default() += 1;
+    }
+
+    /// Counts a transaction replay: `replayed`, or the reason it was not (`mismatch`,
+    /// `unreplayable`, `failed`).
+    pub fn replay(&self, outcome: &'static str) {
+        *self
+            .labelled
+            .lock()
+            .unwrap()
+            .replays
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
+    /// Transaction replays so far, by outcome.
+    pub fn replays(&self) -> BTreeMap<&'static str, u64> {
+        self.labelled.lock().unwrap().replays.clone()
     }
 
     /// Counts an error the proxy sent to a client.
@@ -260,6 +279,13 @@ impl Stats {
             let _ = writeln!(
                 out,
                 "goneaway_proxy_client_errors_total{{kind=\"{kind}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP goneaway_proxy_transaction_replays_total Transactions whose backend was lost, run again on a fresh one: outcome replayed, or mismatch (a reply differed), unreplayable (see the proxy's replay rules), failed (the replay lost its connection too).\n# TYPE goneaway_proxy_transaction_replays_total counter");
+        for (outcome, n) in &labelled.replays {
+            let _ = writeln!(
+                out,
+                "goneaway_proxy_transaction_replays_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
         drop(labelled);

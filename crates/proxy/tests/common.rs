@@ -20,12 +20,28 @@ pub async fn server() -> Server {
 
 /// A proxy in front of `upstream` (the server's own address, or a relay's).
 pub async fn proxy_to(server: &Server, upstream: std::net::SocketAddr) -> Proxy {
+    proxy_with(server, upstream, |_| {}).await
+}
+
+/// [`proxy_to`], with the configuration adjusted by `adjust`.
+pub async fn proxy_with(
+    server: &Server,
+    upstream: std::net::SocketAddr,
+    adjust: impl FnOnce(&mut ProxyConfig),
+) -> Proxy {
     let backend = BackendTarget::from_url(&server.url_for(upstream)).unwrap();
     let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backend);
     config.server_wait = Duration::from_secs(30);
     config.connect_timeout = Duration::from_secs(3);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    adjust(&mut config);
     Proxy::start(config).await.expect("proxy starts")
+}
+
+/// A proxy that never replays a lost transaction: the failed-transaction state, which
+/// also holds for every transaction that cannot be replayed.
+pub async fn proxy_without_replay(server: &Server) -> Proxy {
+    proxy_with(server, server.addr(), |c| c.transaction_replay = false).await
 }
 
 pub async fn proxy(server: &Server) -> Proxy {

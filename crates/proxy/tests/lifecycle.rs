@@ -182,7 +182,11 @@ async fn transaction_cut_before_commit_loses_it_whole() {
     let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
         .await
         .unwrap();
-    let proxy = proxy_to(&server, relay.local_addr()).await;
+    // Without replay (what an unreplayable transaction gets).
+    let proxy = crate::common::proxy_with(&server, relay.local_addr(), |c| {
+        c.transaction_replay = false
+    })
+    .await;
     let mut conn = connect(&proxy).await;
     conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
         .await

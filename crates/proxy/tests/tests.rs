@@ -26,3 +26,5 @@ mod under_load;
 mod transactions;
 // The server's own accounts through the proxy: passwords, hosts, privileges, changes.
 mod accounts;
+// Transaction replay: lost transactions run again and checked; what is not replayed.
+mod replay;

@@ -1,8 +1,10 @@
 //! The transaction contract through the proxy, with real clients (PyMySQL and the `mariadb`
 //! command-line client): a transaction whose backend is lost — KILL, restart or crash,
-//! between statements or during one — never continues on a fresh backend. The session
-//! stays in the failed-transaction state until the client ends it; its COMMIT commits
-//! nothing; nothing it sends meanwhile runs.
+//! between statements or during one — is replayed on a fresh backend and checked, or, when
+//! it cannot be (here: replay turned off, which is also what every unreplayable transaction
+//! gets), never continues on a fresh backend: the session stays in the failed-transaction
+//! state until the client ends it; its COMMIT commits nothing; nothing it sends meanwhile
+//! runs.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -151,7 +153,7 @@ async fn pymysql_scenario(
 #[tokio::test]
 async fn pymysql_lost_transactions_never_commit_in_part() {
     let server = server().await;
-    let proxy = proxy(&server).await;
+    let proxy = proxy_without_replay(&server).await;
     let port = proxy.local_addr().port();
     let scenarios = [
         ("BEGIN", Fault::Kill, When::Between, "COMMIT"),
@@ -234,7 +236,7 @@ async fn newest_backend(server: &Server) -> u32 {
 #[tokio::test]
 async fn mariadb_cli_lost_transaction_never_commits_in_part() {
     let server = server().await;
-    let proxy = proxy(&server).await;
+    let proxy = proxy_without_replay(&server).await;
     let port = proxy.local_addr().port();
     for (i, (begin, fault)) in [
         ("BEGIN;", Fault::Kill),

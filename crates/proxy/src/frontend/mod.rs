@@ -3,6 +3,7 @@
 pub mod handshake;
 pub mod session;
 pub mod state;
+pub mod txlog;
 
 pub use session::Session;
 pub use state::SessionState;

@@ -61,6 +61,7 @@ use goneaway_core::sql::is_read_only;
 
 use crate::config::BackendTarget;
 use crate::frontend::state::{ends_transaction, first_word, SessionState, Statement};
+use crate::frontend::txlog::{self, ReplyDigest, TxEntry, TxLog};
 use crate::net::packet::{self, caps, com, status, Reader};
 use crate::net::{ClientStream, ErrInfo, Packet, PacketCodec};
 use crate::server::{Generation, ServerInfo, Shared};
@@ -207,6 +208,14 @@ pub struct Session {
     /// A reload moved the backend: the session's server connection is to the old server
     /// and is given up at the next command that can move.
     backend_moved: bool,
+    /// The open transaction's statements, for a replay (see [`txlog`]).
+    tx_log: Option<TxLog>,
+    /// The digest of the reply being relayed, when the command is recorded.
+    digest: Option<ReplyDigest>,
+    /// Set while relaying a reply that makes its transaction impossible to replay.
+    reply_unreplayable: Option<&'static str>,
+    /// Why the last lost transaction could not be replayed, for the client's error.
+    replay_refusal: Option<String>,
     /// For the next backend only: limits it need not read again (see
     /// [`ConnectOptions::known_limits`]).
     known_limits: Option<(Duration, usize)>,
@@ -294,6 +303,10 @@ impl Session {
             verified: login.verified.clone(),
             gen,
             backend_moved: false,
+            tx_log: None,
+            digest: None,
+            reply_unreplayable: None,
+            replay_refusal: None,
             server_account: matches!(login.verified, Verified::Server { .. }),
             known_limits: None,
             reply_buf: BytesMut::with_capacity(16 << 10),
@@ -561,6 +574,9 @@ impl Session {
                         None
                     }
                 };
+                if !self.state.pinned.is_empty() {
+                    self.tx_log = None;
+                }
                 if in_tx {
                     self.failed_tx = Some((
                         known,
@@ -862,12 +878,31 @@ impl Session {
             _ => {}
         }
         let sql = (cmd == com::QUERY).then(|| String::from_utf8_lossy(&packets[0].payload[1..]));
+        let waits_for_tx = !matches!(
+            cmd,
+            com::PING | com::STMT_PREPARE | com::RESET_CONNECTION | com::STATISTICS
+        );
+        // A transaction lost while the session was idle: run it again before this command,
+        // unless the command is the ROLLBACK that gives it up anyway.
         if self.failed_tx.is_some()
-            && !matches!(
-                cmd,
-                com::PING | com::STMT_PREPARE | com::RESET_CONNECTION | com::STATISTICS
-            )
+            && waits_for_tx
+            && self.tx_log.is_some()
+            && !(cmd == com::QUERY
+                && ends_transaction(sql.as_deref())
+                && sql.as_deref().is_some_and(|s| first_word(s) == "rollback"))
         {
+            match self.replay_transaction().await {
+                Ok(()) => {
+                    let (cause, _) = self.failed_tx.take().expect("checked above");
+                    let c = cause
+                        .or_else(|| self.explained.take())
+                        .unwrap_or(Cause::Unknown);
+                    self.shared.stats.absorbed(c.as_str());
+                }
+                Err(why) => self.replay_refusal = Some(why),
+            }
+        }
+        if self.failed_tx.is_some() && waits_for_tx {
             return self.refuse_in_failed_tx(sql.as_deref()).await;
         }
         if let Some((what, cause)) = self.lost.take() {
@@ -917,8 +952,17 @@ impl Session {
                     }
                 };
             let sent = Instant::now();
+            let record = self.gen.config.transaction_replay
+                && matches!(cmd, com::QUERY | com::STMT_EXECUTE)
+                && (self.state.in_transaction
+                    || self.state.autocommit_off
+                    || sql
+                        .as_deref()
+                        .is_some_and(|s| txlog::opens_transaction(&first_word(s))));
+            self.digest = record.then(ReplyDigest::default);
             match self.forward(cmd, &to_send, sql.as_deref()).await {
                 Ok(()) => {
+                    self.follow_tx_log(cmd, &packets, sql.as_deref());
                     self.shared.stats.command_latency(started.elapsed());
                     return true;
                 }
@@ -933,14 +977,44 @@ impl Session {
                 }) => {
                     let in_tx = self.state.in_transaction;
                     let lost = self.state.unrestorable();
+                    let pinned_free = self.state.pinned.is_empty();
                     self.backend = None;
                     self.state.backend_replaced();
                     self.state.forget_pinned();
+                    self.digest = None;
+                    self.reply_unreplayable = None;
                     // A KILL that hit the running statement was aimed at it (a runaway
                     // query stopped by an operator): it is never run again.
                     let killed = server_err
                         .as_ref()
                         .is_some_and(|e| e.code == ER_CONNECTION_KILLED);
+                    // A transaction lost before its end: the server rolled all of it back,
+                    // this statement included, so all of it can run again (see txlog).
+                    // Not a statement that ends the transaction or may have committed it.
+                    let ends = cmd == com::QUERY
+                        && (ends_transaction(sql.as_deref())
+                            || sql
+                                .as_deref()
+                                .is_some_and(|s| txlog::commits_implicitly(&first_word(s))));
+                    if in_tx && !flushed && pinned_free && !killed && !ends {
+                        if let Err(u) = cause {
+                            self.unexplained = Some(u);
+                        }
+                        match self.replay_transaction().await {
+                            Ok(()) => {
+                                let c = match cause {
+                                    Ok(c) => c,
+                                    Err(_) => self.explained.take().unwrap_or(Cause::Unknown),
+                                };
+                                self.shared.stats.absorbed(c.as_str());
+                                self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            Err(why) => self.replay_refusal = Some(why),
+                        }
+                    } else {
+                        self.tx_log = None;
+                    }
                     let mut cause = cause;
                     // The server closes a KILLed connection without a word, as it does on a
                     // shutdown: a statement that had run long is replayed only once the
@@ -1013,6 +1087,227 @@ impl Session {
         }
     }
 
+    /// After a command that succeeded: keeps the open transaction's log (see [`txlog`]).
+    fn follow_tx_log(&mut self, cmd: u8, packets: &[Packet], sql: Option<&str>) {
+        let digest = self.digest.take();
+        let unreplayable = self.reply_unreplayable.take();
+        if !self.state.in_transaction {
+            self.tx_log = None;
+            return;
+        }
+        let replay_on = self.gen.config.transaction_replay;
+        let log = self.tx_log.get_or_insert_with(|| TxLog {
+            // Recording starts with the statement that opens the transaction; a
+            // transaction that opened otherwise has statements the log does not hold.
+            unreplayable: digest.is_none().then_some(if replay_on {
+                "it began with a command goneaway does not record (a prepared BEGIN)"
+            } else {
+                "transaction_replay is off"
+            }),
+            ..TxLog::default()
+        });
+        let Some(d) = digest else {
+            return;
+        };
+        let cursor = cmd == com::STMT_EXECUTE
+            && packets
+                .first()
+                .and_then(|p| p.payload.get(5))
+                .is_some_and(|&f| f != 0);
+        let why = unreplayable
+            .or_else(|| sql.and_then(|s| txlog::unreplayable_statement(&first_word(s))))
+            .or_else(|| cursor.then_some("it read through a cursor"));
+        if let Some(why) = why {
+            log.entries.clear();
+            log.unreplayable.get_or_insert(why);
+            return;
+        }
+        log.push(
+            TxEntry {
+                cmd,
+                packets: packets.to_vec(),
+                digest: d.finish(),
+                insert_id: d.insert_id,
+            },
+            self.gen.config.transaction_replay_budget,
+        );
+    }
+
+    /// Runs the lost transaction again on a fresh backend and checks every reply against
+    /// the client's. `Ok`: the session is in the transaction again, as the client believes.
+    /// `Err`: why not (the backend is then given up: whatever ran of the replay is rolled
+    /// back with it).
+    async fn replay_transaction(&mut self) -> Result<(), String> {
+        let Some(log) = self.tx_log.take() else {
+            self.shared.stats.replay("unreplayable");
+            return Err(if self.gen.config.transaction_replay {
+                "goneaway held no record of it".to_owned()
+            } else {
+                "transaction_replay is off".to_owned()
+            });
+        };
+        if let Some(why) = log.refusal() {
+            self.shared.stats.replay("unreplayable");
+            return Err(why.to_owned());
+        }
+        let old = (self.last_thread_id, self.last_backend_opened);
+        let mut last = String::new();
+        for _attempt in 0..2 {
+            match self.replay_once(&log, old).await {
+                Ok(()) => {
+                    self.state.in_transaction = true;
+                    self.state.autocommit_off_work = self.state.autocommit_off;
+                    tracing::info!(
+                        session = self.id,
+                        statements = log.entries.len(),
+                        "transaction replayed on a fresh backend"
+                    );
+                    self.tx_log = Some(log);
+                    self.shared.stats.replay("replayed");
+                    return Ok(());
+                }
+                Err(ReplayError::Mismatch(why)) => {
+                    if let Some(b) = self.backend.take() {
+                        b.quit().await;
+                    }
+                    self.state.backend_replaced();
+                    tracing::info!(session = self.id, why, "transaction not replayed");
+                    self.shared.stats.replay("mismatch");
+                    return Err(why);
+                }
+                Err(ReplayError::Lost(e)) => {
+                    self.backend = None;
+                    self.state.backend_replaced();
+                    last = e;
+                }
+            }
+        }
+        self.shared.stats.replay("failed");
+        Err(format!(
+            "the replay lost its server connection too ({last})"
+        ))
+    }
+
+    async fn replay_once(
+        &mut self,
+        log: &TxLog,
+        (old_id, old_opened): (Option<u32>, Option<i64>),
+    ) -> Result<(), ReplayError> {
+        let lost = |e: ProxyError| ReplayError::Lost(e.to_string());
+        if self.backend.is_none() {
+            self.fresh_backend().await.map_err(lost)?;
+        }
+        if let (Some(id), Some(opened)) = (old_id, old_opened) {
+            self.end_old_thread(id, opened).await.map_err(lost)?;
+        }
+        let n = log.entries.len();
+        for (i, entry) in log.entries.iter().enumerate() {
+            let backend = self.backend.as_mut().expect("connected above");
+            if entry.insert_id > 0 {
+                // The id the client was told, as the binary log replays it.
+                backend
+                    .simple(&format!("SET insert_id = {}", entry.insert_id))
+                    .await
+                    .map_err(lost)?;
+            }
+            let sql = (entry.cmd == com::QUERY)
+                .then(|| String::from_utf8_lossy(&entry.packets[0].payload[1..]).into_owned());
+            let to_send = match self
+                .prepare_packets(entry.cmd, &entry.packets, sql.as_deref())
+                .await
+            {
+                Ok((p, _)) => p.into_owned(),
+                Err(PrepareError::Backend(e)) => return Err(lost(e)),
+                Err(PrepareError::Reply(code, _, msg)) => {
+                    return Err(ReplayError::Mismatch(format!(
+                        "statement {} of {n} could not be prepared again ({code}: {msg})",
+                        i + 1
+                    )))
+                }
+            };
+            let digest = self
+                .replay_statement(entry.cmd, &to_send)
+                .await
+                .map_err(lost)?;
+            if digest != entry.digest {
+                let what = sql
+                    .as_deref()
+                    .map(|s| format!(" (`{}`)", s.chars().take(80).collect::<String>()))
+                    .unwrap_or_default();
+                return Err(ReplayError::Mismatch(format!(
+                    "statement {} of {n}{what} gave another result on the fresh connection than the client got (another session changed what the transaction read, or it returned a value such as NOW() or RAND() that came out otherwise)",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the lost backend's server thread, if it may still be alive (the server did not
+    /// restart: thread ids name one connection within a server's life only), and waits
+    /// until it is gone, so that its transaction holds no lock the replay needs.
+    async fn end_old_thread(&mut self, id: u32, opened: i64) -> Result<(), ProxyError> {
+        let backend = self.backend.as_mut().expect("connected");
+        if backend.server_started.is_none() {
+            backend.read_server_started().await?;
+        }
+        let same_life =
+            backend.server_started.is_some_and(|s| s <= opened + 1) && backend.connection_id > id;
+        if !same_life {
+            return Ok(());
+        }
+        match backend.simple(&format!("KILL CONNECTION {id}")).await {
+            Ok(_) | Err(ProxyError::Server(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = backend
+                .simple(&format!(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}"
+                ))
+                .await?;
+            let alive = rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .is_some_and(|v| v != "0");
+            if !alive {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ProxyError::Timeout(format!(
+                    "the lost connection's server thread {id} did not end within 10 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends one statement of a replay and digests its reply; nothing reaches the client.
+    async fn replay_statement(&mut self, cmd: u8, packets: &[Packet]) -> Result<u64, ProxyError> {
+        let backend = self.backend.as_mut().expect("connected");
+        backend.send(packets).await?;
+        let mut tracker = ReplyTracker::new(Expect::of(cmd), backend.capabilities);
+        let tracks = backend.capabilities & caps::SESSION_TRACK != 0;
+        let mut digest = ReplyDigest::default();
+        loop {
+            let p = backend.recv().await?;
+            let step = tracker.feed(&p);
+            digest.feed(&p.payload, tracker.ok_packet, tracks);
+            match step {
+                Step::More => {}
+                Step::Done => break,
+                Step::LocalInfile => {
+                    return Err(ProxyError::Protocol(
+                        "a replayed statement asked for a local file".into(),
+                    ))
+                }
+            }
+        }
+        backend.last_used = Instant::now();
+        Ok(digest.finish())
+    }
+
     /// Tells the client about a backend lost during its command (which was not retried),
     /// and enters the failed-transaction state when a transaction was lost with it.
     #[allow(clippy::too_many_arguments)]
@@ -1031,8 +1326,13 @@ impl Session {
         // COMMIT may or may not have committed.
         let ending = (in_tx && cmd == com::QUERY && ends_transaction(sql))
             .then(|| sql.map(first_word).is_some_and(|w| w == "rollback"));
+        let refusal = self.replay_refusal.take();
         if in_tx && ending.is_none() {
-            self.failed_tx = Some((Some(cause), "during a statement".to_owned()));
+            let how = match &refusal {
+                Some(why) => format!("during a statement (not replayed: {why})"),
+                None => "during a statement".to_owned(),
+            };
+            self.failed_tx = Some((Some(cause), how));
         }
         if ending == Some(true) && !flushed {
             return self.send_ok(1).await;
@@ -1055,6 +1355,10 @@ impl Session {
             ". The server rolled the open transaction back and nothing of it was committed; every statement is refused until the client sends ROLLBACK"
         } else {
             ""
+        };
+        let tx_note = match (&refusal, in_tx && ending.is_none()) {
+            (Some(why), true) => format!("{tx_note} (goneaway could not replay it: {why})"),
+            _ => tx_note.to_owned(),
         };
         let what = lost
             .filter(|_| !in_tx)
@@ -1087,9 +1391,13 @@ impl Session {
     /// A command in the failed-transaction state: ROLLBACK ends it with OK, COMMIT ends it
     /// with an error, anything else is refused and runs nowhere.
     async fn refuse_in_failed_tx(&mut self, sql: Option<&str>) -> bool {
-        let Some((cause, how)) = self.failed_tx.take() else {
+        let Some((cause, mut how)) = self.failed_tx.take() else {
             return true;
         };
+        self.tx_log = None;
+        if let Some(why) = self.replay_refusal.take() {
+            how = format!("{how} (not replayed: {why})");
+        }
         let cause = match cause {
             Some(c) => c,
             None => self.explain_loss().await,
@@ -1260,6 +1568,15 @@ impl Session {
     /// `COM_STMT_CLOSE` and `COM_STMT_SEND_LONG_DATA`: no reply; forwarded to the backend
     /// that holds the statement, if it still does.
     async fn statement_no_reply(&mut self, cmd: u8, packets: &[Packet]) {
+        if cmd == com::STMT_SEND_LONG_DATA {
+            // Long data lives in the connection until the execute; a replay cannot send it.
+            self.reply_unreplayable = Some("a prepared statement was sent long data");
+            if let Some(log) = self.tx_log.as_mut() {
+                log.entries.clear();
+                log.unreplayable
+                    .get_or_insert("a prepared statement was sent long data");
+            }
+        }
         let Some(client_id) = statement_id(&packets[0].payload) else {
             return;
         };
@@ -1449,6 +1766,13 @@ impl Session {
                 }
             }
             next_seq = p.seq.wrapping_add(1);
+            if let Some(d) = self.digest.as_mut() {
+                d.feed(
+                    &p.payload,
+                    tracker.ok_packet,
+                    backend.capabilities & caps::SESSION_TRACK != 0,
+                );
+            }
             let mut p = p;
             if cmd == com::STMT_PREPARE
                 && tracker.packets == 1
@@ -1477,6 +1801,8 @@ impl Session {
                 Step::More => {}
                 Step::Done => break,
                 Step::LocalInfile => {
+                    self.reply_unreplayable =
+                        Some("LOAD DATA LOCAL INFILE (the file came from the client and is gone)");
                     if self.client.get_mut().write_all(&buf).await.is_err() {
                         return Err(Failure::ClientGone);
                     }
@@ -1733,6 +2059,14 @@ struct OldSession {
     charset: u8,
     target: BackendTarget,
     server_account: bool,
+}
+
+/// Why a replay stopped.
+enum ReplayError {
+    /// A reply differed, or a statement could not run again: the transaction is lost.
+    Mismatch(String),
+    /// The fresh connection failed as well.
+    Lost(String),
 }
 
 enum PrepareError {

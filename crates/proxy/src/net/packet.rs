@@ -225,6 +225,8 @@ pub enum StateChange {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OkInfo {
     pub affected_rows: u64,
+    /// The first auto-increment value the statement generated (0: none).
+    pub last_insert_id: u64,
     pub status: u16,
     pub warnings: u16,
     pub changes: Vec<StateChange>,
@@ -237,11 +239,12 @@ pub fn parse_ok(payload: &[u8], session_track: bool) -> Option<OkInfo> {
     let mut r = Reader::new(payload);
     r.u8()?;
     let affected_rows = r.lenenc()?;
-    let _last_insert_id = r.lenenc()?;
+    let last_insert_id = r.lenenc()?;
     let status = r.u16()?;
     let warnings = r.u16()?;
     let mut info = OkInfo {
         affected_rows,
+        last_insert_id,
         status,
         warnings,
         changes: Vec::new(),

@@ -1,0 +1,225 @@
+//! Transaction replay: a transaction whose backend is lost before COMMIT runs again on a
+//! fresh backend, checked reply by reply against what the client got; the rules of what
+//! cannot be replayed (frontend/txlog.rs), each proved here.
+
+use std::time::Duration;
+
+use goneaway_harness::Server;
+use mysql_async::prelude::*;
+
+use crate::common::*;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Kill,
+    Restart,
+    Crash,
+}
+
+async fn inflict(server: &Server, fault: Fault, backend: u32) {
+    match fault {
+        Fault::Kill => server.kill_connection(backend).await.unwrap(),
+        Fault::Restart => server.restart().await.unwrap(),
+        Fault::Crash => server.crash_and_restart().await.unwrap(),
+    }
+}
+
+fn replays(proxy: &goneaway_proxy::Proxy, outcome: &str) -> u64 {
+    proxy.stats().replays().get(outcome).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_transaction_lost_between_or_during_statements_is_replayed_whole() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    let mut n = 0;
+    for begin in ["BEGIN", "SET autocommit = 0"] {
+        for fault in [Fault::Kill, Fault::Restart, Fault::Crash] {
+            for during in [false, true] {
+                n += 1;
+                let label = format!("{begin} / {fault:?} / during {during}");
+                let t = format!("r{n}");
+                conn.query_drop(format!(
+                    "CREATE TABLE {t} (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(10)) ENGINE=InnoDB"
+                ))
+                .await
+                .unwrap();
+                // The server thread behind the session, read before the transaction: a
+                // CONNECTION_ID() inside it would differ on the replay (and so stop it).
+                let id = backend_id(&mut conn).await;
+                conn.query_drop(begin).await.unwrap();
+                conn.query_drop(format!("INSERT INTO {t} (v) VALUES ('a')"))
+                    .await
+                    .unwrap();
+                let first_id = conn.last_insert_id().unwrap();
+                let seen: Option<i64> = conn
+                    .query_first(format!("SELECT COUNT(*) FROM {t}"))
+                    .await
+                    .unwrap();
+                assert_eq!(seen, Some(1), "{label}");
+                if during {
+                    let fault_later = async {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                        inflict(&server, fault, id).await;
+                    };
+                    let (r, ()) = tokio::join!(
+                        conn.query_drop(format!(
+                            "INSERT INTO {t} (v) SELECT 'b' FROM DUAL WHERE SLEEP(1.5) = 0"
+                        )),
+                        fault_later
+                    );
+                    r.unwrap_or_else(|e| panic!("{label}: {e}"));
+                } else {
+                    inflict(&server, fault, id).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    conn.query_drop(format!("INSERT INTO {t} (v) VALUES ('b')"))
+                        .await
+                        .unwrap_or_else(|e| panic!("{label}: {e}"));
+                }
+                conn.query_drop(format!("INSERT INTO {t} (v) VALUES ('c')"))
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                conn.query_drop("COMMIT")
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                if begin != "BEGIN" {
+                    conn.query_drop("SET autocommit = 1").await.unwrap();
+                }
+                let rows: Vec<(u64, String)> = conn
+                    .query(format!("SELECT id, v FROM {t} ORDER BY id"))
+                    .await
+                    .unwrap();
+                let values: Vec<&str> = rows.iter().map(|(_, v)| v.as_str()).collect();
+                assert_eq!(values, ["a", "b", "c"], "{label}: all of it, once");
+                assert_eq!(rows[0].0, first_id, "{label}: the id the client was told");
+            }
+        }
+    }
+    assert_eq!(
+        replays(&proxy, "replayed"),
+        12,
+        "{:?}",
+        proxy.stats().replays()
+    );
+}
+
+/// BEGIN, `setup`, then the backend KILLed; returns what the next statement got.
+async fn lose_after(
+    server: &Server,
+    conn: &mut mysql_async::Conn,
+    setup: &[&str],
+    between: Option<&str>,
+) -> Result<(), mysql_async::Error> {
+    let id = backend_id(conn).await;
+    conn.query_drop("BEGIN").await.unwrap();
+    for s in setup {
+        conn.query_drop(*s).await.unwrap();
+    }
+    if let Some(other) = between {
+        server.admin(other).await.unwrap();
+    }
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.query_drop("INSERT INTO rules (v) VALUES ('after')")
+        .await
+}
+
+#[tokio::test]
+async fn what_the_client_saw_must_come_back_the_same_and_what_cannot_be_replayed_is_not() {
+    let server = server().await;
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.transaction_replay_budget = 4096
+    })
+    .await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop(
+        "CREATE TABLE rules (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    conn.query_drop("INSERT INTO rules (v) VALUES ('seed')")
+        .await
+        .unwrap();
+    let refused = |r: Result<(), mysql_async::Error>, why: &str| {
+        let e = r.expect_err("not replayed");
+        assert_eq!(code(&e), 1927, "{e}");
+        assert!(e.to_string().contains(why), "expected {why:?}: {e}");
+    };
+
+    // Another writer changed a row the transaction had read: the replay reads otherwise.
+    let r = lose_after(
+        &server,
+        &mut conn,
+        &["SELECT v FROM rules WHERE id = 1"],
+        Some("UPDATE goneaway.rules SET v = 'changed' WHERE id = 1"),
+    )
+    .await;
+    refused(r, "gave another result");
+    conn.query_drop("ROLLBACK").await.unwrap();
+
+    // A value the client saw, NOW(6), comes out otherwise on the replay.
+    let r = lose_after(&server, &mut conn, &["SELECT NOW(6)"], None).await;
+    refused(r, "NOW()");
+    conn.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!(count(&mut conn).await, 0);
+
+    // Values the client never saw take the replay's: UUID() inside an INSERT. And the id
+    // it was told (LAST_INSERT_ID()) comes back the same.
+    let id = backend_id(&mut conn).await;
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO rules (v) VALUES (UUID())")
+        .await
+        .unwrap();
+    let told: Option<u64> = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap();
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again: Option<u64> = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap();
+    assert_eq!(again, told);
+    conn.query_drop("COMMIT").await.unwrap();
+    assert_eq!(count(&mut conn).await, 1);
+    assert_eq!(replays(&proxy, "replayed"), 1);
+
+    // A temporary table lives in the lost connection only: not replayed.
+    let r = lose_after(
+        &server,
+        &mut conn,
+        &[
+            "CREATE TEMPORARY TABLE scratch (x INT)",
+            "INSERT INTO scratch VALUES (1)",
+        ],
+        None,
+    )
+    .await;
+    refused(r, "temporary table");
+    conn.query_drop("ROLLBACK").await.unwrap();
+
+    // A transaction over transaction_replay_budget (4096 bytes here) is not held.
+    let big = format!("INSERT INTO rules (v) VALUES ('{}')", "x".repeat(60));
+    let setup: Vec<&str> = std::iter::repeat_n(big.as_str(), 80).collect();
+    let r = lose_after(&server, &mut conn, &setup, None).await;
+    refused(r, "transaction_replay_budget");
+    conn.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!(
+        count(&mut conn).await,
+        1,
+        "nothing of the refused transactions"
+    );
+    assert!(
+        replays(&proxy, "mismatch") >= 2,
+        "{:?}",
+        proxy.stats().replays()
+    );
+    assert!(
+        replays(&proxy, "unreplayable") >= 1,
+        "{:?}",
+        proxy.stats().replays()
+    );
+}
+
+async fn count(conn: &mut mysql_async::Conn) -> i64 {
+    conn.query_first("SELECT COUNT(*) FROM rules WHERE id > 1")
+        .await
+        .unwrap()
+        .unwrap()
+}
