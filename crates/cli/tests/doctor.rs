@@ -175,6 +175,10 @@ fn doctor_help_documents_options_and_exit_codes() {
         "--pool-lifetime",
         "--probe-idle",
         "--probe-packet",
+        "--middlebox-idle",
+        "AWS NAT gateway and NLB: 350 s",
+        "--proxy-config",
+        "Timeout chain",
         "Exit codes",
         "could not diagnose",
         "65 unusable log",
@@ -383,4 +387,160 @@ async fn doctor_tails_a_large_error_log_and_reads_one_from_stdin() {
     let v = json(&out);
     assert_eq!(v["error_log"]["source"], "stdin");
     assert_eq!(v["error_log"]["aborted"][0]["count"], 1);
+}
+
+#[tokio::test]
+async fn doctor_prints_the_timeout_chain_as_a_table_and_as_json() {
+    let server = Server::builder()
+        .var("wait_timeout", 5)
+        .start()
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let chain = [
+        "doctor",
+        "--url",
+        &url,
+        "--sample",
+        "0",
+        "--pool-lifetime",
+        "30s",
+        "--middlebox-idle",
+        "350",
+    ];
+
+    let out = isolated(home.path()).args(chain).output().unwrap();
+    let text = crate::util::stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", crate::util::stderr(&out));
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Timeout chain"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(
+        table[0].starts_with("  layer") && table[0].contains("limit  set by"),
+        "{text}"
+    );
+    // One row per layer, the first to end an idle connection first, columns aligned.
+    let rows = &table[1..table.len() - 1];
+    let firsts: Vec<&str> = rows
+        .iter()
+        .map(|r| r.split("  ").find(|c| !c.is_empty()).unwrap().trim())
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "server wait_timeout",
+            "application pool lifetime",
+            "NAT / load balancer idle limit",
+            "server interactive_timeout"
+        ],
+        "{text}"
+    );
+    let column = table[0].find("set by").unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r[column..].starts_with(|c: char| c != ' ') && r[..column].ends_with("  ")),
+        "{text}"
+    );
+    assert!(
+        rows[0].contains("5 s  server variable @@GLOBAL.wait_timeout")
+            && rows[0].ends_with("cuts first: lower the pool lifetime to 3 s"),
+        "{text}"
+    );
+    assert!(
+        rows[1].contains("30 s  --pool-lifetime")
+            && rows[1].contains(
+                "too late: set it to 3 s or less (wait_timeout = 5 s less a margin of 2 s"
+            ),
+        "{text}"
+    );
+    assert!(rows[2].contains("350 s  --middlebox-idle"), "{text}");
+    assert!(
+        table[table.len() - 1].contains("net_read_timeout 30 s, net_write_timeout 60 s"),
+        "{text}"
+    );
+    assert!(!text.contains(goneaway_harness::APP_PASSWORD));
+
+    let out = isolated(home.path())
+        .args(chain)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let v = json(&out);
+    let layers: Vec<&str> = v["timeout_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        layers,
+        ["wait_timeout", "pool", "middlebox", "interactive_timeout"]
+    );
+    let first = &v["timeout_chain"][0];
+    assert_eq!(first["limit_secs"], 5.0);
+    assert_eq!(first["source"], "server variable @@GLOBAL.wait_timeout");
+    assert_eq!(first["verdict"], "cuts_first");
+    assert_eq!(first["role"], "cuts");
+    assert_eq!(first["fix"], "lower the pool lifetime to 3 s");
+    assert_eq!(v["timeout_chain"][1]["verdict"], "too_late");
+    assert_eq!(v["timeout_chain"][2]["verdict"], "ok");
+    assert!(v["timeout_chain"][2]["fix"].is_null());
+    assert_eq!(v["transfer_limits"][0]["layer"], "net_read_timeout");
+
+    // The proxy's own file: a keepalive past wait_timeout is the layer to change.
+    let toml = home.path().join("proxy.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "listen = \"127.0.0.1:6033\"\nbackend = \"{url}\"\nkeepalive_interval_secs = 10\nclient_idle_timeout_secs = 3600\n"
+        ),
+    )
+    .unwrap();
+    let out = isolated(home.path())
+        .args(["doctor", "--url", &url, "--sample", "0", "--format", "json"])
+        .arg("--proxy-config")
+        .arg(&toml)
+        .output()
+        .unwrap();
+    let v = json(&out);
+    let keepalive = v["timeout_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == "proxy_keepalive")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(keepalive["limit_secs"], 10.0);
+    assert_eq!(keepalive["verdict"], "too_late");
+    assert_eq!(
+        keepalive["source"],
+        format!("{}: keepalive_interval_secs", toml.display())
+    );
+    assert!(keepalive["fix"]
+        .as_str()
+        .unwrap()
+        .starts_with("set keepalive_interval_secs = 3 in"));
+
+    // A file the proxy would refuse: exit 65, and its text (the password) never shown.
+    std::fs::write(
+        &toml,
+        format!(
+            "backend = \"{url}\"\nkeepalive_interval_secs = \"ten {}\"\n",
+            goneaway_harness::APP_PASSWORD
+        ),
+    )
+    .unwrap();
+    let out = isolated(home.path())
+        .args(["doctor", "--url", &url, "--sample", "0"])
+        .arg("--proxy-config")
+        .arg(&toml)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65), "{}", crate::util::stderr(&out));
+    assert!(crate::util::stderr(&out).contains("--proxy-config"));
+    assert!(!crate::util::stderr(&out).contains(goneaway_harness::APP_PASSWORD));
+    assert!(crate::util::stdout(&out).is_empty());
 }

@@ -72,8 +72,14 @@ pub struct Recommendations {
 
 const MIB: u64 = 1024 * 1024;
 
-/// Derives the recommendations.
-pub fn recommend(facts: Option<&Facts>, findings: &[Finding]) -> Recommendations {
+/// Derives the recommendations. `middlebox_idle` is a known idle limit of something between
+/// the application and the server (`--middlebox-idle`, or measured by the idle probe), in
+/// seconds: the pool limits stay below it.
+pub fn recommend(
+    facts: Option<&Facts>,
+    findings: &[Finding],
+    middlebox_idle: Option<u64>,
+) -> Recommendations {
     let has = |c: Cause| findings.iter().any(|f| f.cause == c);
     let mut server: BTreeMap<&'static str, (u64, String)> = BTreeMap::new();
     let mut actions = Vec::new();
@@ -178,7 +184,7 @@ pub fn recommend(facts: Option<&Facts>, findings: &[Finding]) -> Recommendations
         .get("wait_timeout")
         .map(|(v, _)| *v)
         .or_else(|| get("wait_timeout"));
-    let pool = wait.map(|w| pool_limits(w, facts, has(Cause::NetworkDrop)));
+    let pool = wait.map(|w| pool_limits(w, facts, has(Cause::NetworkDrop), middlebox_idle));
     let frameworks = pool.as_ref().map(frameworks).unwrap_or_default();
     Recommendations {
         server: settings,
@@ -191,11 +197,24 @@ pub fn recommend(facts: Option<&Facts>, findings: &[Finding]) -> Recommendations
     }
 }
 
-fn pool_limits(wait: u64, facts: Option<&Facts>, network_drop: bool) -> PoolLimits {
-    // Retire connections a margin before the server would: 10 % of wait_timeout, at least
-    // 2 s, so clock skew and a statement in flight never meet a closed connection.
-    let margin = (wait / 10).max(2);
-    let mut idle = wait.saturating_sub(margin).max(1);
+/// The longest a layer may let a connection idle when the next layer out cuts idle ones
+/// after `limit` seconds, and the margin kept: 10 % of the limit, at least 2 s, so clock
+/// skew and a statement in flight never meet a closed connection. At least 1 s.
+pub(crate) fn recycle_before(limit: u64) -> (u64, u64) {
+    let margin = (limit / 10).max(2);
+    (limit.saturating_sub(margin).max(1), margin)
+}
+
+/// The pool limits for a server that closes idle connections after `wait` seconds, below
+/// the idle limits of the managed service's or a known middlebox's network.
+pub(crate) fn pool_limits(
+    wait: u64,
+    facts: Option<&Facts>,
+    network_drop: bool,
+    middlebox_idle: Option<u64>,
+) -> PoolLimits {
+    // Retire connections a margin before the server would.
+    let (mut idle, margin) = recycle_before(wait);
     let mut reason = format!("wait_timeout = {wait} s less a margin of {margin} s");
     // HikariCP's 30 minutes is a good upper bound: longer buys nothing and keeps
     // connections through more infrastructure changes.
@@ -217,6 +236,17 @@ fn pool_limits(wait: u64, facts: Option<&Facts>, network_drop: bool) -> PoolLimi
         if idle > c {
             idle = c;
             reason.push_str(&format!(", capped at {c} s {why}"));
+        }
+    }
+    // A middlebox whose idle limit is known (stated or measured) sets the ceiling by the
+    // same margin rule.
+    if let Some(m) = middlebox_idle {
+        let (c, margin) = recycle_before(m);
+        if idle > c {
+            idle = c;
+            reason.push_str(&format!(
+                ", capped at {c} s: the middlebox's {m} s idle limit less a margin of {margin} s"
+            ));
         }
     }
     // The lifetime equals the idle limit: a longer lifetime would let a connection that goes
@@ -329,7 +359,7 @@ mod tests {
             .map(|c| finding(*c))
             .chain(Cause::ALL.iter().map(|c| finding(*c)))
             .collect();
-        let r = recommend(Some(&f), &all);
+        let r = recommend(Some(&f), &all, None);
         let mut names: Vec<&str> = r.server.iter().map(|s| s.variable.as_str()).collect();
         let n = names.len();
         names.dedup();
@@ -358,8 +388,23 @@ mod tests {
     #[test]
     fn healthy_server_changes_nothing() {
         let f = facts(&[("wait_timeout", "28800")]);
-        let r = recommend(Some(&f), &[]);
+        let r = recommend(Some(&f), &[], None);
         assert!(r.server.is_empty() && r.my_cnf.is_empty());
         assert_eq!(r.pool.unwrap().max_idle, 1800);
+    }
+
+    #[test]
+    fn a_known_middlebox_caps_the_pool_by_the_same_margin() {
+        assert_eq!(recycle_before(5), (3, 2));
+        assert_eq!(recycle_before(350), (315, 35));
+        assert_eq!(recycle_before(1), (1, 2));
+        let f = facts(&[("wait_timeout", "28800")]);
+        let p = recommend(Some(&f), &[], Some(350)).pool.unwrap();
+        assert_eq!((p.max_idle, p.max_lifetime), (315, 315));
+        assert!(
+            p.reason.contains("middlebox's 350 s idle limit"),
+            "{}",
+            p.reason
+        );
     }
 }

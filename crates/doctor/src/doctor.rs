@@ -8,6 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
 use crate::advice::{recommend, Recommendations};
+use crate::chain::{self, ChainInputs, ProxyLayer};
 use crate::facts::{gather, read_status, Facts};
 use crate::finding::Ledger;
 use crate::logs::{read_log, scan_error_log, scan_kernel_log, ErrorLogScan, LogSource, LogText};
@@ -46,6 +47,12 @@ pub struct Options {
     pub probe_idle: Option<Duration>,
     /// Send growing packets to find the limit.
     pub probe_packet: bool,
+    /// A known idle limit of a NAT gateway, load balancer or firewall between the
+    /// application and the server (AWS NAT gateway and NLB: 350 s; Azure LB: 4 min by
+    /// default; GCP Cloud NAT: 1200 s for established TCP).
+    pub middlebox_idle: Option<Duration>,
+    /// The goneaway proxy the application connects through, as its configuration says.
+    pub proxy: Option<ProxyLayer>,
     /// A replica at least this far behind its primary is a finding (default 30 s).
     pub replica_lag: Duration,
     /// Where progress goes.
@@ -68,6 +75,8 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             probe_idle: None,
             probe_packet: false,
+            middlebox_idle: None,
+            proxy: None,
             replica_lag: Duration::from_secs(crate::rules::DEFAULT_REPLICA_LAG),
             progress: Progress::default(),
         }
@@ -90,6 +99,8 @@ fn empty_report(target: &Target) -> Report {
         application: None,
         probes: Probes::default(),
         findings: Vec::new(),
+        timeout_chain: Vec::new(),
+        transfer_limits: Vec::new(),
         cluster: Vec::new(),
         recommendations: Recommendations::default(),
         notes: Vec::new(),
@@ -220,6 +231,7 @@ pub async fn diagnose(target: &Target, options: &Options) -> Report {
     options.progress.done();
     let _ = conn.disconnect().await;
 
+    let middlebox = chain::middlebox_limit(options.middlebox_idle, report.probes.idle.as_ref());
     let inputs = Inputs {
         facts: Some(&facts),
         sample: report.sample.as_ref(),
@@ -230,10 +242,13 @@ pub async fn diagnose(target: &Target, options: &Options) -> Report {
         app_timeout: options.app_timeout,
         idle_probe: report.probes.idle.as_ref(),
         packet_probe: report.probes.packet.as_ref(),
+        proxy: options.proxy.as_ref(),
+        middlebox,
     };
     report.findings = evaluate(&inputs);
     report.cluster = cluster_checks(&facts, options.replica_lag.as_secs());
-    report.recommendations = recommend(Some(&facts), &report.findings);
+    report.recommendations = recommend(Some(&facts), &report.findings, middlebox.map(|(m, _)| m));
+    (report.timeout_chain, report.transfer_limits) = timeout_chain(options, Some(&facts), &report);
     report.notes.append(&mut facts.unreadable);
     if let Some(m) = &facts.server.managed {
         report.notes.push(format!("managed server recognised: {m}"));
@@ -243,7 +258,9 @@ pub async fn diagnose(target: &Target, options: &Options) -> Report {
     }
     report.facts = Some(facts);
     report.application = app;
-    let found = !report.findings.is_empty() || !report.cluster.is_empty();
+    let found = !report.findings.is_empty()
+        || !report.cluster.is_empty()
+        || chain::needs_change(&report.timeout_chain);
     report.status = if found {
         Status::Findings
     } else {
@@ -251,6 +268,27 @@ pub async fn diagnose(target: &Target, options: &Options) -> Report {
     };
     report.exit_code = if found { EXIT_FINDINGS } else { EXIT_HEALTHY };
     report
+}
+
+/// The timeout chain of the report made so far.
+fn timeout_chain(
+    options: &Options,
+    facts: Option<&Facts>,
+    report: &Report,
+) -> (Vec<chain::Link>, Vec<chain::Link>) {
+    chain::build(&ChainInputs {
+        facts,
+        pool_lifetime: options.pool_lifetime,
+        app_timeout: options.app_timeout,
+        proxy: options.proxy.as_ref(),
+        middlebox_idle: options.middlebox_idle,
+        idle_probe: report.probes.idle.as_ref(),
+        network_drop: report
+            .findings
+            .iter()
+            .any(|f| f.cause == goneaway_core::Cause::NetworkDrop),
+        recommendations: Some(&report.recommendations),
+    })
 }
 
 /// Classifies the application's errors, if any were given.
@@ -287,10 +325,13 @@ fn failed(
     }
     let mut findings = l.findings();
     // The application's errors and the pool settings need no server to be judged.
+    let middlebox = chain::middlebox_limit(options.middlebox_idle, None);
     let app_findings = evaluate(&Inputs {
         app,
         pool_lifetime: options.pool_lifetime,
         app_timeout: options.app_timeout,
+        proxy: options.proxy.as_ref(),
+        middlebox,
         ..Inputs::default()
     });
     let failed_cause = failure.as_ref().map(|f| f.cause);
@@ -299,8 +340,9 @@ fn failed(
             .into_iter()
             .filter(|f| Some(f.cause) != failed_cause),
     );
-    report.recommendations = recommend(None, &findings);
+    report.recommendations = recommend(None, &findings, middlebox.map(|(m, _)| m));
     report.findings = findings;
+    (report.timeout_chain, report.transfer_limits) = timeout_chain(options, None, &report);
     report.connection_error = failure;
     report.application = app.cloned();
     report.status = Status::Failed;

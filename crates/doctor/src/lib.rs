@@ -6,8 +6,10 @@
 //!   recognition), samples counter rates ([`Sample`]), scans the error log and a kernel log
 //!   ([`ErrorLogScan`]), classifies the application's own errors with the core, runs opt-in
 //!   probes, and returns a [`Report`]: [`Finding`]s ranked by confidence with their
-//!   [`Evidence`], and [`Recommendations`] (a my.cnf snippet, `SET` statements, pool settings
-//!   for nine frameworks) that never contradict each other.
+//!   [`Evidence`], the timeout chain ([`chain`]: pool, proxy, middlebox and server limits in
+//!   the order they end an idle connection, and which must change), and
+//!   [`Recommendations`] (a my.cnf snippet, `SET` statements, pool settings for nine
+//!   frameworks) that never contradict each other.
 //! - A report renders as text, Markdown ([`Report::render_markdown`]) or JSON
 //!   ([`Report::to_json`], stable names under [`report::SCHEMA`]); its `exit_code` is 0
 //!   (nothing found), 1 (findings) or 2 (could not diagnose — the connection error itself is
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod advice;
+pub mod chain;
 mod doctor;
 pub mod facts;
 mod finding;
@@ -44,6 +47,7 @@ pub mod time;
 use std::sync::Arc;
 
 pub use advice::{PoolLimits, PoolSnippet, Recommendations, ServerSetting};
+pub use chain::ProxyLayer;
 pub use doctor::{diagnose, Options};
 pub use facts::Facts;
 pub use finding::{Evidence, Finding};

@@ -334,6 +334,24 @@ static ABORTED: LazyLock<Regex> = LazyLock::new(|| {
 });
 static READY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\bready for connections\b").expect("valid regex"));
+/// The server program's own start line: `/usr/sbin/mariadbd: ready for connections.` (the
+/// `Version:` follows on the next line on MariaDB and MySQL 5.7, on the same line on 8.0).
+static SERVER_READY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:mysqld|mariadbd)[\w.-]*: ready for connections\b").expect("valid regex")
+});
+
+/// Whether `line` (followed by `next`) is a server start: the server's own "ready for
+/// connections" line with its `Version:`, never Galera's "WSREP: Synchronized with group,
+/// ready for connections", which a node prints each time it is Synced again (after a state
+/// transfer, or when a member joins or leaves) without restarting.
+fn is_server_start(line: &str, next: Option<&str>) -> bool {
+    if !READY.is_match(line) || line.contains("WSREP:") {
+        return false;
+    }
+    SERVER_READY.is_match(line)
+        || line.contains("Version:")
+        || next.is_some_and(|n| n.trim_start().starts_with("Version:"))
+}
 static SHUTDOWN_COMPLETE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\bShutdown complete\b").expect("valid regex"));
 static CRASH: LazyLock<Regex> = LazyLock::new(|| {
@@ -373,7 +391,8 @@ pub fn scan_error_log(text: &str, source: &str, since: Option<i64>) -> ErrorLogS
     };
     let mut last = Last::Nothing;
     let mut current_time: Option<i64> = None;
-    for (index, line) in text.lines().enumerate() {
+    let mut lines = text.lines().enumerate().peekable();
+    while let Some((index, line)) = lines.next() {
         let n = index + 1;
         scan.lines_scanned = n;
         // Continuation lines (stack traces) carry no time: they belong to the last stamped line.
@@ -388,7 +407,7 @@ pub fn scan_error_log(text: &str, source: &str, since: Option<i64>) -> ErrorLogS
         if in_window {
             scan.lines_in_window += 1;
         }
-        if READY.is_match(line) {
+        if is_server_start(line, lines.peek().map(|(_, next)| *next)) {
             let after = match last {
                 Last::Nothing => "first",
                 Last::CleanShutdown => "clean",
@@ -537,6 +556,51 @@ Version: '10.11.6-MariaDB-0+deb12u1'  socket: '/run/mysqld/mysqld.sock'  port: 3
         assert_eq!(s.crashes.len(), 1);
         assert_eq!(s.aborted_count(Cause::IdleTimeout), 1);
         assert_eq!(s.aborted_count(Cause::NetworkDrop), 1);
+    }
+
+    /// A Galera node's log (a harness cluster's first node, MariaDB 10.11): the server
+    /// starts once, then is Synced again as each member joins and after a member is killed.
+    const GALERA: &str = "\
+2026-12-03 12:16:07 2 [Note] WSREP: Server node1 synced with group
+2026-12-03 12:16:07 2 [Note] WSREP: Server status change joined -> synced
+2026-12-03 12:16:07 2 [Note] WSREP: Synchronized with group, ready for connections
+2026-12-03 12:16:07 2 [Note] WSREP: wsrep_notify_cmd is not defined, skipping notification.
+2026-12-03 12:16:07 0 [Note] Reading of all Master_info entries succeeded
+2026-12-03 12:16:07 0 [Note] Added new Master_info '' to hash table
+2026-12-03 12:16:07 0 [Note] /usr/sbin/mariadbd: ready for connections.
+Version: '10.11.19-MariaDB-0+deb12u1'  socket: '/tmp/goneaway-mariadb-GzJgBU/sock'  port: 44647  Debian 12
+2026-12-03 12:16:07 0 [Note] Using PAUSE multiplier 100
+2026-12-03 12:16:11 0 [Note] WSREP: Shifting JOINED -> SYNCED (TO: 2)
+2026-12-03 12:16:11 2 [Note] WSREP: Server node1 synced with group
+2026-12-03 12:16:11 2 [Note] WSREP: Server status change joined -> synced
+2026-12-03 12:16:11 2 [Note] WSREP: Synchronized with group, ready for connections
+2026-12-03 12:16:11 2 [Note] WSREP: wsrep_notify_cmd is not defined, skipping notification.
+WSREP_SST: [INFO] rsync SST completed on donor (20261203 12:16:11.060)
+2026-12-03 12:16:17 0 [Note] WSREP: Shifting JOINED -> SYNCED (TO: 3)
+2026-12-03 12:16:17 2 [Note] WSREP: Synchronized with group, ready for connections
+2026-12-03 12:16:31 2 [Note] WSREP: Synchronized with group, ready for connections
+";
+
+    #[test]
+    fn galera_synced_again_is_no_server_start() {
+        let s = scan_error_log(GALERA, "t", None);
+        assert_eq!(s.starts.len(), 1, "{:?}", s.starts);
+        assert_eq!(s.starts[0].event.line, 7);
+        assert_eq!(s.starts[0].after, "first");
+        assert_eq!(s.unclean_starts().count(), 0);
+        // MySQL 8.0 says Version: on the same line; 5.7 and MariaDB on the next.
+        assert!(is_server_start(
+            "2024-05-01T10:00:00.000000Z 0 [System] [MY-010931] [Server] /usr/sbin/mysqld: ready for connections. Version: '8.0.36'  socket: '/var/run/mysqld/mysqld.sock'  port: 3306",
+            None
+        ));
+        assert!(is_server_start(
+            "2017-01-01T10:00:00.000000Z 0 [Note] mysqld: ready for connections.",
+            Some("Version: '5.7.44'  socket: '/var/run/mysqld/mysqld.sock'  port: 3306")
+        ));
+        assert!(!is_server_start(
+            "2026-12-03 12:16:17 2 [Note] WSREP: Synchronized with group, ready for connections",
+            Some("Version: '10.11.19-MariaDB-0+deb12u1'")
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use goneaway_core::{Cause, Retry};
 use serde::Serialize;
 
 use crate::advice::Recommendations;
+use crate::chain::{self, Link};
 use crate::facts::Facts;
 use crate::finding::Finding;
 pub use crate::finding::{ClusterFinding, Severity};
@@ -93,6 +94,12 @@ pub struct Report {
     pub probes: Probes,
     /// Probable causes, most confident first.
     pub findings: Vec<Finding>,
+    /// Every layer that ends or keeps alive an idle connection (pool, proxy, middlebox,
+    /// server), in the order they act on it, each with its verdict and fix.
+    pub timeout_chain: Vec<Link>,
+    /// The limits on a transfer that stalls (`net_read_timeout`, `net_write_timeout`),
+    /// apart from the idle chain.
+    pub transfer_limits: Vec<Link>,
     /// What is wrong with the cluster or the replication the server is part of, most
     /// severe first (empty for a healthy or standalone server).
     pub cluster: Vec<ClusterFinding>,
@@ -210,6 +217,13 @@ impl Report {
                 p.killed.len()
             );
         }
+        if !self.timeout_chain.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n{bold}Timeout chain{reset} {dim}(first to act on an idle connection first){reset}"
+            );
+            chain::render_text(&self.timeout_chain, &self.transfer_limits, &mut o);
+        }
         if let Some(log) = &self.error_log {
             let _ = writeln!(
                 o,
@@ -253,6 +267,11 @@ impl Report {
             let _ = writeln!(
                 o,
                 "  no cause of lost connections on this server beyond the cluster's state above."
+            );
+        } else if self.findings.is_empty() && chain::needs_change(&self.timeout_chain) {
+            let _ = writeln!(
+                o,
+                "  no cause of lost connections yet beyond the timeout chain above: a layer acts too late."
             );
         } else if self.findings.is_empty() {
             let _ = writeln!(
@@ -421,6 +440,13 @@ impl Report {
                     );
                 }
             }
+        }
+        if !self.timeout_chain.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n## Timeout chain\n\nFirst to act on an idle connection first.\n"
+            );
+            chain::render_markdown(&self.timeout_chain, &self.transfer_limits, &mut o);
         }
         let r = &self.recommendations;
         if !r.actions.is_empty() {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use goneaway_core::Cause;
 
+use crate::chain::ProxyLayer;
 use crate::facts::Facts;
 use crate::finding::{ClusterFinding, Evidence, Finding, Ledger, Severity};
 use crate::logs::{ErrorLogScan, LogEvent};
@@ -23,6 +24,10 @@ pub(crate) struct Inputs<'a> {
     pub app_timeout: Option<Duration>,
     pub idle_probe: Option<&'a IdleProbe>,
     pub packet_probe: Option<&'a PacketProbe>,
+    /// The proxy the application connects through, if one was described.
+    pub proxy: Option<&'a ProxyLayer>,
+    /// A known middlebox idle limit (seconds) and where it comes from.
+    pub middlebox: Option<(u64, &'static str)>,
 }
 
 /// How long ago a start counts as recent enough to explain present errors.
@@ -86,9 +91,16 @@ const SERVER_SIDE: &[Cause] = &[
 fn server_closed_it(l: &mut Ledger) {
     const PROOF: &[&str] = &["error_log", "uptime", "kernel_log"];
     let network_only_from_app = l.supports_from(Cause::NetworkDrop, "application")
-        && !["error_log", "probe", "rate", "status", "variable"]
-            .iter()
-            .any(|s| l.supports_from(Cause::NetworkDrop, s));
+        && ![
+            "error_log",
+            "probe",
+            "rate",
+            "status",
+            "variable",
+            "pool_settings",
+        ]
+        .iter()
+        .any(|s| l.supports_from(Cause::NetworkDrop, s));
     if !network_only_from_app {
         return;
     }
@@ -506,6 +518,11 @@ fn pool_idle_limit(inputs: &Inputs<'_>) -> Option<Duration> {
 
 /// Whether the stated pool settings let a connection idle past `wait_timeout`.
 fn pool_outlives_wait(inputs: &Inputs<'_>) -> bool {
+    // Behind the proxy the pool's connections end at the proxy, which keeps the server's
+    // side alive.
+    if inputs.proxy.is_some() {
+        return false;
+    }
     let Some(wait) = inputs.facts.and_then(|f| f.global_u64("wait_timeout")) else {
         return false;
     };
@@ -513,9 +530,18 @@ fn pool_outlives_wait(inputs: &Inputs<'_>) -> bool {
 }
 
 fn pool_rules(l: &mut Ledger, inputs: &Inputs<'_>) {
-    let Some(wait) = inputs.facts.and_then(|f| f.global_u64("wait_timeout")) else {
-        return;
-    };
+    let wait = inputs.facts.and_then(|f| f.global_u64("wait_timeout"));
+    if let (Some(p), Some(wait)) = (inputs.proxy, wait) {
+        // The proxy pings its backends; one that waits longer than wait_timeout finds them
+        // closed and must reconnect (an idle transaction is lost then).
+        if let Some(k) = p.keepalive_interval.filter(|k| k.as_secs() >= wait) {
+            l.add(Cause::IdleTimeout, "proxy_settings", 0.6, format!(
+                "the proxy pings idle backends every {} ({}: keepalive_interval_secs), but the server closes them after wait_timeout = {wait} s",
+                secs(k),
+                p.source
+            ));
+        }
+    }
     let Some(limit) = pool_idle_limit(inputs) else {
         return;
     };
@@ -523,6 +549,29 @@ fn pool_rules(l: &mut Ledger, inputs: &Inputs<'_>) {
         (Some(_), Some(_)) => "the pool's lifetime and idle timeout let",
         (Some(_), None) => "the pool's lifetime lets",
         _ => "the pool's idle timeout lets",
+    };
+    if let Some((m, source)) = inputs.middlebox {
+        if limit.as_secs() >= m {
+            l.add(Cause::NetworkDrop, "pool_settings", 0.7, format!(
+                "{what} a connection sit idle for up to {}, but a middlebox drops idle flows after {m} s ({source})",
+                secs(limit)
+            ));
+        }
+    }
+    if let Some(p) = inputs.proxy {
+        // Behind the proxy the pool faces the proxy's client side, not wait_timeout.
+        if let Some(c) = p.client_idle_timeout.filter(|c| limit >= *c) {
+            l.add(Cause::IdleTimeout, "pool_settings", 0.85, format!(
+                "{what} a connection sit idle for up to {}, but the proxy closes client sessions idle for {} ({}: client_idle_timeout_secs)",
+                secs(limit),
+                secs(c),
+                p.source
+            ));
+        }
+        return;
+    }
+    let Some(wait) = wait else {
+        return;
     };
     if limit.as_secs() >= wait {
         l.add(Cause::IdleTimeout, "pool_settings", 0.85, format!(

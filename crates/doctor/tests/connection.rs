@@ -77,9 +77,25 @@ async fn json_field_names_are_stable() {
             "sample",
             "schema",
             "status",
-            "target"
+            "target",
+            "timeout_chain",
+            "transfer_limits"
         ]
     );
+    assert_eq!(
+        keys(&v["timeout_chain"][0]),
+        [
+            "fix",
+            "label",
+            "layer",
+            "limit_secs",
+            "note",
+            "role",
+            "source",
+            "verdict"
+        ]
+    );
+    assert_eq!(v["timeout_chain"][0]["layer"], "wait_timeout");
     assert_eq!(v["schema"], "goneaway.doctor/1");
     assert_eq!(v["status"], "findings");
     let f = &v["findings"][0];

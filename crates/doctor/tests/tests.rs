@@ -2,6 +2,9 @@
 //! for real.
 //!
 //! Modules:
+//! - `chain`: the timeout chain — a pool lifetime past a short `wait_timeout` (the server
+//!   cuts first), then a middlebox shorter still, a proxy keepalive past `wait_timeout`, and
+//!   a consistent chain of pool, proxy, middlebox and server.
 //! - `cluster`: real clusters from the harness — a Galera node killed (the survivors report
 //!   the missing member), then a second (quorum lost, 1047); a replica lagging behind a
 //!   lock, its SQL thread broken, writable, its primary left read-only, then killed.
@@ -18,6 +21,7 @@
 //!   server never sees), `--probe-packet` against a small `max_allowed_packet`.
 
 mod causes;
+mod chain;
 mod cluster;
 mod connection;
 mod limits;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use goneaway_connect::{parse_duration, ConnectArgs};
-use goneaway_doctor::{diagnose, read_log, LogReadError, LogSource, Options, Progress};
+use goneaway_doctor::{diagnose, read_log, LogReadError, LogSource, Options, Progress, ProxyLayer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::{use_color, Format};
@@ -40,20 +40,30 @@ Logs (--error-log, --kernel-log, --app-log) are read before connecting, at most 
 last 16 MiB of a regular file; a pipe, standard input (`-`, for one of them) or a device must
 give less. Binary data is refused.
 
+Timeout chain: the report lists every layer that ends or keeps alive an idle connection, the
+first to act first: the pool (--pool-lifetime, --app-timeout), the goneaway proxy
+(--proxy-config), a NAT gateway or load balancer (--middlebox-idle, or measured by --probe-idle),
+and the server (wait_timeout at both scopes, interactive_timeout, MariaDB's
+idle_*_transaction_timeout); net_read_timeout/net_write_timeout apart, as mid-transfer limits.
+A layer closer to the application must act before the next one out cuts, by a margin of 10 %
+(at least 2 s); the table says which layer must change and to what.
+
 Examples:
   goneaway doctor --url mysql://monitor@db:3306
+  goneaway doctor --url mysql://monitor@db:3306 --pool-lifetime 30m --middlebox-idle 350
   goneaway doctor -h db -u monitor --pool-lifetime 30m --error \"(2006, 'MySQL server has gone away')\"
   journalctl -k | goneaway doctor --kernel-log - --since 24h --format markdown
 
 Exit codes:
   0  nothing found
-  1  findings (causes of lost connections, or a Galera cluster or replication in a state that
-     makes clients fail)
+  1  findings (causes of lost connections, a Galera cluster or replication in a state that
+     makes clients fail, or a timeout chain in which a layer recycles or pings too late)
   2  could not diagnose: the connection failed (the failure itself is diagnosed: unreachable,
      access denied, too many connections, host blocked)
   64 bad arguments
-  65 unusable log: not a text log, or more than 16 MiB from a pipe or device
-  66 a log cannot be opened or read
+  65 unusable log: not a text log, or more than 16 MiB from a pipe or device; a --proxy-config
+     the proxy would refuse
+  66 a log cannot be opened or read (or the --proxy-config file)
   70 internal error"
 )]
 pub struct Args {
@@ -104,6 +114,15 @@ pub struct Args {
     /// Send growing packets to measure the effective max_allowed_packet both ways.
     #[arg(long)]
     probe_packet: bool,
+    /// A known idle limit of a NAT gateway, load balancer or firewall between the application
+    /// and the server, e.g. 350 (AWS NAT gateway and NLB: 350 s), 4m (Azure load balancer's
+    /// default), 1200 (GCP Cloud NAT, established TCP). Joins the timeout chain.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    middlebox_idle: Option<Duration>,
+    /// The configuration (TOML) of the goneaway proxy the application connects through: its
+    /// client_idle_timeout_secs and keepalive_interval_secs join the timeout chain.
+    #[arg(long, value_name = "FILE")]
+    proxy_config: Option<PathBuf>,
     /// Report a replica this far behind its primary (Seconds_Behind_Master).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     replica_lag: Duration,
@@ -162,6 +181,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(logs) => logs,
         Err(code) => return Ok(ExitCode::from(code)),
     };
+    let proxy = match args
+        .proxy_config
+        .as_deref()
+        .map(read_proxy_config)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(code) => return Ok(ExitCode::from(code)),
+    };
     let mut app_text = args.errors.clone();
     app_text.extend(logs.app);
     let options = Options {
@@ -176,6 +204,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         connect_timeout: args.connect_timeout,
         probe_idle: args.probe_idle,
         probe_packet: args.probe_packet,
+        middlebox_idle: args.middlebox_idle,
+        proxy,
         replica_lag: args.replica_lag,
         progress: progress(),
     };
@@ -187,6 +217,32 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     print!("{out}");
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// The proxy's idle-relevant settings from its own configuration file, read with the
+/// proxy's own parser; an unusable file ends the run with its exit code (the error).
+/// The proxy's metrics state none of these settings, so its file is the source.
+fn read_proxy_config(path: &std::path::Path) -> Result<ProxyLayer, u8> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("goneaway doctor: --proxy-config: {}: {e}", path.display());
+        super::EXIT_NO_INPUT
+    })?;
+    let config = goneaway_proxy::ProxyConfig::from_toml(&text).map_err(|e| {
+        // Only the error's first line: a parse error quotes the file's text, and the file
+        // holds the backend's password.
+        let e = e.to_string();
+        eprintln!(
+            "goneaway doctor: --proxy-config: {}: {} (the file's lines are not shown: it holds passwords)",
+            path.display(),
+            e.lines().next().unwrap_or_default()
+        );
+        super::EXIT_DATA_ERR
+    })?;
+    Ok(ProxyLayer {
+        client_idle_timeout: config.client_idle_timeout,
+        keepalive_interval: config.keepalive_interval,
+        source: path.display().to_string(),
+    })
 }
 
 /// The logs named on the command line, read.
