@@ -230,6 +230,15 @@ pub struct ProxyConfig {
     /// Bytes of statements a session's open transaction may hold for a replay; a larger
     /// transaction is not replayed.
     pub transaction_replay_budget: usize,
+    /// Before forwarding the COMMIT of a transaction that wrote, add a row with a unique
+    /// token to `<commit_marks_schema>.commit_marks` in the same transaction, so that a
+    /// COMMIT whose connection is lost is resolved (the token committed with it, or not)
+    /// instead of "outcome unknown". Off by itself where the table cannot be created or
+    /// the session's account cannot write it.
+    pub commit_marks: bool,
+    /// The schema of the `commit_marks` table (created when first needed, with the
+    /// backend URL's account).
+    pub commit_marks_schema: String,
     /// How long a graceful shutdown waits for sessions to finish their command.
     pub shutdown_grace: Duration,
     /// The certificate chain (PEM) the proxy shows clients that ask for TLS. With
@@ -296,6 +305,9 @@ impl ProxyConfig {
             // Application transactions are a few statements of a few hundred bytes; 1 MiB
             // covers batch writers too, at most max_clients × 1 MiB in all.
             transaction_replay_budget: 1 << 20,
+            // One small insert per write transaction buys a COMMIT that is never ambiguous.
+            commit_marks: true,
+            commit_marks_schema: "goneaway_proxy".into(),
             shutdown_grace: Duration::from_secs(10),
             // TLS is opt-in: a certificate is a deployment decision.
             tls_cert: None,
@@ -404,6 +416,12 @@ impl ProxyConfig {
         if let Some(v) = file.transaction_replay_budget {
             c.transaction_replay_budget = v;
         }
+        if let Some(v) = file.commit_marks {
+            c.commit_marks = v;
+        }
+        if let Some(v) = file.commit_marks_schema {
+            c.commit_marks_schema = v;
+        }
         if let Some(v) = file.shutdown_grace_secs {
             c.shutdown_grace = secs(v);
         }
@@ -459,6 +477,8 @@ struct FileConfig {
     killed_read_replay_limit_secs: Option<f64>,
     transaction_replay: Option<bool>,
     transaction_replay_budget: Option<usize>,
+    commit_marks: Option<bool>,
+    commit_marks_schema: Option<String>,
     shutdown_grace_secs: Option<f64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,

@@ -56,6 +56,15 @@ pub(crate) struct Shared {
     /// One permit per backend connection (see [`ProxyConfig::max_backends`]).
     pub backend_slots: Arc<Semaphore>,
     pub next_session: AtomicU64,
+    /// Whether the commit-marks table is ready.
+    pub marks_ready: std::sync::atomic::AtomicBool,
+    /// When making the table last failed (tried again 30 s later).
+    pub marks_failed: Mutex<Option<std::time::Instant>>,
+    /// Held while the table is made.
+    pub marks_making: tokio::sync::Mutex<()>,
+    /// Random bytes naming this proxy's run in commit tokens, so that two proxies in front
+    /// of the same server never make the same token.
+    pub instance: [u8; 8],
 }
 
 impl Shared {
@@ -86,6 +95,8 @@ pub struct Proxy {
     shutdown: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
     metrics_task: Option<JoinHandle<()>>,
+    /// Removes old commit marks.
+    sweeper: JoinHandle<()>,
     /// Stops the metrics listener: sent after the sessions drained, so that `/metrics` and
     /// `/health` ("draining") stay readable during a graceful shutdown.
     metrics_stop: watch::Sender<bool>,
@@ -144,7 +155,22 @@ impl Proxy {
             stats: stats.clone(),
             server_info: Mutex::new(info),
             next_session: AtomicU64::new(1),
+            marks_ready: std::sync::atomic::AtomicBool::new(false),
+            marks_failed: Mutex::new(None),
+            marks_making: tokio::sync::Mutex::new(()),
+            instance: {
+                let n = crate::frontend::handshake::nonce();
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&n[..8]);
+                b
+            },
         });
+        if config.commit_marks {
+            // Made at start, so that the first COMMIT does not wait for it.
+            let s = shared.clone();
+            tokio::spawn(async move { commit_marks_ready(&s).await });
+        }
+        let sweeper = tokio::spawn(sweep_commit_marks(shared.clone()));
         let (done_tx, done) = mpsc::channel::<()>(1);
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx, done_tx));
         tracing::info!(%local_addr, backend = %config.backend.addr(), tls = config.tls_cert.is_some(), "goneaway proxy listening");
@@ -156,6 +182,7 @@ impl Proxy {
             shutdown,
             accept_task,
             metrics_task,
+            sweeper,
             metrics_stop,
             done,
             grace: config.shutdown_grace,
@@ -287,6 +314,110 @@ impl Drop for Proxy {
         if let Some(t) = self.metrics_task.take() {
             t.abort();
         }
+        self.sweeper.abort();
+    }
+}
+
+/// Whether commit marks can be used: the table is made (with the backend URL's account)
+/// when it is not known to exist, at most every 30 s after a failure.
+pub(crate) async fn commit_marks_ready(shared: &Shared) -> bool {
+    if shared.marks_ready.load(Ordering::Acquire) {
+        return true;
+    }
+    let recent_failure = |s: &Shared| {
+        s.marks_failed
+            .lock()
+            .unwrap()
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(30))
+    };
+    if recent_failure(shared) {
+        return false;
+    }
+    let _making = shared.marks_making.lock().await;
+    if shared.marks_ready.load(Ordering::Acquire) {
+        return true;
+    }
+    if recent_failure(shared) {
+        return false;
+    }
+    match make_commit_marks(shared).await {
+        Ok(()) => {
+            shared.marks_ready.store(true, Ordering::Release);
+            true
+        }
+        Err(_) => {
+            *shared.marks_failed.lock().unwrap() = Some(std::time::Instant::now());
+            false
+        }
+    }
+}
+
+/// Creates the commit-marks table with the backend URL's account: `Err` says why marks
+/// are off for now.
+async fn make_commit_marks(shared: &Shared) -> Result<(), String> {
+    let gen = shared.current();
+    let config = &gen.config;
+    let schema = config.commit_marks_schema.replace('`', "``");
+    let opts = ConnectOptions {
+        client_capabilities: caps::INTERNAL,
+        client_mariadb_capabilities: 0,
+        charset: DEFAULT_CHARSET,
+        database: None,
+        timeout: config.connect_timeout,
+        known_limits: None,
+    };
+    let result = async {
+        let mut b = Backend::connect(&config.backend, &opts, shared.stats.clone()).await?;
+        b.simple(&format!("CREATE DATABASE IF NOT EXISTS `{schema}`"))
+            .await?;
+        b.simple(&format!(
+            "CREATE TABLE IF NOT EXISTS `{schema}`.commit_marks (token BINARY(16) NOT NULL PRIMARY KEY,              created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), KEY (created)) ENGINE=InnoDB"
+        ))
+        .await?;
+        b.quit().await;
+        Ok::<(), ProxyError>(())
+    }
+    .await
+    .map_err(|e| e.to_string());
+    match &result {
+        Ok(()) => tracing::info!(schema = %config.commit_marks_schema, "commit marks ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "commit marks are off: their table could not be created; a lost COMMIT stays \"outcome unknown\"")
+        }
+    }
+    result
+}
+
+/// Every ten minutes, removes commit marks older than an hour (a lost COMMIT is resolved
+/// within seconds; the hour leaves room for a long server restart).
+async fn sweep_commit_marks(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if !shared.marks_ready.load(Ordering::Relaxed) {
+            continue;
+        }
+        let gen = shared.current();
+        let config = &gen.config;
+        let opts = ConnectOptions {
+            client_capabilities: caps::INTERNAL,
+            client_mariadb_capabilities: 0,
+            charset: DEFAULT_CHARSET,
+            database: None,
+            timeout: config.connect_timeout,
+            known_limits: None,
+        };
+        let schema = config.commit_marks_schema.replace('`', "``");
+        if let Ok(mut b) = Backend::connect(&config.backend, &opts, shared.stats.clone()).await {
+            let sql = format!(
+                "DELETE FROM `{schema}`.commit_marks WHERE created < NOW(6) - INTERVAL 1 HOUR LIMIT 100000"
+            );
+            if let Err(e) = b.simple(&sql).await {
+                tracing::debug!(error = %e, "could not remove old commit marks");
+            }
+            b.quit().await;
+        }
     }
 }
 
@@ -385,6 +516,8 @@ fn changed_settings(a: &ProxyConfig, b: &ProxyConfig) -> Vec<&'static str> {
         killed_read_replay_limit as "killed_read_replay_limit_secs",
         transaction_replay,
         transaction_replay_budget,
+        commit_marks,
+        commit_marks_schema,
         shutdown_grace as "shutdown_grace_secs",
         require_tls,
         server_accounts,

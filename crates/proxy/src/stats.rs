@@ -76,6 +76,8 @@ struct Labelled {
     errors: BTreeMap<&'static str, u64>,
     /// Transactions run again on a fresh backend: `replayed`, or why not.
     replays: BTreeMap<&'static str, u64>,
+    /// COMMITs lost with their connection and resolved by their mark, by outcome.
+    commits: BTreeMap<&'static str, u64>,
 }
 
 impl Stats {
@@ -100,6 +102,22 @@ impl Stats {
             .replays
             .entry(outcome)
             .or_default() += 1;
+    }
+
+    /// Counts a lost COMMIT resolved by its mark: `committed` or `not_committed`.
+    pub fn commit_resolved(&self, outcome: &'static str) {
+        *self
+            .labelled
+            .lock()
+            .unwrap()
+            .commits
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
+    /// Lost COMMITs resolved so far, by outcome.
+    pub fn commits_resolved(&self) -> BTreeMap<&'static str, u64> {
+        self.labelled.lock().unwrap().commits.clone()
     }
 
     /// Transaction replays so far, by outcome.
@@ -286,6 +304,13 @@ impl Stats {
             let _ = writeln!(
                 out,
                 "goneaway_proxy_transaction_replays_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP goneaway_proxy_commits_resolved_total COMMITs whose connection was lost, resolved by their commit mark: committed, or not_committed.\n# TYPE goneaway_proxy_commits_resolved_total counter");
+        for (outcome, n) in &labelled.commits {
+            let _ = writeln!(
+                out,
+                "goneaway_proxy_commits_resolved_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
         drop(labelled);

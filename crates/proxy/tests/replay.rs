@@ -223,3 +223,132 @@ async fn count(conn: &mut mysql_async::Conn) -> i64 {
         .unwrap()
         .unwrap()
 }
+
+/// A COMMIT whose connection is lost: through a relay with `latency` each way, the
+/// connection is reset `reset_after` into the client's COMMIT. The commit mark's insert
+/// takes one round trip, so the COMMIT reaches the server 3 × latency in, and its reply
+/// would reach the proxy 4 × latency in.
+async fn commit_cut(
+    replay: bool,
+    reset_after: Duration,
+    stop_server_for: Option<Duration>,
+) -> (
+    Result<(), mysql_async::Error>,
+    i64,
+    Duration,
+    goneaway_proxy::Proxy,
+) {
+    use goneaway_relay::{Fault as RelayFault, FaultKind, Relay, RelayConfig};
+    let server = server().await;
+    let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
+        .await
+        .unwrap();
+    let proxy = proxy_with(&server, relay.local_addr(), |c| {
+        c.transaction_replay = replay
+    })
+    .await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("CREATE TABLE c (id INT PRIMARY KEY) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO c VALUES (1), (2)")
+        .await
+        .unwrap();
+    let latency = Duration::from_millis(500);
+    relay.set(RelayFault::Latency(latency));
+    let started = std::time::Instant::now();
+    let cut = async {
+        if let Some(stop) = stop_server_for {
+            // The server stops before the COMMIT reaches it, and its thread stays alive
+            // (stalled) while the proxy resolves the COMMIT: the proxy must wait for it.
+            tokio::time::sleep(latency * 3 - Duration::from_millis(100)).await;
+            signal(&server, "-STOP");
+            tokio::time::sleep(reset_after - (latency * 3 - Duration::from_millis(100))).await;
+            relay.reset_all();
+            relay.remove(FaultKind::Latency);
+            tokio::time::sleep(stop).await;
+            signal(&server, "-CONT");
+        } else {
+            tokio::time::sleep(reset_after).await;
+            relay.reset_all();
+            relay.remove(FaultKind::Latency);
+        }
+    };
+    let (r, ()) = tokio::join!(conn.query_drop("COMMIT"), cut);
+    let took = started.elapsed();
+    let mut admin = server.admin_conn().await.unwrap();
+    let rows: Option<i64> = admin
+        .query_first("SELECT COUNT(*) FROM goneaway.c")
+        .await
+        .unwrap();
+    (r, rows.unwrap(), took, proxy)
+}
+
+fn signal(server: &Server, sig: &str) {
+    let pid = server.pid().expect("the server runs").to_string();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+fn resolved(proxy: &goneaway_proxy::Proxy, outcome: &str) -> u64 {
+    proxy
+        .stats()
+        .commits_resolved()
+        .get(outcome)
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_commit_lost_after_the_server_committed_is_answered_ok() {
+    // The COMMIT reached the server (1.5 s), its reply was lost (reset at 1.75 s).
+    let (r, rows, _, proxy) = commit_cut(true, Duration::from_millis(1750), None).await;
+    r.expect("the commit mark proves the COMMIT committed");
+    assert_eq!(rows, 2, "committed, once");
+    assert_eq!(resolved(&proxy, "committed"), 1);
+}
+
+#[tokio::test]
+async fn a_commit_lost_before_the_server_had_it_is_replayed_or_definitely_not_committed() {
+    // The COMMIT never reached the server (reset at 1.25 s, it would arrive at 1.5 s):
+    // no mark, so not committed; the transaction is replayed and committed.
+    let (r, rows, _, proxy) = commit_cut(true, Duration::from_millis(1250), None).await;
+    r.expect("replayed, then committed");
+    assert_eq!(rows, 2, "committed, once");
+    assert_eq!(resolved(&proxy, "not_committed"), 1);
+    assert_eq!(replays(&proxy, "replayed"), 1);
+    // Without replay the client hears the definite outcome: nothing was committed.
+    let (r, rows, _, _) = commit_cut(false, Duration::from_millis(1250), None).await;
+    let e = r.expect_err("not committed");
+    assert_eq!(code(&e), 1927, "{e}");
+    assert!(e.to_string().contains("did not commit"), "{e}");
+    assert!(!e.to_string().contains("unknown"), "{e}");
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn a_commit_lost_while_the_old_thread_is_stalled_waits_rather_than_guesses() {
+    // SIGSTOP before the COMMIT reaches the server, the connection reset, SIGCONT 3 s
+    // later: the proxy cannot ask a stopped server, and must not guess.
+    let stall = Duration::from_secs(3);
+    let (r, rows, took, _) = commit_cut(true, Duration::from_millis(1750), Some(stall)).await;
+    assert!(
+        took >= Duration::from_millis(1750) + stall,
+        "answered after the server resumed: {took:?}"
+    );
+    match r {
+        Ok(()) => assert_eq!(rows, 2, "OK means committed, once"),
+        Err(e) => {
+            assert!(
+                e.to_string().contains("did not commit"),
+                "a definite answer: {e}"
+            );
+            assert_eq!(rows, 0);
+        }
+    }
+}

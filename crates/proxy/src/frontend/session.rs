@@ -216,6 +216,12 @@ pub struct Session {
     reply_unreplayable: Option<&'static str>,
     /// Why the last lost transaction could not be replayed, for the client's error.
     replay_refusal: Option<String>,
+    /// The open transaction wrote: its COMMIT gets a commit mark.
+    tx_wrote: bool,
+    /// The commit mark added to the COMMIT being forwarded.
+    pending_mark: Option<[u8; 16]>,
+    /// Commit marks made by this session (half of each token).
+    commits: u32,
     /// For the next backend only: limits it need not read again (see
     /// [`ConnectOptions::known_limits`]).
     known_limits: Option<(Duration, usize)>,
@@ -307,6 +313,9 @@ impl Session {
             digest: None,
             reply_unreplayable: None,
             replay_refusal: None,
+            tx_wrote: false,
+            pending_mark: None,
+            commits: 0,
             server_account: matches!(login.verified, Verified::Server { .. }),
             known_limits: None,
             reply_buf: BytesMut::with_capacity(16 << 10),
@@ -960,7 +969,36 @@ impl Session {
                         .as_deref()
                         .is_some_and(|s| txlog::opens_transaction(&first_word(s))));
             self.digest = record.then(ReplyDigest::default);
-            match self.forward(cmd, &to_send, sql.as_deref()).await {
+            // The COMMIT of a transaction that wrote carries a commit mark (see
+            // ProxyConfig::commit_marks); a connection lost adding it lost the transaction
+            // before its COMMIT was sent.
+            self.pending_mark = None;
+            let mut mark_failure = None;
+            if cmd == com::QUERY
+                && self.state.in_transaction
+                && self.tx_wrote
+                && self.gen.config.commit_marks
+                && sql.as_deref().is_some_and(|s| first_word(s) == "commit")
+            {
+                match self.insert_commit_mark().await {
+                    Ok(token) => self.pending_mark = token,
+                    Err(e) => {
+                        mark_failure = Some(Failure::Backend {
+                            flushed: false,
+                            not_run: true,
+                            seq: 1,
+                            cause: loss_of(&e, None),
+                            detail: e.to_string(),
+                            server_err: None,
+                        })
+                    }
+                }
+            }
+            let result = match mark_failure {
+                Some(f) => Err(f),
+                None => self.forward(cmd, &to_send, sql.as_deref()).await,
+            };
+            match result {
                 Ok(()) => {
                     self.follow_tx_log(cmd, &packets, sql.as_deref());
                     self.shared.stats.command_latency(started.elapsed());
@@ -975,6 +1013,7 @@ impl Session {
                     detail,
                     server_err,
                 }) => {
+                    let mut cause = cause;
                     let in_tx = self.state.in_transaction;
                     let lost = self.state.unrestorable();
                     let pinned_free = self.state.pinned.is_empty();
@@ -991,6 +1030,81 @@ impl Session {
                     // A transaction lost before its end: the server rolled all of it back,
                     // this statement included, so all of it can run again (see txlog).
                     // Not a statement that ends the transaction or may have committed it.
+                    let is_commit = in_tx
+                        && cmd == com::QUERY
+                        && sql.as_deref().is_some_and(|s| first_word(s) == "commit");
+                    if is_commit && !flushed {
+                        if let Err(u) = cause {
+                            self.unexplained = Some(u);
+                        }
+                        let outcome = if not_run {
+                            Some(false)
+                        } else if let Some(token) = self.pending_mark.take() {
+                            self.resolve_commit(token).await
+                        } else {
+                            None
+                        };
+                        let known = |s: &mut Self| match cause {
+                            Ok(c) => c,
+                            Err(_) => s.explained.take().unwrap_or(Cause::Unknown),
+                        };
+                        match outcome {
+                            Some(true) => {
+                                let c = known(self);
+                                self.shared.stats.commit_resolved("committed");
+                                self.shared.stats.absorbed(c.as_str());
+                                tracing::info!(session = self.id, cause = %c, "a COMMIT lost with its connection had committed (its mark is there)");
+                                self.tx_log = None;
+                                self.tx_wrote = false;
+                                return self.send_ok(1).await;
+                            }
+                            Some(false) => {
+                                self.shared.stats.commit_resolved("not_committed");
+                                if pinned_free && !killed {
+                                    match self.replay_transaction().await {
+                                        Ok(()) => {
+                                            let c = known(self);
+                                            self.shared.stats.absorbed(c.as_str());
+                                            self.shared
+                                                .stats
+                                                .retries
+                                                .fetch_add(1, Ordering::Relaxed);
+                                            continue;
+                                        }
+                                        Err(why) => self.replay_refusal = Some(why),
+                                    }
+                                }
+                                let c = known(self);
+                                self.tx_log = None;
+                                self.tx_wrote = false;
+                                let why = self
+                                    .replay_refusal
+                                    .take()
+                                    .map(|w| format!(" (it could not be replayed: {w})"))
+                                    .unwrap_or_default();
+                                let msg = format!(
+                                    "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost during this COMMIT (cause: {c}); \
+                                     goneaway checked that it did not commit: nothing of the transaction was committed{why}. The transaction has ended; run it again from its start)"
+                                );
+                                return self
+                                    .send_err(
+                                        1,
+                                        LOST_CODE,
+                                        SQLSTATE_LOST,
+                                        "commit_not_committed",
+                                        &msg,
+                                    )
+                                    .await;
+                            }
+                            None => {
+                                cause = match (self.unexplained.take(), self.explained.take()) {
+                                    (Some(u), _) => Err(u),
+                                    (None, Some(c)) => Ok(c),
+                                    (None, None) => cause,
+                                };
+                            }
+                        }
+                    }
                     let ends = cmd == com::QUERY
                         && (ends_transaction(sql.as_deref())
                             || sql
@@ -1015,7 +1129,6 @@ impl Session {
                     } else {
                         self.tx_log = None;
                     }
-                    let mut cause = cause;
                     // The server closes a KILLed connection without a word, as it does on a
                     // shutdown: a statement that had run long is replayed only once the
                     // reconnection proves it was not a KILL (see killed_read_replay_limit).
@@ -1087,8 +1200,95 @@ impl Session {
         }
     }
 
+    /// Adds this COMMIT's mark to the open transaction: `Ok(None)` when marks are off
+    /// (their table could not be made, or this account may not write it); `Err` when the
+    /// connection failed.
+    async fn insert_commit_mark(&mut self) -> Result<Option<[u8; 16]>, ProxyError> {
+        let shared = self.shared.clone();
+        if !crate::server::commit_marks_ready(&shared).await {
+            return Ok(None);
+        }
+        self.commits = self.commits.wrapping_add(1);
+        let mut token = [0u8; 16];
+        token[..8].copy_from_slice(&shared.instance);
+        token[8..12].copy_from_slice(&(self.id as u32).to_le_bytes());
+        token[12..].copy_from_slice(&self.commits.to_le_bytes());
+        let sql = format!(
+            "INSERT INTO `{}`.commit_marks (token) VALUES (X'{}')",
+            self.gen.config.commit_marks_schema.replace('`', "``"),
+            hex(&token)
+        );
+        let backend = self.backend.as_mut().expect("connected");
+        match backend.simple(&sql).await {
+            Ok(_) => Ok(Some(token)),
+            Err(ProxyError::Server(e)) => {
+                tracing::debug!(session = self.id, error = %e, "no commit mark for this COMMIT");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a COMMIT lost with its connection: waits until the old server thread can no
+    /// longer commit (it is gone, or the server restarted), then looks for the commit's
+    /// mark. `Some(true)`: committed; `Some(false)`: not; `None`: still unknown (no
+    /// server to ask within server_wait, or the old thread would not end).
+    async fn resolve_commit(&mut self, token: [u8; 16]) -> Option<bool> {
+        let old = (self.last_thread_id, self.last_backend_opened);
+        let schema = self.gen.config.commit_marks_schema.replace('`', "``");
+        for _ in 0..3 {
+            if self.backend.is_none() && self.fresh_backend().await.is_err() {
+                continue;
+            }
+            if let (Some(id), Some(opened)) = old {
+                match self.end_old_thread(id, opened).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_disconnect() => {
+                        self.backend = None;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = self.id, error = %e, "a lost COMMIT cannot be resolved");
+                        return None;
+                    }
+                }
+            }
+            let backend = self.backend.as_mut().expect("connected");
+            let sql = format!(
+                "SELECT COUNT(*) FROM `{schema}`.commit_marks WHERE token = X'{}'",
+                hex(&token)
+            );
+            match backend.simple(&sql).await {
+                Ok(rows) => {
+                    let n = rows.first().and_then(|r| r.first().cloned().flatten());
+                    return Some(n.is_some_and(|n| n != "0"));
+                }
+                Err(e) if e.is_disconnect() => self.backend = None,
+                Err(e) => {
+                    tracing::warn!(session = self.id, error = %e, "a lost COMMIT cannot be resolved");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
     /// After a command that succeeded: keeps the open transaction's log (see [`txlog`]).
     fn follow_tx_log(&mut self, cmd: u8, packets: &[Packet], sql: Option<&str>) {
+        if !self.state.in_transaction {
+            self.tx_wrote = false;
+        } else if !self.tx_wrote {
+            let read_only = match cmd {
+                com::QUERY => sql.is_some_and(is_read_only),
+                com::STMT_EXECUTE => packets
+                    .first()
+                    .and_then(|p| statement_id(&p.payload))
+                    .and_then(|id| self.state.statements.get(&id))
+                    .is_some_and(|st| st.read_only),
+                _ => true,
+            };
+            self.tx_wrote = !read_only;
+        }
         let digest = self.digest.take();
         let unreplayable = self.reply_unreplayable.take();
         if !self.state.in_transaction {
@@ -2059,6 +2259,10 @@ struct OldSession {
     charset: u8,
     target: BackendTarget,
     server_account: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a replay stopped.
