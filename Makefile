@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test torture bench deps bench-deps lint fmt compat compat-smoke compat-deps
+.PHONY: demo test torture soak bench deps bench-deps lint fmt compat compat-smoke compat-deps
 
 ## Install Debian's mariadb-server, mariadb-client, sysbench and python3-pymysql when they
 ## are missing (the proxy's tests drive it with the real mariadb client, sysbench and PyMySQL),
@@ -31,6 +31,13 @@ test: deps lint
 torture: deps
 	GONEAWAY_TORTURE_SCHEDULES=$${GONEAWAY_TORTURE_SCHEDULES:-10} GONEAWAY_TORTURE_SECS=$${GONEAWAY_TORTURE_SECS:-60} \
 		$(CARGO) test -p goneaway --test goneaway torture -- --nocapture
+
+## The proxy's soak, long: seeded autocommit and transaction writers through KILLs,
+## restarts, crashes and relay resets, checked by a ledger (lost, doubled, torn, and
+## client-visible errors by reason). make test runs a 20 s slice. SECONDS=600 for ten
+## minutes; GONEAWAY_SOAK_SEED=<seed> reruns a schedule.
+soak: deps
+	GONEAWAY_SOAK_SECS=$(or $(SECONDS),120) $(CARGO) test -p goneaway-proxy --test proxy soak -- --nocapture
 
 lint:
 	$(CARGO) fmt --all --check

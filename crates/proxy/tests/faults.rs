@@ -98,8 +98,14 @@ async fn the_packet_limit_is_the_servers_to_the_byte() {
     for conn in [&mut direct, &mut conn] {
         conn.query_drop(query_of(limit - 1)).await.unwrap();
     }
+    // Directly the server answers 1153 and closes; a client still writing the packet may
+    // see the reset before it reads the error (seen under load).
     let e = direct.query_drop(query_of(limit)).await.unwrap_err();
-    assert_eq!(code(&e), 1153, "directly: {e}");
+    assert!(
+        matches!(&e, mysql_async::Error::Server(s) if s.code == 1153)
+            || matches!(e, mysql_async::Error::Io(_)),
+        "directly: {e}"
+    );
     let id = backend_id(&mut conn).await;
     let e = conn.query_drop(query_of(limit)).await.unwrap_err();
     assert_eq!(code(&e), 1153, "through the proxy: {e}");

@@ -28,3 +28,5 @@ mod transactions;
 mod accounts;
 // Transaction replay: lost transactions run again and checked; what is not replayed.
 mod replay;
+// The soak: seeded writers through KILLs, restarts, crashes and resets, checked by a ledger.
+mod soak;

@@ -222,6 +222,9 @@ pub struct Session {
     pending_mark: Option<[u8; 16]>,
     /// Commit marks made by this session (half of each token).
     commits: u32,
+    /// The server thread id and opening time of the last backend lost: the thread a
+    /// replay or a COMMIT's resolution must see gone first.
+    lost_backend: (Option<u32>, Option<i64>),
     /// For the next backend only: limits it need not read again (see
     /// [`ConnectOptions::known_limits`]).
     known_limits: Option<(Duration, usize)>,
@@ -316,6 +319,7 @@ impl Session {
             tx_wrote: false,
             pending_mark: None,
             commits: 0,
+            lost_backend: (None, None),
             server_account: matches!(login.verified, Verified::Server { .. }),
             known_limits: None,
             reply_buf: BytesMut::with_capacity(16 << 10),
@@ -562,6 +566,7 @@ impl Session {
     /// the next command's error (a lost transaction: the failed-transaction state). The
     /// cause is known, or `Err` with what the reconnection must complete.
     fn mark_lost(&mut self, cause: Result<Cause, Unexplained>, detail: &str) {
+        self.lost_backend = (self.last_thread_id, self.last_backend_opened);
         self.backend = None;
         self.state.backend_replaced();
         let in_tx = self.state.in_transaction;
@@ -1017,6 +1022,7 @@ impl Session {
                     let in_tx = self.state.in_transaction;
                     let lost = self.state.unrestorable();
                     let pinned_free = self.state.pinned.is_empty();
+                    self.lost_backend = (self.last_thread_id, self.last_backend_opened);
                     self.backend = None;
                     self.state.backend_replaced();
                     self.state.forget_pinned();
@@ -1234,7 +1240,7 @@ impl Session {
     /// mark. `Some(true)`: committed; `Some(false)`: not; `None`: still unknown (no
     /// server to ask within server_wait, or the old thread would not end).
     async fn resolve_commit(&mut self, token: [u8; 16]) -> Option<bool> {
-        let old = (self.last_thread_id, self.last_backend_opened);
+        let old = self.lost_backend;
         let schema = self.gen.config.commit_marks_schema.replace('`', "``");
         for _ in 0..3 {
             if self.backend.is_none() && self.fresh_backend().await.is_err() {
@@ -1242,7 +1248,7 @@ impl Session {
             }
             if let (Some(id), Some(opened)) = old {
                 match self.end_old_thread(id, opened).await {
-                    Ok(()) => {}
+                    Ok(_) => {}
                     Err(e) if e.is_disconnect() => {
                         self.backend = None;
                         continue;
@@ -1350,7 +1356,7 @@ impl Session {
             self.shared.stats.replay("unreplayable");
             return Err(why.to_owned());
         }
-        let old = (self.last_thread_id, self.last_backend_opened);
+        let old = self.lost_backend;
         let mut last = String::new();
         for _attempt in 0..2 {
             match self.replay_once(&log, old).await {
@@ -1397,8 +1403,17 @@ impl Session {
         if self.backend.is_none() {
             self.fresh_backend().await.map_err(lost)?;
         }
-        if let (Some(id), Some(opened)) = (old_id, old_opened) {
-            self.end_old_thread(id, opened).await.map_err(lost)?;
+        let same_server = match (old_id, old_opened) {
+            (Some(id), Some(opened)) => self.end_old_thread(id, opened).await.map_err(lost)?,
+            _ => false,
+        };
+        // Forcing a generated id is safe only while the server's counter is still past it
+        // (a rollback never moves it back); after a restart the counter may hand the id
+        // out again, to another session whose insert would then collide.
+        if !same_server && log.entries.iter().any(|e| e.insert_id > 0) {
+            return Err(ReplayError::Mismatch(
+                "it generated auto-increment ids, which the restarted server may hand out again to other sessions".into(),
+            ));
         }
         let n = log.entries.len();
         for (i, entry) in log.entries.iter().enumerate() {
@@ -1446,7 +1461,8 @@ impl Session {
     /// Ends the lost backend's server thread, if it may still be alive (the server did not
     /// restart: thread ids name one connection within a server's life only), and waits
     /// until it is gone, so that its transaction holds no lock the replay needs.
-    async fn end_old_thread(&mut self, id: u32, opened: i64) -> Result<(), ProxyError> {
+    /// `Ok(true)` when the server is the one the old connection was to (no restart).
+    async fn end_old_thread(&mut self, id: u32, opened: i64) -> Result<bool, ProxyError> {
         let backend = self.backend.as_mut().expect("connected");
         if backend.server_started.is_none() {
             backend.read_server_started().await?;
@@ -1454,7 +1470,7 @@ impl Session {
         let same_life =
             backend.server_started.is_some_and(|s| s <= opened + 1) && backend.connection_id > id;
         if !same_life {
-            return Ok(());
+            return Ok(false);
         }
         match backend.simple(&format!("KILL CONNECTION {id}")).await {
             Ok(_) | Err(ProxyError::Server(_)) => {}
@@ -1472,7 +1488,7 @@ impl Session {
                 .and_then(|r| r.first().cloned().flatten())
                 .is_some_and(|v| v != "0");
             if !alive {
-                return Ok(());
+                return Ok(true);
             }
             if Instant::now() >= deadline {
                 return Err(ProxyError::Timeout(format!(
@@ -1578,6 +1594,21 @@ impl Session {
             );
             return self
                 .send_err(1, LOST_CODE, SQLSTATE_LOST, "state_lost", &msg)
+                .await;
+        }
+        if in_tx && ending.is_none() {
+            // Not unknown: the server rolls back the transaction of a connection it loses,
+            // this statement with it.
+            let refusal = refusal
+                .map(|w| format!(" (goneaway could not replay it: {w})"))
+                .unwrap_or_default();
+            let msg = format!(
+                "Lost connection to MySQL server during query (Connection was killed by goneaway proxy: the connection to the server was lost while this statement ran (cause: {cause}); \
+                 the server rolled the open transaction back with it, this statement included, and nothing of it was committed{refusal}. \
+                 Every statement is refused until the client sends ROLLBACK)"
+            );
+            return self
+                .send_err(1, LOST_CODE, SQLSTATE_LOST, "transaction_lost", &msg)
                 .await;
         }
         let msg = format!(
@@ -1811,9 +1842,13 @@ impl Session {
     ) -> Result<(Cow<'p, [Packet]>, bool), PrepareError> {
         let outside_tx = !self.state.in_transaction;
         match cmd {
+            // Outside a transaction a read, or the BEGIN that opens one, runs again safely.
             com::QUERY => Ok((
                 Cow::Borrowed(packets),
-                outside_tx && sql.is_some_and(is_read_only),
+                outside_tx
+                    && sql.is_some_and(|s| {
+                        is_read_only(s) || txlog::opens_transaction(&first_word(s))
+                    }),
             )),
             com::STMT_PREPARE
             | com::PING
