@@ -348,17 +348,30 @@ impl ProxyConfig {
     /// password = "secret"
     /// ```
     pub fn from_toml(text: &str) -> Result<ProxyConfig, ProxyError> {
+        ProxyConfig::from_toml_or(text, None)
+    }
+
+    /// [`ProxyConfig::from_toml`], with `backend` when the file names none (the
+    /// `--backend` flag or `MYSQL_URL` of the command line).
+    pub fn from_toml_or(
+        text: &str,
+        backend: Option<BackendTarget>,
+    ) -> Result<ProxyConfig, ProxyError> {
         let file: FileConfig =
             toml::from_str(text).map_err(|e| ProxyError::Config(e.to_string()))?;
         let listen = file.listen.as_deref().unwrap_or("127.0.0.1:6033");
         let listen = listen
             .parse()
             .map_err(|_| ProxyError::Config(format!("listen: not an address: {listen}")))?;
-        let backend = BackendTarget::from_url(
-            file.backend
-                .as_deref()
-                .ok_or_else(|| ProxyError::Config("backend is required".into()))?,
-        )?;
+        let backend = match (file.backend.as_deref(), backend) {
+            (Some(url), _) => BackendTarget::from_url(url)?,
+            (None, Some(b)) => b,
+            (None, None) => {
+                return Err(ProxyError::Config(
+                    "backend is required (in the file, or --backend / MYSQL_URL)".into(),
+                ))
+            }
+        };
         let mut c = ProxyConfig::new(listen, backend);
         c.accounts = file.accounts;
         if let Some(m) = file.metrics_listen {

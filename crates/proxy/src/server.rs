@@ -382,7 +382,7 @@ async fn make_commit_marks(shared: &Shared) -> Result<(), String> {
     match &result {
         Ok(()) => tracing::info!(schema = %config.commit_marks_schema, "commit marks ready"),
         Err(e) => {
-            tracing::warn!(error = %e, "commit marks are off: their table could not be created; a lost COMMIT stays \"outcome unknown\"")
+            tracing::warn!(error = %e, "commit marks are off for now: their table could not be created (tried again in 30 s); meanwhile a lost COMMIT stays \"outcome unknown\"")
         }
     }
     result

@@ -68,7 +68,7 @@ pub struct Stats {
     latency_sum_micros: AtomicU64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Labelled {
     /// Backend losses the client never saw, by cause.
     absorbed: BTreeMap<&'static str, u64>,
@@ -78,6 +78,48 @@ struct Labelled {
     replays: BTreeMap<&'static str, u64>,
     /// COMMITs lost with their connection and resolved by their mark, by outcome.
     commits: BTreeMap<&'static str, u64>,
+}
+
+/// Every label value is exported from the start, at 0: a series that appears at its
+/// first event already at 1 is invisible to Prometheus's `increase()` and `rate()`.
+impl Default for Labelled {
+    fn default() -> Self {
+        let zeros = |keys: &[&'static str]| keys.iter().map(|k| (*k, 0)).collect();
+        Labelled {
+            absorbed: zeros(&[
+                "connection_killed",
+                "idle_timeout",
+                "network_drop",
+                "server_restart",
+                "unknown",
+            ]),
+            errors: zeros(&[
+                "access_denied",
+                "backend_unavailable",
+                "client_idle_timeout",
+                "commit_not_committed",
+                "gave_up",
+                "outcome_unknown",
+                "reply_cut",
+                "server_closed",
+                "shutdown",
+                "state_lost",
+                "statement",
+                "statement_killed",
+                "too_many_clients",
+                "transaction_lost",
+            ]),
+            replays: zeros(&["failed", "mismatch", "replayed", "unreplayable"]),
+            commits: zeros(&["committed", "not_committed"]),
+        }
+    }
+}
+
+fn nonzero(m: &BTreeMap<&'static str, u64>) -> BTreeMap<&'static str, u64> {
+    m.iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (*k, *n))
+        .collect()
 }
 
 impl Stats {
@@ -117,12 +159,12 @@ impl Stats {
 
     /// Lost COMMITs resolved so far, by outcome.
     pub fn commits_resolved(&self) -> BTreeMap<&'static str, u64> {
-        self.labelled.lock().unwrap().commits.clone()
+        nonzero(&self.labelled.lock().unwrap().commits)
     }
 
     /// Transaction replays so far, by outcome.
     pub fn replays(&self) -> BTreeMap<&'static str, u64> {
-        self.labelled.lock().unwrap().replays.clone()
+        nonzero(&self.labelled.lock().unwrap().replays)
     }
 
     /// Counts an error the proxy sent to a client.
@@ -138,12 +180,12 @@ impl Stats {
 
     /// Backend losses absorbed so far, by cause.
     pub fn absorbed_by_cause(&self) -> BTreeMap<&'static str, u64> {
-        self.labelled.lock().unwrap().absorbed.clone()
+        nonzero(&self.labelled.lock().unwrap().absorbed)
     }
 
     /// Errors sent to clients so far, by kind.
     pub fn errors_by_kind(&self) -> BTreeMap<&'static str, u64> {
-        self.labelled.lock().unwrap().errors.clone()
+        nonzero(&self.labelled.lock().unwrap().errors)
     }
 
     /// Records one command's latency.

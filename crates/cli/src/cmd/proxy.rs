@@ -120,7 +120,14 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            ProxyConfig::from_toml(&text)?
+            // Flags win over the file; the environment fills in what the file leaves out.
+            let fallback = args
+                .backend
+                .clone()
+                .or_else(|| std::env::var("DATABASE_URL").ok())
+                .map(|u| BackendTarget::from_url(&u))
+                .transpose()?;
+            ProxyConfig::from_toml_or(&text, fallback)?
         }
         None => {
             let url = args
