@@ -1,7 +1,9 @@
 //! The proxy's benchmark: sysbench `oltp_point_select` and `oltp_read_only` against one
-//! throwaway server three ways, interleaved — directly, through HAProxy in TCP mode (a byte
-//! relay that parses nothing: the floor any proxy can reach on this machine) and through
-//! goneaway proxy — at 1, 8 and 32 threads. Prints throughput, p95 latency, the ratios
+//! throwaway server four ways, interleaved — directly, through HAProxy in TCP mode (a byte
+//! relay that parses nothing: the floor any proxy can reach on this machine), through
+//! goneaway proxy, and through goneaway proxy without transaction replay and commit marks
+//! (what they cost; `GONEAWAY_BENCH_WORKLOADS=oltp_read_write,oltp_write_only` shows it)
+//! — at 1, 8 and 32 threads. Prints throughput, p95 latency, the ratios
 //! goneaway/HAProxy and goneaway/direct, and the CPU each proxy process used.
 //!
 //! Run with `cargo bench -p goneaway-proxy --bench sysbench` (part of `make bench`).
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 use goneaway_harness::Server;
 
 const CHILD_ENV: &str = "GONEAWAY_PROXY_BENCH_CHILD";
+/// Set in the child that runs without transaction replay and commit marks.
+const PLAIN_ENV: &str = "GONEAWAY_PROXY_BENCH_PLAIN";
 const USER: &str = "goneaway";
 const PASSWORD: &str = "goneaway-test-password";
 const TABLES: u32 = 4;
@@ -76,6 +80,10 @@ fn run_child(backend: &str) {
         let mut config = goneaway_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target);
         config.max_clients = 200;
         config.max_backends = 150;
+        if std::env::var_os(PLAIN_ENV).is_some() {
+            config.transaction_replay = false;
+            config.commit_marks = false;
+        }
         let proxy = goneaway_proxy::Proxy::start(config).await.expect("proxy");
         println!("{}", proxy.local_addr());
         std::io::stdout().flush().unwrap();
@@ -109,11 +117,14 @@ async fn run() -> Result<(), BoxError> {
     sysbench(direct, "oltp_read_only", 4, 0, &["prepare"])?;
 
     let haproxy = HaProxy::start(direct)?;
-    let goneaway = GoneawayChild::start(&server.url())?;
+    let goneaway = GoneawayChild::start(&server.url(), false)?;
+    // The same proxy without transaction replay and commit marks: what they cost.
+    let plain = GoneawayChild::start(&server.url(), true)?;
     let targets = [
         ("direct", direct, None),
         ("haproxy", haproxy.addr, Some(haproxy.child.id())),
         ("goneaway", goneaway.addr, Some(goneaway.child.id())),
+        ("plain", plain.addr, Some(plain.child.id())),
     ];
     // Warm the buffer pool and every path once, briefly.
     for (_, addr, _) in &targets {
@@ -128,7 +139,7 @@ async fn run() -> Result<(), BoxError> {
         for &n in &threads {
             // Rounds of direct, HAProxy, goneaway in turn: other load on the machine drifts,
             // and interleaving spreads that drift over the three alike.
-            let mut sums = [(0.0, 0.0, 0u64, 0.0); 3];
+            let mut sums = [(0.0, 0.0, 0u64, 0.0); 4];
             for round in 1..=rounds {
                 for (i, (name, addr, pid)) in targets.iter().enumerate() {
                     let cpu_before = pid.map(cpu_ticks).transpose()?;
@@ -170,29 +181,34 @@ async fn run() -> Result<(), BoxError> {
         }
     }
     drop(goneaway);
+    drop(plain);
     drop(haproxy);
 
     println!();
     println!("load average at start / end: {load_start} / {}", loadavg());
     println!("sysbench {TABLES} tables × {TABLE_SIZE} rows, means of {rounds} interleaved rounds of {secs} s, MariaDB from the harness, {} cores", cores());
     println!();
-    println!("| workload | threads | direct tps | HAProxy tps | goneaway tps | goneaway/HAProxy | goneaway/direct | p95 ms direct / HAProxy / goneaway | proxy CPU HAProxy / goneaway | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---|---|---:|");
+    println!("goneaway: the defaults (transaction replay and commit marks on); without: both off");
+    println!();
+    println!("| workload | threads | direct tps | HAProxy tps | goneaway tps | without tps | goneaway/HAProxy | goneaway/direct | goneaway/without | p95 ms direct / HAProxy / goneaway | proxy CPU HAProxy / goneaway | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|");
     for (workload, n, row) in &results {
-        let (d, h, g) = (&row[0].0, &row[1].0, &row[2].0);
+        let (d, h, g, w) = (&row[0].0, &row[1].0, &row[2].0, &row[3].0);
         println!(
-            "| {workload} | {n} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} / {:.2} / {:.2} | {:.0}% / {:.0}% | {} |",
+            "| {workload} | {n} | {:.0} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.0}% / {:.0}% | {} |",
             d.tps,
             h.tps,
             g.tps,
+            w.tps,
             g.tps / h.tps,
             g.tps / d.tps,
+            g.tps / w.tps,
             d.p95_ms,
             h.p95_ms,
             g.p95_ms,
             row[1].1,
             row[2].1,
-            d.errors + h.errors + g.errors,
+            d.errors + h.errors + g.errors + w.errors,
         );
     }
     Ok(())
@@ -367,8 +383,12 @@ struct GoneawayChild {
 }
 
 impl GoneawayChild {
-    fn start(backend_url: &str) -> Result<GoneawayChild, BoxError> {
-        let mut child = Command::new(std::env::current_exe()?)
+    fn start(backend_url: &str, plain: bool) -> Result<GoneawayChild, BoxError> {
+        let mut command = Command::new(std::env::current_exe()?);
+        if plain {
+            command.env(PLAIN_ENV, "1");
+        }
+        let mut child = command
             .env(CHILD_ENV, backend_url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -239,6 +239,12 @@ pub struct ProxyConfig {
     /// The schema of the `commit_marks` table (created when first needed, with the
     /// backend URL's account).
     pub commit_marks_schema: String,
+    /// Run each autocommit write (`INSERT`, `UPDATE`, `DELETE`, `REPLACE`) as a one-statement
+    /// transaction with a commit mark, its reply held until it committed: a write whose
+    /// connection is lost is then resolved (committed: the client gets its reply; not:
+    /// it runs again) instead of "outcome unknown". Costs three round trips to the server
+    /// per write (BEGIN, the mark, COMMIT); off by default.
+    pub autocommit_write_marks: bool,
     /// How long a graceful shutdown waits for sessions to finish their command.
     pub shutdown_grace: Duration,
     /// The certificate chain (PEM) the proxy shows clients that ask for TLS. With
@@ -308,6 +314,9 @@ impl ProxyConfig {
             // One small insert per write transaction buys a COMMIT that is never ambiguous.
             commit_marks: true,
             commit_marks_schema: "goneaway_proxy".into(),
+            // Off: it slows every autocommit write (see BENCHMARKS.md); for applications that
+            // cannot check a write whose outcome is unknown.
+            autocommit_write_marks: false,
             shutdown_grace: Duration::from_secs(10),
             // TLS is opt-in: a certificate is a deployment decision.
             tls_cert: None,
@@ -435,6 +444,9 @@ impl ProxyConfig {
         if let Some(v) = file.commit_marks_schema {
             c.commit_marks_schema = v;
         }
+        if let Some(v) = file.autocommit_write_marks {
+            c.autocommit_write_marks = v;
+        }
         if let Some(v) = file.shutdown_grace_secs {
             c.shutdown_grace = secs(v);
         }
@@ -492,6 +504,7 @@ struct FileConfig {
     transaction_replay_budget: Option<usize>,
     commit_marks: Option<bool>,
     commit_marks_schema: Option<String>,
+    autocommit_write_marks: Option<bool>,
     shutdown_grace_secs: Option<f64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,

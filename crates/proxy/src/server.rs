@@ -204,6 +204,12 @@ impl Proxy {
         self.stats.clone()
     }
 
+    /// Whether commit marks are in use: their table exists (see
+    /// [`ProxyConfig::commit_marks`]).
+    pub fn commit_marks_ready(&self) -> bool {
+        self.shared.marks_ready.load(Ordering::Acquire)
+    }
+
     /// The configuration in force (the last one [`Proxy::reload`] accepted).
     pub fn config(&self) -> ProxyConfig {
         self.shared.current().config.clone()
@@ -518,6 +524,7 @@ fn changed_settings(a: &ProxyConfig, b: &ProxyConfig) -> Vec<&'static str> {
         transaction_replay_budget,
         commit_marks,
         commit_marks_schema,
+        autocommit_write_marks,
         shutdown_grace as "shutdown_grace_secs",
         require_tls,
         server_accounts,

@@ -110,7 +110,12 @@ impl Default for Labelled {
                 "transaction_lost",
             ]),
             replays: zeros(&["failed", "mismatch", "replayed", "unreplayable"]),
-            commits: zeros(&["committed", "not_committed"]),
+            commits: zeros(&[
+                "committed",
+                "not_committed",
+                "write_committed",
+                "write_not_committed",
+            ]),
         }
     }
 }

@@ -187,7 +187,11 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
     let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
         .await
         .unwrap();
-    let proxy = proxy_to(&server, relay.local_addr()).await;
+    // Autocommit writes as marked one-statement transactions: their lost COMMITs resolved.
+    let proxy = proxy_with(&server, relay.local_addr(), |c| {
+        c.autocommit_write_marks = true
+    })
+    .await;
     let mut setup = connect(&proxy).await;
     setup
         .query_drop(

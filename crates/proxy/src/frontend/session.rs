@@ -225,6 +225,10 @@ pub struct Session {
     /// The server thread id and opening time of the last backend lost: the thread a
     /// replay or a COMMIT's resolution must see gone first.
     lost_backend: (Option<u32>, Option<i64>),
+    /// While set, [`Session::forward`] keeps the reply in [`Session::held`] instead of
+    /// sending it (an autocommit write waiting for its COMMIT).
+    holding: bool,
+    held: Option<BytesMut>,
     /// For the next backend only: limits it need not read again (see
     /// [`ConnectOptions::known_limits`]).
     known_limits: Option<(Duration, usize)>,
@@ -320,6 +324,8 @@ impl Session {
             pending_mark: None,
             commits: 0,
             lost_backend: (None, None),
+            holding: false,
+            held: None,
             server_account: matches!(login.verified, Verified::Server { .. }),
             known_limits: None,
             reply_buf: BytesMut::with_capacity(16 << 10),
@@ -999,6 +1005,45 @@ impl Session {
                     }
                 }
             }
+            if mark_failure.is_none() && self.wraps_write(cmd, &packets, sql.as_deref()) {
+                match self.wrapped_write(cmd, &to_send, sql.as_deref()).await {
+                    Wrapped::Done(alive) => {
+                        self.shared.stats.command_latency(started.elapsed());
+                        return alive;
+                    }
+                    Wrapped::Retry => {
+                        self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Wrapped::Unknown(cause) => {
+                        return self
+                            .answer_loss(
+                                cmd,
+                                sql.as_deref(),
+                                false,
+                                None,
+                                (false, false, 1),
+                                cause,
+                                None,
+                            )
+                            .await;
+                    }
+                    Wrapped::NotRun(cause) => {
+                        return self
+                            .answer_loss(
+                                cmd,
+                                sql.as_deref(),
+                                false,
+                                None,
+                                (false, true, 1),
+                                cause,
+                                None,
+                            )
+                            .await;
+                    }
+                    Wrapped::Plain => {}
+                }
+            }
             let result = match mark_failure {
                 Some(f) => Err(f),
                 None => self.forward(cmd, &to_send, sql.as_deref()).await,
@@ -1202,6 +1247,181 @@ impl Session {
                         )
                         .await;
                 }
+            }
+        }
+    }
+
+    /// Whether this command is an autocommit write to run as a marked one-statement
+    /// transaction (see [`crate::ProxyConfig::autocommit_write_marks`]).
+    fn wraps_write(&self, cmd: u8, packets: &[Packet], sql: Option<&str>) -> bool {
+        if !self.gen.config.autocommit_write_marks
+            || self.state.in_transaction
+            || self.state.autocommit_off
+            || self.state.unrestorable().is_some()
+            || !self.shared.marks_ready.load(Ordering::Relaxed)
+        {
+            return false;
+        }
+        let text: Option<Cow<'_, str>> = match cmd {
+            com::QUERY => sql.map(Cow::Borrowed),
+            com::STMT_EXECUTE => packets
+                .first()
+                .and_then(|p| statement_id(&p.payload))
+                .and_then(|id| self.state.statements.get(&id))
+                .map(|st| String::from_utf8_lossy(&st.prepare[1..])),
+            _ => None,
+        };
+        // One plain DML statement: no multi-statements, no RETURNING result set.
+        text.is_some_and(|t| {
+            matches!(
+                first_word(&t).as_str(),
+                "insert" | "update" | "delete" | "replace"
+            ) && !t.contains(';')
+                && !t.to_ascii_lowercase().contains("returning")
+        })
+    }
+
+    /// An autocommit write as `BEGIN`, the statement (its reply held), its commit mark and
+    /// `COMMIT`; the client gets the reply once it committed. A loss before the COMMIT
+    /// rolled the statement back: it runs again. A loss during the COMMIT is resolved by
+    /// the mark.
+    async fn wrapped_write(&mut self, cmd: u8, to_send: &[Packet], sql: Option<&str>) -> Wrapped {
+        let backend = self.backend.as_mut().expect("connected");
+        match backend.simple("BEGIN").await {
+            Ok(_) => {}
+            Err(e) if e.is_disconnect() => {
+                self.mark_lost(loss_of(&e, None), &e.to_string());
+                return Wrapped::Retry;
+            }
+            Err(_) => return Wrapped::Plain,
+        }
+        self.holding = true;
+        let r = self.forward(cmd, to_send, sql).await;
+        self.holding = false;
+        let held = self.held.take();
+        match r {
+            Ok(()) => {}
+            Err(Failure::ClientGone) => {
+                if let Some(b) = self.backend.as_mut() {
+                    let _ = b.simple("ROLLBACK").await;
+                }
+                return Wrapped::Done(false);
+            }
+            Err(Failure::Backend {
+                cause,
+                detail,
+                server_err,
+                ..
+            }) => {
+                // Inside the transaction: rolled back with the connection, never applied.
+                self.lost_backend = (self.last_thread_id, self.last_backend_opened);
+                self.backend = None;
+                self.state.backend_replaced();
+                self.state.forget_pinned();
+                // A KILL aimed at the running statement: not run again.
+                if server_err.is_some_and(|e| e.code == ER_CONNECTION_KILLED) {
+                    return Wrapped::NotRun(Cause::ConnectionKilled);
+                }
+                self.wrapped_absorbed(cause, &detail);
+                return Wrapped::Retry;
+            }
+        }
+        let held = held.unwrap_or_default();
+        let end_transaction = |s: &mut Self| {
+            s.state.in_transaction = false;
+            s.tx_log = None;
+            s.tx_wrote = false;
+        };
+        // An error (or anything but an OK): nothing to commit; the client gets it as is.
+        if held.get(4) != Some(&0x00) {
+            if let Some(b) = self.backend.as_mut() {
+                if let Err(e) = b.simple("ROLLBACK").await {
+                    if e.is_disconnect() {
+                        self.mark_lost(loss_of(&e, None), &e.to_string());
+                    }
+                }
+            }
+            end_transaction(self);
+            return Wrapped::Done(self.client.get_mut().write_all(&held).await.is_ok());
+        }
+        let token = match self.insert_commit_mark().await {
+            Ok(t) => t,
+            Err(e) => {
+                self.lost_backend = (self.last_thread_id, self.last_backend_opened);
+                self.backend = None;
+                self.state.backend_replaced();
+                self.state.forget_pinned();
+                self.wrapped_absorbed(loss_of(&e, None), &e.to_string());
+                return Wrapped::Retry;
+            }
+        };
+        let backend = self.backend.as_mut().expect("connected");
+        match backend.simple("COMMIT").await {
+            Ok(_) => {}
+            Err(ProxyError::Server(e)) => {
+                end_transaction(self);
+                let alive = self
+                    .send_err(1, e.code, &e.sqlstate, "server_closed", &e.message)
+                    .await;
+                return Wrapped::Done(alive);
+            }
+            Err(e) => {
+                let cause = loss_of(&e, None);
+                self.lost_backend = (self.last_thread_id, self.last_backend_opened);
+                self.backend = None;
+                self.state.backend_replaced();
+                self.state.forget_pinned();
+                if let Err(u) = cause {
+                    self.unexplained = Some(u);
+                }
+                let outcome = match token {
+                    Some(t) => self.resolve_commit(t).await,
+                    None => None,
+                };
+                let known = match cause {
+                    Ok(c) => c,
+                    Err(_) => self
+                        .explained
+                        .take()
+                        .or_else(|| {
+                            self.unexplained
+                                .take()
+                                .map(|u| u.cause(false, self.wait_timeout))
+                        })
+                        .unwrap_or(Cause::Unknown),
+                };
+                match outcome {
+                    Some(true) => {
+                        self.shared.stats.commit_resolved("write_committed");
+                        self.shared.stats.absorbed(known.as_str());
+                    }
+                    Some(false) => {
+                        self.shared.stats.commit_resolved("write_not_committed");
+                        self.shared.stats.absorbed(known.as_str());
+                        return Wrapped::Retry;
+                    }
+                    None => return Wrapped::Unknown(known),
+                }
+            }
+        }
+        end_transaction(self);
+        let mut held = held;
+        set_autocommit_status(&mut held);
+        Wrapped::Done(self.client.get_mut().write_all(&held).await.is_ok())
+    }
+
+    /// Counts a loss an autocommit write's retry absorbs.
+    fn wrapped_absorbed(&mut self, cause: Result<Cause, Unexplained>, detail: &str) {
+        tracing::debug!(
+            session = self.id,
+            detail,
+            "a wrapped autocommit write lost its connection before COMMIT; it runs again"
+        );
+        match cause {
+            Ok(c) => self.shared.stats.absorbed(c.as_str()),
+            Err(mut u) => {
+                u.absorbed = true;
+                self.unexplained = Some(u);
             }
         }
     }
@@ -2025,7 +2245,7 @@ impl Session {
                 p = Packet::new(p.seq, strip_session_track(&p.payload));
             }
             p.write_to(&mut buf);
-            if buf.len() >= reply_buffer {
+            if buf.len() >= reply_buffer && !self.holding {
                 if self.client.get_mut().write_all(&buf).await.is_err() {
                     return Err(Failure::ClientGone);
                 }
@@ -2060,12 +2280,16 @@ impl Session {
                 }
             }
         }
-        if !buf.is_empty() && self.client.get_mut().write_all(&buf).await.is_err() {
-            return Err(Failure::ClientGone);
-        }
-        if buf.capacity() <= 64 << 10 {
-            buf.clear();
-            self.reply_buf = buf;
+        if self.holding {
+            self.held = Some(buf);
+        } else {
+            if !buf.is_empty() && self.client.get_mut().write_all(&buf).await.is_err() {
+                return Err(Failure::ClientGone);
+            }
+            if buf.capacity() <= 64 << 10 {
+                buf.clear();
+                self.reply_buf = buf;
+            }
         }
         backend.last_used = Instant::now();
         // Follow the session's state.
@@ -2294,6 +2518,40 @@ struct OldSession {
     charset: u8,
     target: BackendTarget,
     server_account: bool,
+}
+
+/// What became of a wrapped autocommit write.
+enum Wrapped {
+    /// The client got its reply (`false`: the client is gone).
+    Done(bool),
+    /// It never committed: run it again.
+    Retry,
+    /// The COMMIT's outcome could not be resolved.
+    Unknown(Cause),
+    /// Not wrapped after all: run it the ordinary way.
+    Plain,
+    /// Rolled back and not to be run again (a KILL aimed at it).
+    NotRun(Cause),
+}
+
+/// In a held OK packet (header included) of a statement run inside the proxy's own
+/// transaction: the status the client expects in autocommit mode.
+fn set_autocommit_status(packet: &mut BytesMut) {
+    let lenenc = |b: Option<&u8>| match b {
+        Some(0xfc) => 3,
+        Some(0xfd) => 4,
+        Some(0xfe) => 9,
+        Some(_) => 1,
+        None => 0,
+    };
+    let mut at = 5;
+    at += lenenc(packet.get(at));
+    at += lenenc(packet.get(at));
+    if let Some(flags) = packet.get_mut(at..at + 2) {
+        let status = u16::from_le_bytes([flags[0], flags[1]]);
+        let status = (status & !status::IN_TRANS) | status::AUTOCOMMIT;
+        flags.copy_from_slice(&status.to_le_bytes());
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
