@@ -79,6 +79,15 @@ pub struct Args {
     /// server's own accounts.
     #[arg(long)]
     no_server_accounts: bool,
+    /// No commit marks: a COMMIT lost with its connection stays "outcome unknown", and the
+    /// server holds nothing of the proxy's (no goneaway_proxy schema, no extra insert per
+    /// write transaction).
+    #[arg(long)]
+    no_commit_marks: bool,
+    /// Never replay a transaction lost before its COMMIT: the session goes to the
+    /// failed-transaction state at once.
+    #[arg(long)]
+    no_transaction_replay: bool,
     /// How long a command waits for a restarting server, in seconds.
     #[arg(long, value_name = "SECS")]
     server_wait: Option<f64>,
@@ -177,6 +186,12 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     }
     if args.no_server_accounts {
         config.server_accounts = false;
+    }
+    if args.no_commit_marks {
+        config.commit_marks = false;
+    }
+    if args.no_transaction_replay {
+        config.transaction_replay = false;
     }
     if let Some(s) = args.server_wait {
         config.server_wait = Duration::from_secs_f64(s.max(0.0));
