@@ -462,3 +462,89 @@ async fn wait_for_marks(proxy: &goneaway_proxy::Proxy) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn named_locks_are_checked_and_xa_and_local_files_are_not_replayed() {
+    use futures_util::StreamExt;
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop(
+        "CREATE TABLE rules (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    let refused = |r: Result<(), mysql_async::Error>, why: &str| {
+        let e = r.expect_err("not replayed");
+        assert_eq!(code(&e), 1927, "{e}");
+        assert!(e.to_string().contains(why), "expected {why:?}: {e}");
+    };
+    // A named lock taken in the transaction is taken again by the replay, and the digest
+    // proves it: GET_LOCK returns 1 again. Held by another session meanwhile, it returns 0
+    // and the transaction is not continued.
+    let r = lose_after(&server, &mut conn, &["SELECT GET_LOCK('replay', 0)"], None).await;
+    r.expect("replayed: the lock was free");
+    let mine: Option<i64> = conn
+        .query_first("SELECT IS_USED_LOCK('replay') = CONNECTION_ID()")
+        .await
+        .unwrap();
+    assert_eq!(mine, Some(1), "the session holds its lock again");
+    conn.query_drop("ROLLBACK").await.unwrap();
+    conn.query_drop("DO RELEASE_LOCK('replay')").await.unwrap();
+    let id = backend_id(&mut conn).await;
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("SELECT GET_LOCK('replay', 0)")
+        .await
+        .unwrap();
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut holder = server.admin_conn().await.unwrap();
+    let got: Option<i64> = holder
+        .query_first("SELECT GET_LOCK('replay', 5)")
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    let r = conn
+        .query_drop("INSERT INTO rules (v) VALUES ('after')")
+        .await;
+    refused(r, "gave another result");
+    conn.query_drop("ROLLBACK").await.unwrap();
+    drop(holder);
+
+    // The file of a LOAD DATA LOCAL came from the client and is gone.
+    conn.set_infile_handler(async move {
+        Ok(
+            futures_util::stream::iter([bytes::Bytes::from("from-a-file\n")])
+                .map(Ok)
+                .boxed(),
+        )
+    });
+    let r = lose_after(
+        &server,
+        &mut conn,
+        &["LOAD DATA LOCAL INFILE 'rows.txt' INTO TABLE rules (v)"],
+        None,
+    )
+    .await;
+    refused(r, "LOAD DATA LOCAL");
+    conn.query_drop("ROLLBACK").await.unwrap();
+
+    // An XA transaction.
+    let id = backend_id(&mut conn).await;
+    conn.query_drop("XA START 'replay'").await.unwrap();
+    conn.query_drop("INSERT INTO rules (v) VALUES ('xa')")
+        .await
+        .unwrap();
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = conn
+        .query_drop("INSERT INTO rules (v) VALUES ('after')")
+        .await;
+    refused(r, "XA");
+    conn.query_drop("ROLLBACK").await.unwrap();
+    let n: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM rules")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(0), "nothing of them");
+}

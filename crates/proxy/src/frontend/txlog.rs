@@ -26,8 +26,11 @@
 //!   gone), prepared statements with long data, cursors, XA transactions, a transaction
 //!   over the byte budget ([`crate::ProxyConfig::transaction_replay_budget`]), and a
 //!   transaction whose session also held state a fresh backend cannot get back
-//!   (temporary tables, `GET_LOCK`, user variables). These keep today's failed-transaction
-//!   state, whose error says why.
+//!   (temporary tables, user variables). These keep today's failed-transaction state,
+//!   whose error says why.
+//! - **Named locks** taken inside the transaction are taken again by the replay, and the
+//!   digest proves it (`GET_LOCK` returns 1 again; 0 if another session took it meanwhile,
+//!   and the transaction is not continued).
 //! - **Implicit commits** end the transaction, and with it the log.
 //! - Before a replay the old server thread is killed (when the server did not restart:
 //!   thread ids only name one connection within a server's life), so that a transaction
@@ -128,7 +131,8 @@ impl ReplyDigest {
 
 /// Whether a statement's text opens a transaction (`BEGIN`, `START TRANSACTION`).
 pub fn opens_transaction(first_word: &str) -> bool {
-    matches!(first_word, "begin" | "start")
+    // `XA START` too: recorded, so that the log says why it is not replayed.
+    matches!(first_word, "begin" | "start" | "xa")
 }
 
 /// Whether a statement ends the open transaction by committing it implicitly (DDL and the
