@@ -272,6 +272,22 @@ async fn commit_cut(
     Duration,
     goneaway_proxy::Proxy,
 ) {
+    commit_cut_as(false, replay, reset_after, stop_server_for).await
+}
+
+/// [`commit_cut`], with BEGIN, the INSERT and COMMIT as prepared statements when
+/// `prepared` (as sysbench sends them).
+async fn commit_cut_as(
+    prepared: bool,
+    replay: bool,
+    reset_after: Duration,
+    stop_server_for: Option<Duration>,
+) -> (
+    Result<(), mysql_async::Error>,
+    i64,
+    Duration,
+    goneaway_proxy::Proxy,
+) {
     use goneaway_relay::{Fault as RelayFault, FaultKind, Relay, RelayConfig};
     let server = server().await;
     let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
@@ -287,10 +303,20 @@ async fn commit_cut(
         .unwrap();
     // The commit marks' table is made at start, before the faults.
     wait_for_marks(&proxy).await;
-    conn.query_drop("BEGIN").await.unwrap();
-    conn.query_drop("INSERT INTO c VALUES (1), (2)")
-        .await
-        .unwrap();
+    if prepared {
+        // Prepared once before (mysql_async caches them): the COMMIT below is one execute.
+        conn.exec_drop("BEGIN", ()).await.unwrap();
+        conn.exec_drop("COMMIT", ()).await.unwrap();
+        conn.exec_drop("BEGIN", ()).await.unwrap();
+        conn.exec_drop("INSERT INTO c VALUES (?), (?)", (1, 2))
+            .await
+            .unwrap();
+    } else {
+        conn.query_drop("BEGIN").await.unwrap();
+        conn.query_drop("INSERT INTO c VALUES (1), (2)")
+            .await
+            .unwrap();
+    }
     let latency = Duration::from_millis(500);
     relay.set(RelayFault::Latency(latency));
     let started = std::time::Instant::now();
@@ -311,7 +337,14 @@ async fn commit_cut(
             relay.remove(FaultKind::Latency);
         }
     };
-    let (r, ()) = tokio::join!(conn.query_drop("COMMIT"), cut);
+    let commit = async {
+        if prepared {
+            conn.exec_drop("COMMIT", ()).await
+        } else {
+            conn.query_drop("COMMIT").await
+        }
+    };
+    let (r, ()) = tokio::join!(commit, cut);
     let took = started.elapsed();
     let mut admin = server.admin_conn().await.unwrap();
     let rows: Option<i64> = admin
@@ -464,7 +497,7 @@ async fn wait_for_marks(proxy: &goneaway_proxy::Proxy) {
 }
 
 #[tokio::test]
-async fn named_locks_are_checked_and_xa_and_local_files_are_not_replayed() {
+async fn named_locks_xa_and_local_files_are_not_replayed() {
     use futures_util::StreamExt;
     let server = server().await;
     let proxy = proxy(&server).await;
@@ -479,37 +512,18 @@ async fn named_locks_are_checked_and_xa_and_local_files_are_not_replayed() {
         assert_eq!(code(&e), 1927, "{e}");
         assert!(e.to_string().contains(why), "expected {why:?}: {e}");
     };
-    // A named lock taken in the transaction is taken again by the replay, and the digest
-    // proves it: GET_LOCK returns 1 again. Held by another session meanwhile, it returns 0
-    // and the transaction is not continued.
+    // A named lock lives in the lost connection (and outlives the transaction): pinned,
+    // never replayed; the client is told.
     let r = lose_after(&server, &mut conn, &["SELECT GET_LOCK('replay', 0)"], None).await;
-    r.expect("replayed: the lock was free");
-    let mine: Option<i64> = conn
-        .query_first("SELECT IS_USED_LOCK('replay') = CONNECTION_ID()")
-        .await
-        .unwrap();
-    assert_eq!(mine, Some(1), "the session holds its lock again");
+    refused(r, "GET_LOCK");
     conn.query_drop("ROLLBACK").await.unwrap();
-    conn.query_drop("DO RELEASE_LOCK('replay')").await.unwrap();
+    // Outside a transaction too: the next statement says the lock was lost.
+    conn.query_drop("DO GET_LOCK('idle', 0)").await.unwrap();
     let id = backend_id(&mut conn).await;
-    conn.query_drop("BEGIN").await.unwrap();
-    conn.query_drop("SELECT GET_LOCK('replay', 0)")
-        .await
-        .unwrap();
     server.kill_connection(id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut holder = server.admin_conn().await.unwrap();
-    let got: Option<i64> = holder
-        .query_first("SELECT GET_LOCK('replay', 5)")
-        .await
-        .unwrap();
-    assert_eq!(got, Some(1));
-    let r = conn
-        .query_drop("INSERT INTO rules (v) VALUES ('after')")
-        .await;
-    refused(r, "gave another result");
-    conn.query_drop("ROLLBACK").await.unwrap();
-    drop(holder);
+    let e = conn.query_drop("SELECT 1").await.unwrap_err();
+    assert!(e.to_string().contains("GET_LOCK"), "{e}");
 
     // The file of a LOAD DATA LOCAL came from the client and is gone.
     conn.set_infile_handler(async move {
@@ -547,4 +561,21 @@ async fn named_locks_are_checked_and_xa_and_local_files_are_not_replayed() {
         .await
         .unwrap();
     assert_eq!(n, Some(0), "nothing of them");
+}
+
+#[tokio::test]
+async fn a_prepared_commit_lost_after_the_server_committed_is_answered_ok_not_replayed() {
+    // COMMIT as a prepared statement (sysbench, Connector/J with server-side prepares):
+    // the same resolution as a text COMMIT; above all never a replay of a transaction
+    // that may have committed.
+    let (r, rows, _, proxy) = commit_cut_as(true, true, Duration::from_millis(1750), None).await;
+    r.expect("the commit mark proves the COMMIT committed");
+    assert_eq!(rows, 2, "committed, once");
+    assert_eq!(
+        resolved(&proxy, "committed"),
+        1,
+        "{:?}",
+        proxy.stats().commits_resolved()
+    );
+    assert_eq!(replays(&proxy, "replayed"), 0);
 }

@@ -898,6 +898,15 @@ impl Session {
             _ => {}
         }
         let sql = (cmd == com::QUERY).then(|| String::from_utf8_lossy(&packets[0].payload[1..]));
+        // The text the transaction-control decisions read: the query's, or for a prepared
+        // BEGIN, COMMIT or ROLLBACK (drivers such as sysbench prepare them) its keyword.
+        let tx_sql: Option<Cow<'_, str>> = match cmd {
+            com::STMT_EXECUTE => statement_id(&packets[0].payload)
+                .and_then(|id| self.state.statements.get(&id))
+                .and_then(|st| st.control)
+                .map(Cow::Borrowed),
+            _ => sql.clone(),
+        };
         let waits_for_tx = !matches!(
             cmd,
             com::PING | com::STMT_PREPARE | com::RESET_CONNECTION | com::STATISTICS
@@ -907,9 +916,10 @@ impl Session {
         if self.failed_tx.is_some()
             && waits_for_tx
             && self.tx_log.is_some()
-            && !(cmd == com::QUERY
-                && ends_transaction(sql.as_deref())
-                && sql.as_deref().is_some_and(|s| first_word(s) == "rollback"))
+            && !(ends_transaction(tx_sql.as_deref())
+                && tx_sql
+                    .as_deref()
+                    .is_some_and(|s| first_word(s) == "rollback"))
         {
             match self.replay_transaction().await {
                 Ok(()) => {
@@ -923,7 +933,7 @@ impl Session {
             }
         }
         if self.failed_tx.is_some() && waits_for_tx {
-            return self.refuse_in_failed_tx(sql.as_deref()).await;
+            return self.refuse_in_failed_tx(tx_sql.as_deref()).await;
         }
         if let Some((what, cause)) = self.lost.take() {
             let cause = if cause == Cause::Unknown {
@@ -966,7 +976,7 @@ impl Session {
                         // Nothing of the client's command was sent yet: safe to try again.
                         self.mark_lost(loss_of(&e, None), &e.to_string());
                         if self.failed_tx.is_some() {
-                            return self.refuse_in_failed_tx(sql.as_deref()).await;
+                            return self.refuse_in_failed_tx(tx_sql.as_deref()).await;
                         }
                         continue;
                     }
@@ -976,7 +986,7 @@ impl Session {
                 && matches!(cmd, com::QUERY | com::STMT_EXECUTE)
                 && (self.state.in_transaction
                     || self.state.autocommit_off
-                    || sql
+                    || tx_sql
                         .as_deref()
                         .is_some_and(|s| txlog::opens_transaction(&first_word(s))));
             self.digest = record.then(ReplyDigest::default);
@@ -985,11 +995,10 @@ impl Session {
             // before its COMMIT was sent.
             self.pending_mark = None;
             let mut mark_failure = None;
-            if cmd == com::QUERY
-                && self.state.in_transaction
+            if self.state.in_transaction
                 && self.tx_wrote
                 && self.gen.config.commit_marks
-                && sql.as_deref().is_some_and(|s| first_word(s) == "commit")
+                && tx_sql.as_deref().is_some_and(|s| first_word(s) == "commit")
             {
                 match self.insert_commit_mark().await {
                     Ok(token) => self.pending_mark = token,
@@ -1018,7 +1027,6 @@ impl Session {
                     Wrapped::Unknown(cause) => {
                         return self
                             .answer_loss(
-                                cmd,
                                 sql.as_deref(),
                                 false,
                                 None,
@@ -1030,15 +1038,7 @@ impl Session {
                     }
                     Wrapped::NotRun(cause) => {
                         return self
-                            .answer_loss(
-                                cmd,
-                                sql.as_deref(),
-                                false,
-                                None,
-                                (false, true, 1),
-                                cause,
-                                None,
-                            )
+                            .answer_loss(sql.as_deref(), false, None, (false, true, 1), cause, None)
                             .await;
                     }
                     Wrapped::Plain => {}
@@ -1081,9 +1081,8 @@ impl Session {
                     // A transaction lost before its end: the server rolled all of it back,
                     // this statement included, so all of it can run again (see txlog).
                     // Not a statement that ends the transaction or may have committed it.
-                    let is_commit = in_tx
-                        && cmd == com::QUERY
-                        && sql.as_deref().is_some_and(|s| first_word(s) == "commit");
+                    let is_commit =
+                        in_tx && tx_sql.as_deref().is_some_and(|s| first_word(s) == "commit");
                     if is_commit && !flushed {
                         if let Err(u) = cause {
                             self.unexplained = Some(u);
@@ -1156,11 +1155,10 @@ impl Session {
                             }
                         }
                     }
-                    let ends = cmd == com::QUERY
-                        && (ends_transaction(sql.as_deref())
-                            || sql
-                                .as_deref()
-                                .is_some_and(|s| txlog::commits_implicitly(&first_word(s))));
+                    let ends = ends_transaction(tx_sql.as_deref())
+                        || tx_sql
+                            .as_deref()
+                            .is_some_and(|s| txlog::commits_implicitly(&first_word(s)));
                     if in_tx && !flushed && pinned_free && !killed && !ends {
                         if let Err(u) = cause {
                             self.unexplained = Some(u);
@@ -1237,8 +1235,7 @@ impl Session {
                     );
                     return self
                         .answer_loss(
-                            cmd,
-                            sql.as_deref(),
+                            tx_sql.as_deref(),
                             in_tx,
                             lost,
                             (flushed, not_run, seq),
@@ -1749,7 +1746,6 @@ impl Session {
     #[allow(clippy::too_many_arguments)]
     async fn answer_loss(
         &mut self,
-        cmd: u8,
         sql: Option<&str>,
         in_tx: bool,
         lost: Option<String>,
@@ -1760,7 +1756,7 @@ impl Session {
         // The statement that ends the transaction decides its fate itself: a lost
         // ROLLBACK rolled back (the server rolls back a connection it loses), a lost
         // COMMIT may or may not have committed.
-        let ending = (in_tx && cmd == com::QUERY && ends_transaction(sql))
+        let ending = (in_tx && ends_transaction(sql))
             .then(|| sql.map(first_word).is_some_and(|w| w == "rollback"));
         let refusal = self.replay_refusal.take();
         if in_tx && ending.is_none() {
@@ -2305,6 +2301,7 @@ impl Session {
                         types: None,
                         typed: false,
                         read_only: is_read_only(&text),
+                        control: txlog::control_word(&text),
                     },
                 );
             }

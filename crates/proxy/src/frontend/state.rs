@@ -32,6 +32,10 @@ pub struct Statement {
     pub typed: bool,
     /// Whether executing it is safe to replay (a read-only statement).
     pub read_only: bool,
+    /// When it is transaction control (a driver may prepare BEGIN and COMMIT, as sysbench
+    /// does): its keyword, for the decisions a COM_QUERY's text makes (see
+    /// [`crate::frontend::txlog::control_word`]).
+    pub control: Option<&'static str>,
 }
 
 /// A client session's state, as followed through the server's session tracking.
@@ -136,6 +140,17 @@ impl SessionState {
                 }
                 StateChange::StateChanged => state_changed = true,
                 StateChange::Other(_) => {}
+            }
+        }
+        // A named lock lives in the connection, and the server does not flag it as a state
+        // change: found by its name (without allocating; most statements are short).
+        if let Some(s) = sql {
+            if !self.pinned.contains(NAMED_LOCKS)
+                && s.as_bytes()
+                    .windows(8)
+                    .any(|w| w.eq_ignore_ascii_case(b"get_lock"))
+            {
+                self.pinned.insert(NAMED_LOCKS);
             }
         }
         // Most replies change nothing: the text is only looked at when it can matter.

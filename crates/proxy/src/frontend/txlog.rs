@@ -26,11 +26,8 @@
 //!   gone), prepared statements with long data, cursors, XA transactions, a transaction
 //!   over the byte budget ([`crate::ProxyConfig::transaction_replay_budget`]), and a
 //!   transaction whose session also held state a fresh backend cannot get back
-//!   (temporary tables, user variables). These keep today's failed-transaction state,
-//!   whose error says why.
-//! - **Named locks** taken inside the transaction are taken again by the replay, and the
-//!   digest proves it (`GET_LOCK` returns 1 again; 0 if another session took it meanwhile,
-//!   and the transaction is not continued).
+//!   (temporary tables, `GET_LOCK`'s named locks, user variables). These keep today's
+//!   failed-transaction state, whose error says why.
 //! - **Implicit commits** end the transaction, and with it the log.
 //! - Before a replay the old server thread is killed (when the server did not restart:
 //!   thread ids only name one connection within a server's life), so that a transaction
@@ -133,6 +130,25 @@ impl ReplyDigest {
 pub fn opens_transaction(first_word: &str) -> bool {
     // `XA START` too: recorded, so that the log says why it is not replayed.
     matches!(first_word, "begin" | "start" | "xa")
+}
+
+/// The keyword that stands for a statement's transaction control, if it is any: `begin`
+/// (also for `START TRANSACTION` and `XA`), `commit`, `rollback` (not `ROLLBACK TO
+/// SAVEPOINT`), or `create` for any statement that commits implicitly. Kept for prepared
+/// statements, whose executes carry no text.
+pub fn control_word(sql: &str) -> Option<&'static str> {
+    let word = crate::frontend::state::first_word(sql);
+    if crate::frontend::state::ends_transaction(Some(sql)) {
+        return Some(if word == "commit" {
+            "commit"
+        } else {
+            "rollback"
+        });
+    }
+    if opens_transaction(&word) {
+        return Some("begin");
+    }
+    commits_implicitly(&word).then_some("create")
 }
 
 /// Whether a statement ends the open transaction by committing it implicitly (DDL and the
