@@ -321,20 +321,9 @@ fn frameworks(p: &PoolLimits) -> Vec<PoolSnippet> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::Scoped;
 
     fn facts(vars: &[(&str, &str)]) -> Facts {
-        let mut f = Facts::default();
-        for (k, v) in vars {
-            f.variables.insert(
-                k.to_string(),
-                Scoped {
-                    global: Some(v.to_string()),
-                    session: Some(v.to_string()),
-                },
-            );
-        }
-        f
+        Facts::with_variables(vars)
     }
 
     fn finding(cause: Cause) -> Finding {

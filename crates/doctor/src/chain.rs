@@ -585,20 +585,9 @@ pub(crate) fn render_markdown(chain: &[Link], transfer: &[Link], o: &mut String)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::Scoped;
 
     fn facts(vars: &[(&str, &str)]) -> Facts {
-        let mut f = Facts::default();
-        for (k, v) in vars {
-            f.variables.insert(
-                k.to_string(),
-                Scoped {
-                    global: Some(v.to_string()),
-                    session: Some(v.to_string()),
-                },
-            );
-        }
-        f
+        Facts::with_variables(vars)
     }
 
     fn layers(chain: &[Link]) -> Vec<(&'static str, Verdict)> {

@@ -186,6 +186,24 @@ pub struct Facts {
     pub unreadable: Vec<String>,
 }
 
+#[cfg(test)]
+impl Facts {
+    /// Facts with these variables, the same in the global and the session scope.
+    pub(crate) fn with_variables(vars: &[(&str, &str)]) -> Facts {
+        let mut f = Facts::default();
+        for (k, v) in vars {
+            f.variables.insert(
+                k.to_string(),
+                Scoped {
+                    global: Some(v.to_string()),
+                    session: Some(v.to_string()),
+                },
+            );
+        }
+        f
+    }
+}
+
 impl Facts {
     /// A variable's global value.
     pub fn global(&self, name: &str) -> Option<&str> {

@@ -52,9 +52,22 @@ async fn replication_pair_replicates_a_write_and_reports_its_faults() {
     assert_eq!(set.replica_status(0).await.unwrap(), None);
 
     // A lagging replica.
+    // lag() returns once the replica reported a lag; the figure moves between reads (the
+    // SQL thread waiting out MASTER_DELAY reports 0 at moments), so read it until it shows
+    // again, for at most 10 s.
     set.lag(1, 30).await.unwrap();
-    let lag = set.replica_status(1).await.unwrap().unwrap();
-    assert!(lag.seconds_behind_master.is_some_and(|s| s >= 1), "{lag:?}");
+    let started = std::time::Instant::now();
+    loop {
+        let lag = set.replica_status(1).await.unwrap().unwrap();
+        if lag.seconds_behind_master.is_some_and(|s| s >= 1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{lag:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     set.lag(1, 0).await.unwrap();
 
     // A replica held back by a lock on its side, then released.

@@ -30,7 +30,6 @@ use sha1::{Digest, Sha1};
 
 use crate::backend::conn::{self, Backend, ConnectOptions};
 use crate::config::{Account, BackendTarget, Credential, ProxyConfig};
-use crate::net::packet;
 use crate::stats::Stats;
 
 /// Re-reads of the server's accounts are at least this far apart.
@@ -304,14 +303,7 @@ impl ServerAccounts {
     }
 
     async fn load(&self) -> Result<(HashMap<String, Vec<ServerAccount>>, bool), String> {
-        let opts = ConnectOptions {
-            client_capabilities: packet::caps::INTERNAL,
-            client_mariadb_capabilities: 0,
-            charset: packet::DEFAULT_CHARSET,
-            database: None,
-            timeout: self.connect_timeout,
-            known_limits: None,
-        };
+        let opts = ConnectOptions::internal(self.connect_timeout);
         let mut b = Backend::connect(&self.monitor, &opts, self.stats.clone())
             .await
             .map_err(|e| e.to_string())?;

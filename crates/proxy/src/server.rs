@@ -16,7 +16,7 @@ use crate::backend::{Backend, ConnectOptions};
 use crate::config::ProxyConfig;
 use crate::frontend::Session;
 use crate::gate::Gate;
-use crate::net::packet::{caps, DEFAULT_CHARSET};
+use crate::net::packet::caps;
 use crate::stats::Stats;
 use crate::ProxyError;
 
@@ -364,14 +364,7 @@ async fn make_commit_marks(shared: &Shared) -> Result<(), String> {
     let gen = shared.current();
     let config = &gen.config;
     let schema = config.commit_marks_schema.replace('`', "``");
-    let opts = ConnectOptions {
-        client_capabilities: caps::INTERNAL,
-        client_mariadb_capabilities: 0,
-        charset: DEFAULT_CHARSET,
-        database: None,
-        timeout: config.connect_timeout,
-        known_limits: None,
-    };
+    let opts = ConnectOptions::internal(config.connect_timeout);
     let result = async {
         let mut b = Backend::connect(&config.backend, &opts, shared.stats.clone()).await?;
         b.simple(&format!("CREATE DATABASE IF NOT EXISTS `{schema}`"))
@@ -406,14 +399,7 @@ async fn sweep_commit_marks(shared: Arc<Shared>) {
         }
         let gen = shared.current();
         let config = &gen.config;
-        let opts = ConnectOptions {
-            client_capabilities: caps::INTERNAL,
-            client_mariadb_capabilities: 0,
-            charset: DEFAULT_CHARSET,
-            database: None,
-            timeout: config.connect_timeout,
-            known_limits: None,
-        };
+        let opts = ConnectOptions::internal(config.connect_timeout);
         let schema = config.commit_marks_schema.replace('`', "``");
         if let Ok(mut b) = Backend::connect(&config.backend, &opts, shared.stats.clone()).await {
             let sql = format!(
@@ -429,14 +415,7 @@ async fn sweep_commit_marks(shared: Arc<Shared>) {
 
 /// Logs in once to learn the server's version; falls back to a neutral greeting.
 async fn probe(config: &ProxyConfig, stats: &Arc<Stats>) -> ServerInfo {
-    let opts = ConnectOptions {
-        client_capabilities: caps::INTERNAL,
-        client_mariadb_capabilities: 0,
-        charset: DEFAULT_CHARSET,
-        database: None,
-        timeout: config.connect_timeout,
-        known_limits: None,
-    };
+    let opts = ConnectOptions::internal(config.connect_timeout);
     match Backend::connect(&config.backend, &opts, stats.clone()).await {
         Ok(b) => {
             let info = ServerInfo {

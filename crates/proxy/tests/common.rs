@@ -18,6 +18,16 @@ pub async fn server() -> Server {
         .expect("a harness server")
 }
 
+/// A fault-injecting relay in front of `server`.
+pub async fn relay(server: &Server) -> goneaway_relay::Relay {
+    goneaway_relay::Relay::start(goneaway_relay::RelayConfig::new(
+        "127.0.0.1:0",
+        server.addr().to_string(),
+    ))
+    .await
+    .expect("relay")
+}
+
 /// A proxy in front of `upstream` (the server's own address, or a relay's).
 pub async fn proxy_to(server: &Server, upstream: std::net::SocketAddr) -> Proxy {
     proxy_with(server, upstream, |_| {}).await

@@ -2,16 +2,9 @@
 
 use std::time::Duration;
 
-use goneaway_relay::{Relay, RelayConfig};
 use mysql_async::prelude::*;
 
 use crate::common::*;
-
-async fn relay(server: &goneaway_harness::Server) -> Relay {
-    Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
-        .await
-        .expect("relay")
-}
 
 #[tokio::test]
 async fn read_only_select_is_replayed_and_insert_is_not() {

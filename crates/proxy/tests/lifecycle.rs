@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use goneaway_proxy::{BackendTarget, Proxy, ProxyConfig};
-use goneaway_relay::{Relay, RelayConfig};
 use mysql_async::prelude::*;
 
 use crate::common::*;
@@ -179,9 +178,7 @@ async fn graceful_shutdown_lets_running_statements_finish() {
 #[tokio::test]
 async fn transaction_cut_before_commit_loses_it_whole() {
     let server = server().await;
-    let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
-        .await
-        .unwrap();
+    let relay = relay(&server).await;
     // Without replay (what an unreplayable transaction gets).
     let proxy = crate::common::proxy_with(&server, relay.local_addr(), |c| {
         c.transaction_replay = false

@@ -288,11 +288,9 @@ async fn commit_cut_as(
     Duration,
     goneaway_proxy::Proxy,
 ) {
-    use goneaway_relay::{Fault as RelayFault, FaultKind, Relay, RelayConfig};
+    use goneaway_relay::{Fault as RelayFault, FaultKind};
     let server = server().await;
-    let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
-        .await
-        .unwrap();
+    let relay = relay(&server).await;
     let proxy = proxy_with(&server, relay.local_addr(), |c| {
         c.transaction_replay = replay
     })
@@ -429,11 +427,9 @@ async fn a_commit_lost_while_the_old_thread_is_stalled_waits_rather_than_guesses
 async fn write_cut(
     reset_after: Duration,
 ) -> (Result<(), mysql_async::Error>, i64, goneaway_proxy::Proxy) {
-    use goneaway_relay::{Fault as RelayFault, FaultKind, Relay, RelayConfig};
+    use goneaway_relay::{Fault as RelayFault, FaultKind};
     let server = server().await;
-    let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
-        .await
-        .unwrap();
+    let relay = relay(&server).await;
     let proxy = proxy_with(&server, relay.local_addr(), |c| {
         c.autocommit_write_marks = true
     })

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use goneaway_relay::{Relay, RelayConfig};
 use mysql_async::prelude::*;
 
 use crate::common::*;
@@ -184,9 +183,7 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
         });
     eprintln!("soak: seed {seed} (GONEAWAY_SOAK_SEED={seed} reruns it), {secs} s");
     let server = Arc::new(server().await);
-    let relay = Relay::start(RelayConfig::new("127.0.0.1:0", server.addr().to_string()))
-        .await
-        .unwrap();
+    let relay = relay(&server).await;
     // Autocommit writes as marked one-statement transactions: their lost COMMITs resolved.
     let proxy = proxy_with(&server, relay.local_addr(), |c| {
         c.autocommit_write_marks = true

@@ -38,6 +38,21 @@ pub struct ConnectOptions {
     pub known_limits: Option<(Duration, usize)>,
 }
 
+impl ConnectOptions {
+    /// The proxy's own connections (the server probe, reading accounts, commit marks):
+    /// the internal capabilities, no database, no client behind them.
+    pub fn internal(timeout: Duration) -> ConnectOptions {
+        ConnectOptions {
+            client_capabilities: caps::INTERNAL,
+            client_mariadb_capabilities: 0,
+            charset: crate::net::packet::DEFAULT_CHARSET,
+            database: None,
+            timeout,
+            known_limits: None,
+        }
+    }
+}
+
 /// What happened to an idle backend connection.
 #[derive(Debug)]
 pub enum IdleEvent {

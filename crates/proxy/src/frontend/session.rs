@@ -988,7 +988,7 @@ impl Session {
                     || self.state.autocommit_off
                     || tx_sql
                         .as_deref()
-                        .is_some_and(|s| txlog::opens_transaction(&first_word(s))));
+                        .is_some_and(txlog::statement_opens_transaction));
             self.digest = record.then(ReplyDigest::default);
             // The COMMIT of a transaction that wrote carries a commit mark (see
             // ProxyConfig::commit_marks); a connection lost adding it lost the transaction
@@ -1067,10 +1067,7 @@ impl Session {
                     let in_tx = self.state.in_transaction;
                     let lost = self.state.unrestorable();
                     let pinned_free = self.state.pinned.is_empty();
-                    self.lost_backend = (self.last_thread_id, self.last_backend_opened);
-                    self.backend = None;
-                    self.state.backend_replaced();
-                    self.state.forget_pinned();
+                    self.drop_lost_backend();
                     self.digest = None;
                     self.reply_unreplayable = None;
                     // A KILL that hit the running statement was aimed at it (a runaway
@@ -1311,10 +1308,7 @@ impl Session {
                 ..
             }) => {
                 // Inside the transaction: rolled back with the connection, never applied.
-                self.lost_backend = (self.last_thread_id, self.last_backend_opened);
-                self.backend = None;
-                self.state.backend_replaced();
-                self.state.forget_pinned();
+                self.drop_lost_backend();
                 // A KILL aimed at the running statement: not run again.
                 if server_err.is_some_and(|e| e.code == ER_CONNECTION_KILLED) {
                     return Wrapped::NotRun(Cause::ConnectionKilled);
@@ -1344,10 +1338,7 @@ impl Session {
         let token = match self.insert_commit_mark().await {
             Ok(t) => t,
             Err(e) => {
-                self.lost_backend = (self.last_thread_id, self.last_backend_opened);
-                self.backend = None;
-                self.state.backend_replaced();
-                self.state.forget_pinned();
+                self.drop_lost_backend();
                 self.wrapped_absorbed(loss_of(&e, None), &e.to_string());
                 return Wrapped::Retry;
             }
@@ -1364,10 +1355,7 @@ impl Session {
             }
             Err(e) => {
                 let cause = loss_of(&e, None);
-                self.lost_backend = (self.last_thread_id, self.last_backend_opened);
-                self.backend = None;
-                self.state.backend_replaced();
-                self.state.forget_pinned();
+                self.drop_lost_backend();
                 if let Err(u) = cause {
                     self.unexplained = Some(u);
                 }
@@ -1405,6 +1393,15 @@ impl Session {
         let mut held = held;
         set_autocommit_status(&mut held);
         Wrapped::Done(self.client.get_mut().write_all(&held).await.is_ok())
+    }
+
+    /// Gives up a backend lost during a command: remembers its server thread (the one a
+    /// replay or a COMMIT's resolution must see gone), and forgets what died with it.
+    fn drop_lost_backend(&mut self) {
+        self.lost_backend = (self.last_thread_id, self.last_backend_opened);
+        self.backend = None;
+        self.state.backend_replaced();
+        self.state.forget_pinned();
     }
 
     /// Counts a loss an autocommit write's retry absorbs.
@@ -2062,9 +2059,8 @@ impl Session {
             com::QUERY => Ok((
                 Cow::Borrowed(packets),
                 outside_tx
-                    && sql.is_some_and(|s| {
-                        is_read_only(s) || txlog::opens_transaction(&first_word(s))
-                    }),
+                    && sql
+                        .is_some_and(|s| is_read_only(s) || txlog::statement_opens_transaction(s)),
             )),
             com::STMT_PREPARE
             | com::PING

@@ -262,6 +262,12 @@ fn mentions_user_variable(sql: &str) -> bool {
 
 /// The first keyword, after whitespace and comments.
 pub fn first_word(sql: &str) -> String {
+    first_word_as_written(sql).to_ascii_lowercase()
+}
+
+/// [`first_word`] as the statement spells it, without allocating (for checks on every
+/// command, with `eq_ignore_ascii_case`).
+pub fn first_word_as_written(sql: &str) -> &str {
     let mut s = sql.trim_start();
     loop {
         if let Some(rest) = s.strip_prefix("/*") {
@@ -283,7 +289,6 @@ pub fn first_word(sql: &str) -> String {
     s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
         .next()
         .unwrap_or("")
-        .to_ascii_lowercase()
 }
 
 #[cfg(test)]

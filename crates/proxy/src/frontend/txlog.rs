@@ -126,11 +126,21 @@ impl ReplyDigest {
     }
 }
 
-/// Whether a statement's text opens a transaction (`BEGIN`, `START TRANSACTION`).
+/// Whether a statement's (lowercase) first word opens a transaction (`BEGIN`, `START
+/// TRANSACTION`).
 pub fn opens_transaction(first_word: &str) -> bool {
-    // `XA START` too: recorded, so that the log says why it is not replayed.
-    matches!(first_word, "begin" | "start" | "xa")
+    OPENING.contains(&first_word)
 }
+
+/// [`opens_transaction`] for a whole statement, without allocating: it runs on every
+/// command outside a transaction.
+pub fn statement_opens_transaction(sql: &str) -> bool {
+    let word = crate::frontend::state::first_word_as_written(sql);
+    OPENING.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// `XA START` too: recorded, so that the log says why it is not replayed.
+const OPENING: [&str; 3] = ["begin", "start", "xa"];
 
 /// The keyword that stands for a statement's transaction control, if it is any: `begin`
 /// (also for `START TRANSACTION` and `XA`), `commit`, `rollback` (not `ROLLBACK TO
