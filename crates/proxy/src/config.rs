@@ -213,6 +213,10 @@ pub struct ProxyConfig {
     /// state that a fresh backend could not get back, released. `None`: derived from the
     /// server's `wait_timeout` (half of it, at most 60 s).
     pub keepalive_interval: Option<Duration>,
+    /// A reply silent this long makes the proxy ask the server, on a second connection,
+    /// whether the statement still runs or its reply is lost in the network (see
+    /// `backend::stall`); `None` waits for as long as the connection stays open.
+    pub stall_check: Option<Duration>,
     /// Replies up to this size are held until complete, so that a backend dying mid-reply
     /// can still be replayed without the client noticing; larger ones stream.
     pub reply_buffer: usize,
@@ -299,6 +303,10 @@ impl ProxyConfig {
             backend_slot_wait: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: None,
+            // A point select answers in microseconds, a slow report in minutes: after 5 s
+            // of silence one small query on a second connection costs nothing next to
+            // the statement, and a blackholed connection is found within about 6 s.
+            stall_check: Some(Duration::from_secs(5)),
             // Most replies (point selects, OKs) are far smaller; 1 MiB keeps memory bounded
             // at max_clients × 1 MiB in the worst case.
             reply_buffer: 1 << 20,
@@ -423,6 +431,9 @@ impl ProxyConfig {
         if let Some(v) = file.keepalive_interval_secs {
             c.keepalive_interval = Some(secs(v));
         }
+        if let Some(v) = file.stall_check_secs {
+            c.stall_check = (v > 0.0).then(|| secs(v));
+        }
         if let Some(v) = file.reply_buffer {
             c.reply_buffer = v;
         }
@@ -497,6 +508,7 @@ struct FileConfig {
     server_wait_secs: Option<f64>,
     connect_timeout_secs: Option<f64>,
     keepalive_interval_secs: Option<f64>,
+    stall_check_secs: Option<f64>,
     reply_buffer: Option<usize>,
     max_attempts: Option<u32>,
     killed_read_replay_limit_secs: Option<f64>,

@@ -29,6 +29,11 @@ pub enum ProxyError {
     /// The server could not be reached in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A reply stayed silent and the server, asked on a second connection, showed that it
+    /// will never come (see [`crate::backend::stall`]). `not_run`: the server never
+    /// received the statement.
+    #[error("{detail}")]
+    Stalled { not_run: bool, detail: String },
 }
 
 impl ProxyError {
@@ -44,7 +49,10 @@ impl ProxyError {
     pub fn is_disconnect(&self) -> bool {
         matches!(
             self,
-            ProxyError::Io { .. } | ProxyError::Timeout(_) | ProxyError::Protocol(_)
+            ProxyError::Io { .. }
+                | ProxyError::Timeout(_)
+                | ProxyError::Protocol(_)
+                | ProxyError::Stalled { .. }
         )
     }
 

@@ -496,6 +496,7 @@ fn changed_settings(a: &ProxyConfig, b: &ProxyConfig) -> Vec<&'static str> {
         backend_slot_wait as "backend_slot_wait_secs",
         connect_timeout as "connect_timeout_secs",
         keepalive_interval as "keepalive_interval_secs",
+        stall_check as "stall_check_secs",
         reply_buffer,
         max_attempts,
         killed_read_replay_limit as "killed_read_replay_limit_secs",

@@ -63,6 +63,8 @@ pub struct Stats {
     pub pings: AtomicU64,
     /// Idle backends released before the server's `wait_timeout` could end them.
     pub recycled: AtomicU64,
+    /// Second connections opened to ask the server about a silent reply.
+    pub stall_checks: AtomicU64,
     labelled: Mutex<Labelled>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_sum_micros: AtomicU64,
@@ -78,6 +80,8 @@ struct Labelled {
     replays: BTreeMap<&'static str, u64>,
     /// COMMITs lost with their connection and resolved by their mark, by outcome.
     commits: BTreeMap<&'static str, u64>,
+    /// Silent replies found never to come, by verdict (see [`crate::backend::stall`]).
+    stalls: BTreeMap<&'static str, u64>,
 }
 
 /// Every label value is exported from the start, at 0: a series that appears at its
@@ -116,6 +120,7 @@ impl Default for Labelled {
                 "write_committed",
                 "write_not_committed",
             ]),
+            stalls: zeros(&crate::backend::stall::VERDICTS),
         }
     }
 }
@@ -160,6 +165,22 @@ impl Stats {
             .commits
             .entry(outcome)
             .or_default() += 1;
+    }
+
+    /// Counts a silent reply found never to come, under its verdict.
+    pub fn stalled(&self, verdict: &'static str) {
+        *self
+            .labelled
+            .lock()
+            .unwrap()
+            .stalls
+            .entry(verdict)
+            .or_default() += 1;
+    }
+
+    /// Silent replies found never to come so far, by verdict.
+    pub fn stalls(&self) -> BTreeMap<&'static str, u64> {
+        nonzero(&self.labelled.lock().unwrap().stalls)
     }
 
     /// Lost COMMITs resolved so far, by outcome.
@@ -326,6 +347,12 @@ impl Stats {
             c(&self.pings).to_string(),
         );
         metric(
+            "goneaway_proxy_stall_checks_total",
+            "counter",
+            "Second connections opened to ask the server about a reply that stayed silent for stall_check.",
+            c(&self.stall_checks).to_string(),
+        );
+        metric(
             "goneaway_proxy_backends_recycled_total",
             "counter",
             "Idle backends released before wait_timeout.",
@@ -358,6 +385,13 @@ impl Stats {
             let _ = writeln!(
                 out,
                 "goneaway_proxy_commits_resolved_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP goneaway_proxy_stalled_replies_total Silent replies the server showed would never come, by verdict: never_received (the statement did not run), reply_lost, thread_gone, server_unreachable.\n# TYPE goneaway_proxy_stalled_replies_total counter");
+        for (verdict, n) in &labelled.stalls {
+            let _ = writeln!(
+                out,
+                "goneaway_proxy_stalled_replies_total{{verdict=\"{verdict}\"}} {n}"
             );
         }
         drop(labelled);

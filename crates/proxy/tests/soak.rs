@@ -1,14 +1,21 @@
 //! The proxy's soak: seeded writers through the proxy while a fault task KILLs backends,
-//! restarts and crashes the server and has the relay reset flows, checked by a ledger of
-//! everything the clients were told.
+//! restarts and crashes the server and has the relay reset or blackhole the backends'
+//! flows, checked by a ledger of everything the clients were told.
 //!
 //! Autocommit writers insert one row per statement; transaction writers insert two rows
-//! and COMMIT. Every row carries a unique key. At the end:
+//! and COMMIT. Every row carries a unique key. Two of the writers reach the proxy through
+//! a relay of their own and now and then cancel a statement the hard way: the relay resets
+//! their connection a few milliseconds after the statement went out (a client killed, a
+//! timeout that closes the socket). At the end:
 //!
 //! - every acknowledged write and every committed transaction is present exactly once
 //!   (lost = 0, doubled = 0);
 //! - every transaction is all or nothing (torn = 0), and one the client was told did not
 //!   commit is absent;
+//! - a transaction whose client vanished before its COMMIT is absent (the proxy ran nothing
+//!   of it to its end), a write or COMMIT cancelled while in flight is present at most once;
+//! - the proxy is left exactly consistent: no client counted, no transaction open on the
+//!   server once the clients are gone;
 //! - client-visible errors are counted by reason; the only ones allowed are "outcome
 //!   unknown" for an autocommit write cut while it ran (the documented case the proxy does
 //!   not resolve yet) and the replays refused by their documented rules.
@@ -60,6 +67,8 @@ struct Ledger {
     transactions: HashMap<(String, String), Told>,
     /// Client-visible errors, by reason.
     errors: BTreeMap<String, u64>,
+    /// Statements cancelled by their client (its connection reset), by what they were.
+    cancelled: BTreeMap<&'static str, u64>,
 }
 
 fn classify(e: &mysql_async::Error) -> (Told, String) {
@@ -95,21 +104,105 @@ fn classify(e: &mysql_async::Error) -> (Told, String) {
     )
 }
 
+/// Logs in through the proxy, retrying while a fault makes that fail (bounded: 30 s).
+async fn log_in(opts: &mysql_async::OptsBuilder) -> mysql_async::Conn {
+    let started = Instant::now();
+    loop {
+        match mysql_async::Conn::new(opts.clone()).await {
+            Ok(conn) => return conn,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                eprintln!("soak: login failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no login through the proxy for 30 s: {e}"),
+        }
+    }
+}
+
+/// A writer's way of cancelling: its own relay in front of the proxy, reset a few
+/// milliseconds after a statement went out.
+struct Canceller {
+    relay: goneaway_relay::Relay,
+}
+
+impl Canceller {
+    /// Runs `statement`, and when `cancel`, resets the connection 0–4 ms after it went
+    /// out. `None`: cancelled (the connection is gone, whatever the server did).
+    async fn run<T>(
+        &self,
+        cancel: Option<u64>,
+        statement: impl std::future::Future<Output = Result<T, mysql_async::Error>>,
+    ) -> Option<Result<T, mysql_async::Error>> {
+        let Some(after) = cancel else {
+            return Some(statement.await);
+        };
+        let reset = async {
+            tokio::time::sleep(Duration::from_micros(after)).await;
+            self.relay.reset_all();
+        };
+        let (r, ()) = tokio::join!(statement, reset);
+        // The statement's reply may have beaten the reset: then it is a result like any.
+        match r {
+            Err(mysql_async::Error::Io(_)) | Err(mysql_async::Error::Driver(_)) => None,
+            r => Some(r),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn writer(
     proxy_opts: mysql_async::OptsBuilder,
     id: usize,
     transactions: bool,
+    canceller: Option<Canceller>,
     seed: u64,
     stop: Arc<AtomicBool>,
     ledger: Arc<Mutex<Ledger>>,
 ) {
     let mut rng = Rng(seed ^ (id as u64) << 32);
-    let mut conn = mysql_async::Conn::new(proxy_opts).await.expect("logs in");
+    let opts = match &canceller {
+        Some(c) => proxy_opts.tcp_port(c.relay.local_addr().port()),
+        None => proxy_opts,
+    };
+    let mut conn = log_in(&opts).await;
     let mut n = 0u64;
     // Bounded: at most 100,000 operations or until told to stop.
     while !stop.load(Ordering::Relaxed) && n < 100_000 {
         n += 1;
-        if !transactions {
+        // One statement in 25 of a cancelling writer is cancelled.
+        let cancel =
+            |rng: &mut Rng| (canceller.is_some() && rng.below(25) == 0).then(|| rng.below(4000));
+        if let (false, Some(c)) = (transactions, &canceller) {
+            let k = format!("w{id}-{n}");
+            let when = cancel(&mut rng);
+            let r = c
+                .run(
+                    when,
+                    conn.query_drop(format!("INSERT INTO ledger (k) VALUES ('{k}')")),
+                )
+                .await;
+            {
+                let mut l = ledger.lock().unwrap();
+                match r {
+                    None => {
+                        l.writes.insert(k, Told::Unknown);
+                        *l.cancelled.entry("autocommit write").or_default() += 1;
+                    }
+                    Some(Ok(())) => {
+                        l.writes.insert(k, Told::Acked);
+                    }
+                    Some(Err(e)) => {
+                        let (told, reason) = classify(&e);
+                        l.writes.insert(k, told);
+                        *l.errors.entry(format!("autocommit {reason}")).or_default() += 1;
+                    }
+                }
+            }
+            if when.is_some() {
+                // Reset, whether or not the reply beat it.
+                conn = log_in(&opts).await;
+            }
+        } else if !transactions {
             let k = format!("w{id}-{n}");
             let r = conn
                 .query_drop(format!("INSERT INTO ledger (k) VALUES ('{k}')"))
@@ -124,6 +217,69 @@ async fn writer(
                     l.writes.insert(k, told);
                     *l.errors.entry(format!("autocommit {reason}")).or_default() += 1;
                 }
+            }
+        } else if let Some(c) = &canceller {
+            // A transaction one of whose statements may be cancelled: before COMMIT the
+            // client is gone and the transaction must leave nothing; a cancelled COMMIT
+            // may have committed, whole.
+            let (k1, k2) = (format!("t{id}-{n}a"), format!("t{id}-{n}b"));
+            let victim = rng.below(4);
+            let when = cancel(&mut rng);
+            let statements = [
+                "BEGIN".to_owned(),
+                format!("INSERT INTO ledger (k) VALUES ('{k1}')"),
+                format!("INSERT INTO ledger (k) VALUES ('{k2}')"),
+                "COMMIT".to_owned(),
+            ];
+            let mut told = Told::Acked;
+            let mut error = None;
+            let (mut gone, mut cancelled) = (false, false);
+            for (i, sql) in statements.iter().enumerate() {
+                let this = if i as u64 == victim { when } else { None };
+                let r = c.run(this, conn.query_drop(sql.as_str())).await;
+                // Reset, whether or not the reply beat it: the client is gone.
+                gone |= this.is_some();
+                match r {
+                    // A COMMIT answered before the reset committed; anything else was
+                    // abandoned with its connection.
+                    Some(Ok(())) if gone => {
+                        told = if i == 3 { Told::Acked } else { Told::NotDone };
+                        break;
+                    }
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        let (t, reason) = classify(&e);
+                        told = t;
+                        error = Some(reason);
+                        break;
+                    }
+                    None => {
+                        told = if i == 3 { Told::Unknown } else { Told::NotDone };
+                        cancelled = true;
+                        break;
+                    }
+                }
+            }
+            {
+                let mut l = ledger.lock().unwrap();
+                l.transactions.insert((k1, k2), told);
+                if cancelled {
+                    *l.cancelled
+                        .entry(if told == Told::Unknown {
+                            "transaction COMMIT"
+                        } else {
+                            "transaction before COMMIT"
+                        })
+                        .or_default() += 1;
+                }
+                if let Some(reason) = error.take() {
+                    *l.errors.entry(format!("transaction {reason}")).or_default() += 1;
+                }
+            }
+            if gone {
+                conn = log_in(&opts).await;
+            } else if told != Told::Acked {
+                let _ = conn.query_drop("ROLLBACK").await;
             }
         } else {
             let (k1, k2) = (format!("t{id}-{n}a"), format!("t{id}-{n}b"));
@@ -186,7 +342,9 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
     let relay = relay(&server).await;
     // Autocommit writes as marked one-statement transactions: their lost COMMITs resolved.
     let proxy = proxy_with(&server, relay.local_addr(), |c| {
-        c.autocommit_write_marks = true
+        c.autocommit_write_marks = true;
+        // Blackholed backends are found after 1 s of silence (5 s by default).
+        c.stall_check = Some(Duration::from_secs(1));
     })
     .await;
     let mut setup = connect(&proxy).await;
@@ -202,10 +360,23 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut tasks = Vec::new();
     for id in 0..6 {
+        // Writers 4 and 5 (one autocommit, one transactions) cancel now and then.
+        let canceller = if id >= 4 {
+            let relay = goneaway_relay::Relay::start(goneaway_relay::RelayConfig::new(
+                "127.0.0.1:0",
+                proxy.local_addr().to_string(),
+            ))
+            .await
+            .expect("a client-side relay");
+            Some(Canceller { relay })
+        } else {
+            None
+        };
         tasks.push(tokio::spawn(writer(
             opts(&proxy),
             id,
             id % 2 == 1,
+            canceller,
             seed,
             stop.clone(),
             ledger.clone(),
@@ -217,10 +388,11 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
     let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(1500 + rng.below(2500))).await;
-        let fault = match rng.below(10) {
+        let fault = match rng.below(12) {
             0..=3 => "kill",
             4..=5 => "relay reset",
-            6..=7 => "restart",
+            6..=7 => "blackhole",
+            8..=9 => "restart",
             _ => "crash",
         };
         match fault {
@@ -240,6 +412,11 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
             "relay reset" => {
                 relay.reset_all();
             }
+            // Every backend flow at once, busy or idle: requests and replies in flight
+            // vanish, nothing is closed.
+            "blackhole" => {
+                relay.blackhole_all();
+            }
             "restart" => server.restart().await.unwrap(),
             _ => server.crash_and_restart().await.unwrap(),
         }
@@ -253,8 +430,30 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
             .unwrap();
     }
 
-    // The oracle.
+    // The proxy is left exactly consistent: every client is gone from its count, and no
+    // transaction stays open on the server (a cancelled client's included).
     let mut admin = server.admin_conn().await.unwrap();
+    let settled = Instant::now();
+    loop {
+        let clients = proxy
+            .stats()
+            .clients
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let open: Option<i64> = admin
+            .query_first("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
+            .await
+            .unwrap();
+        if clients == 0 && open == Some(0) {
+            break;
+        }
+        assert!(
+            settled.elapsed() < Duration::from_secs(20),
+            "after the clients left: {clients} clients counted, {open:?} transactions open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The oracle.
     let rows: Vec<(String, i64)> = admin
         .query("SELECT k, COUNT(*) FROM goneaway.ledger GROUP BY k")
         .await
@@ -316,9 +515,11 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
     eprintln!(
         "soak: {secs} s, faults {faults:?}; acknowledged writes {acked}, commits {commits}; \
          lost = {lost}, doubled = {doubled}, torn = {torn}; client-visible errors = {errors} {by_reason:?}; \
-         proxy replays {:?}, commits resolved {:?}, absorbed {:?}",
+         cancelled by clients {:?}; proxy replays {:?}, commits resolved {:?}, stalls {:?}, absorbed {:?}",
+        ledger.cancelled,
         proxy.stats().replays(),
         proxy.stats().commits_resolved(),
+        proxy.stats().stalls(),
         proxy.stats().absorbed_by_cause(),
     );
     for (reason, n) in &ledger.errors {

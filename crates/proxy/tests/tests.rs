@@ -28,5 +28,8 @@ mod transactions;
 mod accounts;
 // Transaction replay: lost transactions run again and checked; what is not replayed.
 mod replay;
+// Backends blackholed mid-statement: long statements waited for, lost requests and
+// replies found by asking the server, and absorbed.
+mod stalls;
 // The soak: seeded writers through KILLs, restarts, crashes and resets, checked by a ledger.
 mod soak;

@@ -11,6 +11,7 @@
 //! | `clear` | `OK cleared` |
 //! | `reset` | `OK reset <n> flows` |
 //! | `4031` | `OK sent 4031 to <n> flows` |
+//! | `blackhole` | `OK blackholed <n> flows` |
 //! | `help` | `OK ...` the grammar |
 //! | `quit` | `OK bye`, then the relay closes the connection |
 //!
@@ -51,7 +52,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One line of `help`.
 const HELP: &str =
-    "commands: status | set <fault> | remove <kind> | clear | reset | 4031 | help | quit";
+    "commands: status | set <fault> | remove <kind> | clear | reset | 4031 | blackhole | help | quit";
 
 /// Where and how to serve the control interface.
 #[derive(Debug, Clone)]
@@ -249,6 +250,8 @@ pub enum Command {
     Reset,
     /// `4031`
     Inject4031,
+    /// `blackhole`
+    Blackhole,
     /// `help`
     Help,
     /// `quit`
@@ -285,6 +288,7 @@ impl FromStr for Command {
             "clear" => Command::Clear,
             "reset" => Command::Reset,
             "4031" => Command::Inject4031,
+            "blackhole" => Command::Blackhole,
             "help" => Command::Help,
             "quit" | "exit" => Command::Quit,
             "" => return Err(fail("empty command; try `help`".to_owned())),
@@ -331,6 +335,7 @@ fn execute(shared: &Shared, line: &str) -> (String, bool) {
         }
         Command::Reset => format!("OK reset {} flows", shared.reset_all()),
         Command::Inject4031 => format!("OK sent 4031 to {} flows", shared.inject_4031_all()),
+        Command::Blackhole => format!("OK blackholed {} flows", shared.blackhole_all()),
         Command::Help => format!("OK {HELP}; faults: {FAULT_SYNTAX}"),
         Command::Quit => return ("OK bye".to_owned(), true),
     };

@@ -50,6 +50,8 @@ pub(crate) enum FlowCmd {
     Reset,
     /// Send the 4031 packet to the client and close.
     Inject4031,
+    /// Stop forwarding now, whether idle or not, and never close.
+    Blackhole,
 }
 
 /// What the relay (status, commands, faults) can see of a flow while its task runs.
@@ -286,7 +288,7 @@ enum Ending {
     Cut,
     /// One side failed (often: it reset); the other is reset too.
     Broken(PumpError),
-    /// `blackhole-idle` fired.
+    /// `blackhole-idle` fired, or `blackhole_all`.
     Blackhole,
     /// `4031-idle` fired, or `inject_4031_all`.
     Inject4031,
@@ -351,6 +353,7 @@ impl Ctx<'_> {
                     command = self.commands.recv() => match command {
                         Some(FlowCmd::Reset) => break Ending::Reset,
                         Some(FlowCmd::Inject4031) => break Ending::Inject4031,
+                        Some(FlowCmd::Blackhole) => break Ending::Blackhole,
                         // The handle holds the sender as long as this task runs.
                         None => break Ending::Shutdown,
                     },
@@ -401,7 +404,7 @@ impl Ctx<'_> {
                 info!(
                     flow = id,
                     idle_ms = millis(flow.idle()),
-                    "fault: blackholing idle flow"
+                    "fault: blackholing flow"
                 );
                 flow.set_state(FlowState::Blackholed);
                 self.hold(client, Some(upstream)).await;
@@ -459,7 +462,7 @@ impl Ctx<'_> {
                         return;
                     }
                     // Nothing reaches a blackholed client, the 4031 packet included.
-                    Some(FlowCmd::Inject4031) => {}
+                    Some(FlowCmd::Inject4031 | FlowCmd::Blackhole) => {}
                     None => break,
                 },
                 _ = stopped(self.shutdown) => {

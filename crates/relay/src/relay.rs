@@ -210,6 +210,13 @@ impl Relay {
         self.inner.shared.inject_4031_all()
     }
 
+    /// Blackholes every forwarding flow now, whether idle or not, as a firewall or NAT
+    /// gateway that lost its state table does: a statement in flight gets no reply, ever,
+    /// and nothing is closed. New flows are untouched. Returns how many flows were told to.
+    pub fn blackhole_all(&self) -> usize {
+        self.inner.shared.blackhole_all()
+    }
+
     /// A snapshot of the flows and the armed faults.
     pub fn status(&self) -> Status {
         self.inner.shared.status()
@@ -301,6 +308,17 @@ impl Shared {
             .filter(|flow| flow.command(FlowCmd::Inject4031))
             .count();
         info!(flows = count, "sending 4031 to all flows");
+        count
+    }
+
+    pub(crate) fn blackhole_all(&self) -> usize {
+        let flows = lock(&self.flows);
+        let count = flows
+            .values()
+            .filter(|flow| flow.state() == FlowState::Forwarding)
+            .filter(|flow| flow.command(FlowCmd::Blackhole))
+            .count();
+        info!(flows = count, "blackholing all flows");
         count
     }
 

@@ -170,6 +170,7 @@ fn commands_parse() {
     check("clear", Command::Clear);
     check("reset", Command::Reset);
     check("4031", Command::Inject4031);
+    check("blackhole", Command::Blackhole);
     check("help", Command::Help);
     let error = "remove".parse::<Command>().expect_err("needs a kind");
     assert!(error.is_parse());

@@ -27,6 +27,28 @@ async fn reset_all_gives_the_client_connection_reset() {
 }
 
 #[tokio::test]
+async fn blackhole_all_hangs_busy_flows_and_spares_new_ones() {
+    let relay = echo_relay().await;
+    let mut busy = connect(&relay).await;
+    roundtrip(&mut busy, b"before").await;
+    assert_eq!(relay.blackhole_all(), 1);
+    eventually("the flow is blackholed", || {
+        relay
+            .status()
+            .flows
+            .iter()
+            .all(|f| f.state == FlowState::Blackholed)
+    })
+    .await;
+    // A request in flight gets no answer and no end of stream.
+    bounded(busy.write_all(b"lost")).await.expect("write");
+    assert_hangs(&mut busy, Duration::from_millis(300)).await;
+    // A new flow goes through.
+    let mut next = connect(&relay).await;
+    roundtrip(&mut next, b"after").await;
+}
+
+#[tokio::test]
 async fn reset_after_bytes_counts_from_arming_and_cuts_exactly() {
     const LIMIT: usize = 5000;
     let relay = echo_relay().await;

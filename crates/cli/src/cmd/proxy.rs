@@ -116,6 +116,12 @@ pub struct Args {
     /// run again (a KILL of a long query is aimed at it; default 1).
     #[arg(long, value_name = "SECS")]
     killed_read_replay_limit: Option<f64>,
+    /// A reply silent this many seconds makes the proxy ask the server, on a second
+    /// connection, whether the statement still runs; a reply lost in the network (a
+    /// firewall or NAT that dropped the flow) then counts as a lost connection (default 5;
+    /// 0 waits as long as the connection stays open).
+    #[arg(long, value_name = "SECS")]
+    stall_check: Option<f64>,
     /// Worker threads for the proxy (default: half the cores, at least one; a proxy
     /// shares the machine with the application or the server, and on few cores a single
     /// worker relays faster than several).
@@ -213,6 +219,9 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     }
     if let Some(s) = args.client_idle_timeout {
         config.client_idle_timeout = (s > 0.0).then(|| Duration::from_secs_f64(s));
+    }
+    if let Some(s) = args.stall_check {
+        config.stall_check = (s > 0.0).then(|| Duration::from_secs_f64(s));
     }
     if let Some(s) = args.killed_read_replay_limit {
         config.killed_read_replay_limit = Duration::from_secs_f64(s.max(0.0));

@@ -12,6 +12,7 @@ use tokio_util::codec::Framed;
 use goneaway_core::codes::ER_MUST_CHANGE_PASSWORD;
 
 use crate::backend::reply::{Expect, ReplyTracker, Step};
+use crate::backend::stall::StallWatch;
 use crate::config::BackendTarget;
 use crate::net::packet::{self, caps, com, ErrInfo, Greeting, HandshakeResponse, Reader};
 use crate::net::{Packet, PacketCodec};
@@ -99,6 +100,10 @@ pub struct Backend {
     /// everything but `SET PASSWORD`/`ALTER USER` with 1820, the proxy's own setup
     /// included, which [`Backend::leave_sandbox`] retries once the client changed it.
     pub sandboxed: bool,
+    /// Set by [`Backend::watch_stalls`]: a silent reply is checked on a second connection.
+    stall: Option<StallWatch>,
+    /// When the last request went out (what a silent reply is measured from).
+    sent_at: Instant,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -122,6 +127,18 @@ fn eof(context: &str) -> ProxyError {
             "the server closed the connection",
         ),
     )
+}
+
+/// The next packet from the server, or why there is none. Cancel-safe: a partial packet
+/// stays buffered in `framed`.
+pub(super) async fn read_packet(
+    framed: &mut Framed<TcpStream, PacketCodec>,
+) -> Result<Packet, ProxyError> {
+    match framed.next().await {
+        Some(Ok(p)) => Ok(p),
+        Some(Err(e)) => Err(ProxyError::io("reading from the server", e)),
+        None => Err(eof("reading from the server")),
+    }
 }
 
 /// The session variables a fresh connection gets so that the proxy can follow the state
@@ -228,6 +245,8 @@ impl Backend {
                         last_used: Instant::now(),
                         stats: stats.clone(),
                         sandboxed: false,
+                        stall: None,
+                        sent_at: Instant::now(),
                         _permit: None,
                     };
                     stats
@@ -376,18 +395,28 @@ impl Backend {
                 .await
                 .map_err(io_err("sending to the server"))?;
         }
+        self.sent_at = Instant::now();
         self.framed
             .flush()
             .await
             .map_err(io_err("sending to the server"))
     }
 
-    /// The next packet of a reply.
+    /// From now on, a reply that stays silent is checked on a second connection (see
+    /// [`stall`](super::stall)); `None` stops that.
+    pub fn watch_stalls(&mut self, watch: Option<StallWatch>) {
+        self.stall = watch;
+    }
+
+    /// The next packet of a reply. Under [`Backend::watch_stalls`], fails with
+    /// [`ProxyError::Stalled`] when the reply is known never to come.
     pub async fn recv(&mut self) -> Result<Packet, ProxyError> {
-        match self.framed.next().await {
-            Some(Ok(p)) => Ok(p),
-            Some(Err(e)) => Err(ProxyError::io("reading from the server", e)),
-            None => Err(eof("reading from the server")),
+        match &self.stall {
+            None => read_packet(&mut self.framed).await,
+            Some(watch) => {
+                super::stall::watched(watch, &mut self.framed, self.connection_id, self.sent_at)
+                    .await
+            }
         }
     }
 

@@ -2,6 +2,8 @@
 
 pub mod conn;
 pub mod reply;
+pub mod stall;
 
 pub use conn::{Backend, ConnectOptions, IdleEvent};
 pub use reply::{Expect, ReplyTracker, Step};
+pub use stall::StallWatch;

@@ -55,7 +55,7 @@ use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
 use crate::accounts::Verified;
-use crate::backend::{Backend, ConnectOptions, Expect, IdleEvent, ReplyTracker, Step};
+use crate::backend::{Backend, ConnectOptions, Expect, IdleEvent, ReplyTracker, StallWatch, Step};
 use crate::frontend::handshake::{self, Login, LoginError};
 use goneaway_core::sql::is_read_only;
 
@@ -688,6 +688,7 @@ impl Session {
             }
         };
         backend.attach_permit(permit);
+        backend.watch_stalls(self.stall_watch());
         // The evidence of a restart: refused for a while, or a server that started later
         // than the one behind the previous backend (its Uptime is shorter than the time
         // since that start).
@@ -737,6 +738,18 @@ impl Session {
         self.backend = Some(backend);
         self.backend_moved = false;
         Ok(())
+    }
+
+    /// How this session's backend reads are watched for replies that will never come.
+    fn stall_watch(&self) -> Option<StallWatch> {
+        let config = &self.gen.config;
+        config.stall_check.map(|every| StallWatch {
+            target: self.target.clone(),
+            every,
+            connect_timeout: config.connect_timeout,
+            give_up: config.server_wait,
+            stats: self.shared.stats.clone(),
+        })
     }
 
     /// [`Session::fresh_backend`], telling the client (at `seq`) why when no backend could
@@ -2168,7 +2181,9 @@ impl Session {
             .expect("a backend is connected before forward");
         let io_failure = |e: &ProxyError, flushed: bool, seq: u8| Failure::Backend {
             flushed,
-            not_run: false,
+            // The server showed that it never received the command; `seq` 1: nothing of
+            // the reply (nor a LOCAL INFILE request) had come.
+            not_run: seq == 1 && matches!(e, ProxyError::Stalled { not_run: true, .. }),
             seq,
             cause: loss_of(e, None),
             detail: e.to_string(),
@@ -2338,6 +2353,10 @@ impl Session {
                 if let Some(credential) = change {
                     tracing::info!(session = self.id, user = %self.target.user, "the session's account set a new password; its next server logins use it");
                     self.target.credential = credential;
+                    let watch = self.stall_watch();
+                    if let Some(b) = self.backend.as_mut() {
+                        b.watch_stalls(watch);
+                    }
                 }
             }
             // An expired password's sandbox: once the server accepts other statements
