@@ -249,6 +249,14 @@ pub struct ProxyConfig {
     /// it runs again) instead of "outcome unknown". Costs three round trips to the server
     /// per write (BEGIN, the mark, COMMIT); off by default.
     pub autocommit_write_marks: bool,
+    /// Share server connections between client sessions: a session holds one only while
+    /// it runs a statement, a transaction, or holds state that lives in that connection
+    /// (temporary tables, locks, user variables…; each such pin is counted and logged), so
+    /// idle clients cost no server connection (see `backend::pool`).
+    pub multiplex: bool,
+    /// How long a shared server connection may wait unused before it is closed (at most
+    /// half the server's `wait_timeout`).
+    pub pool_idle_limit: Duration,
     /// How long a graceful shutdown waits for sessions to finish their command.
     pub shutdown_grace: Duration,
     /// The certificate chain (PEM) the proxy shows clients that ask for TLS. With
@@ -325,6 +333,8 @@ impl ProxyConfig {
             // Off: it slows every autocommit write (see BENCHMARKS.md); for applications that
             // cannot check a write whose outcome is unknown.
             autocommit_write_marks: false,
+            multiplex: true,
+            pool_idle_limit: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             // TLS is opt-in: a certificate is a deployment decision.
             tls_cert: None,
@@ -458,6 +468,12 @@ impl ProxyConfig {
         if let Some(v) = file.autocommit_write_marks {
             c.autocommit_write_marks = v;
         }
+        if let Some(v) = file.multiplex {
+            c.multiplex = v;
+        }
+        if let Some(v) = file.pool_idle_limit_secs {
+            c.pool_idle_limit = secs(v);
+        }
         if let Some(v) = file.shutdown_grace_secs {
             c.shutdown_grace = secs(v);
         }
@@ -517,6 +533,8 @@ struct FileConfig {
     commit_marks: Option<bool>,
     commit_marks_schema: Option<String>,
     autocommit_write_marks: Option<bool>,
+    multiplex: Option<bool>,
+    pool_idle_limit_secs: Option<f64>,
     shutdown_grace_secs: Option<f64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,

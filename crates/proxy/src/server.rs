@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     /// Random bytes naming this proxy's run in commit tokens, so that two proxies in front
     /// of the same server never make the same token.
     pub instance: [u8; 8],
+    /// Server connections shared between sessions (see [`ProxyConfig::multiplex`]).
+    pub pool: crate::backend::BackendPool,
 }
 
 impl Shared {
@@ -97,6 +99,8 @@ pub struct Proxy {
     metrics_task: Option<JoinHandle<()>>,
     /// Removes old commit marks.
     sweeper: JoinHandle<()>,
+    /// Closes shared connections left unused too long.
+    pool_sweeper: JoinHandle<()>,
     /// Stops the metrics listener: sent after the sessions drained, so that `/metrics` and
     /// `/health` ("draining") stay readable during a graceful shutdown.
     metrics_stop: watch::Sender<bool>,
@@ -164,6 +168,7 @@ impl Proxy {
                 b.copy_from_slice(&n[..8]);
                 b
             },
+            pool: crate::backend::BackendPool::new(stats.clone()),
         });
         if config.commit_marks {
             // Made at start, so that the first COMMIT does not wait for it.
@@ -171,6 +176,7 @@ impl Proxy {
             tokio::spawn(async move { commit_marks_ready(&s).await });
         }
         let sweeper = tokio::spawn(sweep_commit_marks(shared.clone()));
+        let pool_sweeper = tokio::spawn(sweep_pool(shared.clone()));
         let (done_tx, done) = mpsc::channel::<()>(1);
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx, done_tx));
         tracing::info!(%local_addr, backend = %config.backend.addr(), tls = config.tls_cert.is_some(), "goneaway proxy listening");
@@ -183,6 +189,7 @@ impl Proxy {
             accept_task,
             metrics_task,
             sweeper,
+            pool_sweeper,
             metrics_stop,
             done,
             grace: config.shutdown_grace,
@@ -299,6 +306,10 @@ impl Proxy {
         let _ = self.shutdown.send(true);
         self.accept_task.abort();
         let _ = tokio::time::timeout(self.grace, self.done.recv()).await;
+        self.pool_sweeper.abort();
+        for b in self.shared.pool.drain() {
+            b.quit().await;
+        }
         let _ = self.metrics_stop.send(true);
         if let Some(t) = self.metrics_task.take() {
             let abort = t.abort_handle();
@@ -321,6 +332,21 @@ impl Drop for Proxy {
             t.abort();
         }
         self.sweeper.abort();
+        self.pool_sweeper.abort();
+    }
+}
+
+/// Every second, closes (politely, so the server counts no aborted client) the shared
+/// connections unused for [`ProxyConfig::pool_idle_limit`] or half their `wait_timeout`,
+/// and those found closed.
+async fn sweep_pool(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let limit = shared.current().config.pool_idle_limit;
+        for b in shared.pool.sweep(limit) {
+            b.quit().await;
+        }
     }
 }
 
@@ -505,6 +531,8 @@ fn changed_settings(a: &ProxyConfig, b: &ProxyConfig) -> Vec<&'static str> {
         commit_marks,
         commit_marks_schema,
         autocommit_write_marks,
+        multiplex,
+        pool_idle_limit as "pool_idle_limit_secs",
         shutdown_grace as "shutdown_grace_secs",
         require_tls,
         server_accounts,

@@ -65,6 +65,15 @@ pub struct Stats {
     pub recycled: AtomicU64,
     /// Second connections opened to ask the server about a silent reply.
     pub stall_checks: AtomicU64,
+    /// Server connections waiting in the shared pool now.
+    pub pool_idle: AtomicI64,
+    /// Shared connections taken from the pool, by how well they fitted: own, same_state,
+    /// reset (see `backend::pool`).
+    pub pool_own: AtomicU64,
+    pub pool_same_state: AtomicU64,
+    pub pool_reset: AtomicU64,
+    /// Shared connections found closed when taken, or closed unused by the sweeper.
+    pub pool_closed: AtomicU64,
     labelled: Mutex<Labelled>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_sum_micros: AtomicU64,
@@ -82,7 +91,24 @@ struct Labelled {
     commits: BTreeMap<&'static str, u64>,
     /// Silent replies found never to come, by verdict (see [`crate::backend::stall`]).
     stalls: BTreeMap<&'static str, u64>,
+    /// Sessions that kept a server connection to themselves, by the reason.
+    pins: BTreeMap<&'static str, u64>,
 }
+
+/// Why a session keeps a server connection between its statements (the
+/// `goneaway_proxy_pins_total` label).
+pub const PIN_REASONS: [&str; 10] = [
+    "user_variables",
+    "temporary_tables",
+    "named_locks",
+    "table_locks",
+    "sql_prepare",
+    "unknown_state",
+    "cursor",
+    "long_data",
+    "autocommit_off",
+    "sandboxed_password",
+];
 
 /// Every label value is exported from the start, at 0: a series that appears at its
 /// first event already at 1 is invisible to Prometheus's `increase()` and `rate()`.
@@ -121,6 +147,7 @@ impl Default for Labelled {
                 "write_not_committed",
             ]),
             stalls: zeros(&crate::backend::stall::VERDICTS),
+            pins: zeros(&PIN_REASONS),
         }
     }
 }
@@ -176,6 +203,22 @@ impl Stats {
             .stalls
             .entry(verdict)
             .or_default() += 1;
+    }
+
+    /// Counts a session that began to keep its server connection for `reason`.
+    pub fn pinned(&self, reason: &'static str) {
+        *self
+            .labelled
+            .lock()
+            .unwrap()
+            .pins
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Pins so far, by reason.
+    pub fn pins(&self) -> BTreeMap<&'static str, u64> {
+        nonzero(&self.labelled.lock().unwrap().pins)
     }
 
     /// Silent replies found never to come so far, by verdict.
@@ -347,6 +390,18 @@ impl Stats {
             c(&self.pings).to_string(),
         );
         metric(
+            "goneaway_proxy_pool_idle_connections",
+            "gauge",
+            "Server connections waiting in the shared pool.",
+            g(&self.pool_idle).to_string(),
+        );
+        metric(
+            "goneaway_proxy_pool_closed_total",
+            "counter",
+            "Shared server connections found closed when taken, or closed after pool_idle_limit unused.",
+            c(&self.pool_closed).to_string(),
+        );
+        metric(
             "goneaway_proxy_stall_checks_total",
             "counter",
             "Second connections opened to ask the server about a reply that stayed silent for stall_check.",
@@ -386,6 +441,22 @@ impl Stats {
                 out,
                 "goneaway_proxy_commits_resolved_total{{outcome=\"{outcome}\"}} {n}"
             );
+        }
+        let _ = writeln!(out, "# HELP goneaway_proxy_pool_takes_total Shared server connections taken by a session, by fit: own (its last one), same_state, reset (reset and given the session's state).\n# TYPE goneaway_proxy_pool_takes_total counter");
+        for (fit, v) in [
+            ("own", &self.pool_own),
+            ("same_state", &self.pool_same_state),
+            ("reset", &self.pool_reset),
+        ] {
+            let _ = writeln!(
+                out,
+                "goneaway_proxy_pool_takes_total{{fit=\"{fit}\"}} {}",
+                c(v)
+            );
+        }
+        let _ = writeln!(out, "# HELP goneaway_proxy_pins_total Sessions that began to keep a server connection to themselves between statements, by reason (see the proxy's log for the statement).\n# TYPE goneaway_proxy_pins_total counter");
+        for (reason, n) in &labelled.pins {
+            let _ = writeln!(out, "goneaway_proxy_pins_total{{reason=\"{reason}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP goneaway_proxy_stalled_replies_total Silent replies the server showed would never come, by verdict: never_received (the statement did not run), reply_lost, thread_gone, server_unreachable.\n# TYPE goneaway_proxy_stalled_replies_total counter");
         for (verdict, n) in &labelled.stalls {

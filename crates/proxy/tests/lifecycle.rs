@@ -94,6 +94,9 @@ async fn client_and_backend_limits_answer_1040() {
     let proxy = proxy_with(&server, |c| {
         c.max_clients = 5;
         c.max_backends = 1;
+        // One server connection per client, as with --no-multiplex (tests/multiplex.rs
+        // has the limits of shared connections).
+        c.multiplex = false;
         c.backend_slot_wait = Duration::from_millis(300);
     })
     .await;

@@ -69,6 +69,8 @@ struct Ledger {
     errors: BTreeMap<String, u64>,
     /// Statements cancelled by their client (its connection reset), by what they were.
     cancelled: BTreeMap<&'static str, u64>,
+    /// What the client was told, for the keys it got an error for: the oracle's evidence.
+    told: HashMap<String, String>,
 }
 
 fn classify(e: &mysql_async::Error) -> (Told, String) {
@@ -193,6 +195,7 @@ async fn writer(
                     }
                     Some(Err(e)) => {
                         let (told, reason) = classify(&e);
+                        l.told.insert(k.clone(), e.to_string());
                         l.writes.insert(k, told);
                         *l.errors.entry(format!("autocommit {reason}")).or_default() += 1;
                     }
@@ -214,6 +217,7 @@ async fn writer(
                 }
                 Err(e) => {
                     let (told, reason) = classify(&e);
+                    l.told.insert(k.clone(), e.to_string());
                     l.writes.insert(k, told);
                     *l.errors.entry(format!("autocommit {reason}")).or_default() += 1;
                 }
@@ -249,6 +253,11 @@ async fn writer(
                     Some(Ok(())) => {}
                     Some(Err(e)) => {
                         let (t, reason) = classify(&e);
+                        ledger
+                            .lock()
+                            .unwrap()
+                            .told
+                            .insert(k1.clone(), e.to_string());
                         told = t;
                         error = Some(reason);
                         break;
@@ -308,6 +317,7 @@ async fn writer(
                     }
                     Err(e) => {
                         let (told, reason) = classify(&e);
+                        l.told.insert(k1.clone(), e.to_string());
                         l.transactions.insert((k1, k2), told);
                         *l.errors.entry(format!("transaction {reason}")).or_default() += 1;
                     }
@@ -338,6 +348,15 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
                 .as_nanos() as u64
         });
     eprintln!("soak: seed {seed} (GONEAWAY_SOAK_SEED={seed} reruns it), {secs} s");
+    // GONEAWAY_SOAK_LOG=<file>: the proxy's log (debug) for a post-mortem.
+    if let Ok(path) = std::env::var("GONEAWAY_SOAK_LOG") {
+        let file = std::fs::File::create(&path).expect("the soak's log file");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("goneaway_proxy=debug")
+            .with_writer(Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    }
     let server = Arc::new(server().await);
     let relay = relay(&server).await;
     // Autocommit writes as marked one-statement transactions: their lost COMMITs resolved.
@@ -477,7 +496,10 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
                     problems.push(format!("{k} acknowledged but absent"));
                 }
             }
-            Told::NotDone if n > 0 => problems.push(format!("{k} refused but present")),
+            Told::NotDone if n > 0 => problems.push(format!(
+                "{k} refused but present; told: {:?}",
+                ledger.told.get(k)
+            )),
             _ => {}
         }
     }
@@ -499,9 +521,10 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
                     problems.push(format!("{k1}/{k2} committed but absent"));
                 }
             }
-            Told::NotDone if a + b > 0 => {
-                problems.push(format!("{k1}/{k2} told not committed but present"))
-            }
+            Told::NotDone if a + b > 0 => problems.push(format!(
+                "{k1}/{k2} told not committed but present; told: {:?}",
+                ledger.told.get(k1)
+            )),
             _ => {}
         }
     }

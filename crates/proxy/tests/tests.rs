@@ -31,5 +31,7 @@ mod replay;
 // Backends blackholed mid-statement: long statements waited for, lost requests and
 // replies found by asking the server, and absorbed.
 mod stalls;
+// Shared server connections: many clients on few connections, state that moves, pins.
+mod multiplex;
 // The soak: seeded writers through KILLs, restarts, crashes and resets, checked by a ledger.
 mod soak;

@@ -84,6 +84,10 @@ pub struct Args {
     /// write transaction).
     #[arg(long)]
     no_commit_marks: bool,
+    /// Give every client session a server connection of its own for its whole life,
+    /// instead of sharing connections between sessions between their statements.
+    #[arg(long)]
+    no_multiplex: bool,
     /// Never replay a transaction lost before its COMMIT: the session goes to the
     /// failed-transaction state at once.
     #[arg(long)]
@@ -195,6 +199,9 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     }
     if args.no_commit_marks {
         config.commit_marks = false;
+    }
+    if args.no_multiplex {
+        config.multiplex = false;
     }
     if args.no_transaction_replay {
         config.transaction_replay = false;

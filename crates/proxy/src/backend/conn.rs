@@ -92,6 +92,9 @@ pub struct Backend {
     pub server_started: Option<i64>,
     /// When the connection was opened.
     pub opened: Instant,
+    /// The same, on the proxy's clock (seconds since the epoch), to compare with the
+    /// server's start ([`Backend::server_started`]).
+    pub opened_unix: i64,
     /// When the last command finished: the server's idle clock starts here.
     pub last_used: Instant,
     stats: Arc<Stats>,
@@ -104,6 +107,9 @@ pub struct Backend {
     stall: Option<StallWatch>,
     /// When the last request went out (what a silent reply is measured from).
     sent_at: Instant,
+    /// Statements prepared on this connection (and not closed) since it opened or was
+    /// reset: a shared connection is reset before they pile up.
+    pub prepared: usize,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -242,11 +248,13 @@ impl Backend {
                         packet_limit: 16 << 20,
                         server_started: None,
                         opened: Instant::now(),
+                        opened_unix: unix_now(),
                         last_used: Instant::now(),
                         stats: stats.clone(),
                         sandboxed: false,
                         stall: None,
                         sent_at: Instant::now(),
+                        prepared: 0,
                         _permit: None,
                     };
                     stats
@@ -387,6 +395,34 @@ impl Backend {
         self.simple(TRACKING_SETUP).await.map(|_| ())
     }
 
+    /// `COM_RESET_CONNECTION`, then session tracking on again: the connection is as
+    /// freshly logged in (variables, user variables, temporary tables, prepared statements
+    /// and locks gone), for another session of the same account to set its own state.
+    pub async fn reset_connection(&mut self) -> Result<(), ProxyError> {
+        self.send(&[Packet::new(0, Bytes::from_static(&[com::RESET_CONNECTION]))])
+            .await?;
+        let p = self.recv().await?;
+        if p.is_err() {
+            return Err(ProxyError::Server(
+                packet::parse_err(&p.payload).unwrap_or_else(unknown_err),
+            ));
+        }
+        self.prepared = 0;
+        self.retrack().await
+    }
+
+    /// What an idle connection has said unasked or how it closed (the server's
+    /// `wait_timeout`, a KILL, a shutdown), if it has: such a connection is not to be
+    /// used. Never waits.
+    pub fn idle_event_now(&mut self) -> Option<IdleEvent> {
+        use futures_util::FutureExt;
+        self.framed.next().now_or_never().map(|ev| match ev {
+            Some(Ok(p)) => IdleEvent::Packet(p),
+            Some(Err(e)) => IdleEvent::Error(e),
+            None => IdleEvent::Eof,
+        })
+    }
+
     /// Sends one command (all its physical packets).
     pub async fn send(&mut self, packets: &[Packet]) -> Result<(), ProxyError> {
         for p in packets {
@@ -503,6 +539,7 @@ impl Backend {
         if let Some(e) = tracker.err {
             return Err(ProxyError::Server(e));
         }
+        self.prepared += 1;
         tracker
             .prepared
             .map(|(id, _)| id)

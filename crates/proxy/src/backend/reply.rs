@@ -90,6 +90,11 @@ pub struct ReplyTracker {
     /// Whether the packet just fed was an OK packet (whose session-state data a client
     /// without `CLIENT_SESSION_TRACK` must not see).
     pub ok_packet: bool,
+    /// Warnings the last OK or EOF reported (`SHOW WARNINGS` reads them on the same
+    /// connection).
+    pub warnings: u16,
+    /// The auto-increment id an OK reported, if any (0: none).
+    pub last_insert_id: u64,
 }
 
 impl ReplyTracker {
@@ -114,6 +119,8 @@ impl ReplyTracker {
             prepared: None,
             packets: 0,
             ok_packet: false,
+            warnings: 0,
+            last_insert_id: 0,
         }
     }
 
@@ -139,6 +146,10 @@ impl ReplyTracker {
         self.ok_packet = true;
         if let Some(info) = packet::parse_ok(payload, self.session_track) {
             self.status = Some(info.status);
+            self.warnings = info.warnings;
+            if info.last_insert_id != 0 {
+                self.last_insert_id = info.last_insert_id;
+            }
             self.changes.extend(info.changes);
         }
     }
@@ -157,6 +168,14 @@ impl ReplyTracker {
 
     fn terminator(&mut self, payload: &[u8]) {
         self.ok_packet = self.deprecate_eof;
+        // An EOF: 0xfe, warnings, status; an OK in its place: warnings after the ids.
+        self.warnings = if self.deprecate_eof {
+            packet::parse_ok(payload, false).map_or(0, |i| i.warnings)
+        } else {
+            payload
+                .get(1..3)
+                .map_or(0, |w| u16::from_le_bytes([w[0], w[1]]))
+        };
         if let Some(info) =
             packet::terminator_status(payload, self.deprecate_eof, self.session_track)
         {

@@ -152,8 +152,12 @@ pub(super) async fn watched(
         if let Ok(r) = tokio::time::timeout(wait, read_packet(framed)).await {
             return r;
         }
+        let looked = watch.look(id).await;
+        // Measured once the answer is in: the server's idle time was taken before that, so
+        // "idle for longer than the request has been out" cannot be an artefact of the
+        // time the look itself took.
         let out = sent.elapsed();
-        let verdict = match watch.look(id).await {
+        let verdict = match looked {
             Ok(Thread::Running) => {
                 idle_seen = false;
                 unreachable_since = None;

@@ -55,7 +55,10 @@ use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
 use crate::accounts::Verified;
-use crate::backend::{Backend, ConnectOptions, Expect, IdleEvent, ReplyTracker, StallWatch, Step};
+use crate::backend::{
+    Backend, Carried, ConnectOptions, Expect, Fit, IdleEvent, PoolKey, ReplyTracker, StallWatch,
+    Step, Taken,
+};
 use crate::frontend::handshake::{self, Login, LoginError};
 use goneaway_core::sql::is_read_only;
 
@@ -235,6 +238,22 @@ pub struct Session {
     /// The reply buffer, kept between commands (when small) so that a reply costs no
     /// allocation.
     reply_buf: BytesMut,
+    /// The next backend is opened, not taken from the shared pool: at login, and after a
+    /// loss (a new connection's thread id and the server's start are the evidence that
+    /// explains the loss, and a replay must see the old thread end first).
+    after_loss: bool,
+    /// Keep the backend through the next command too: the reply had warnings (`SHOW
+    /// WARNINGS` reads them on the same connection), an auto-increment id, or the
+    /// statement asked for `SQL_CALC_FOUND_ROWS`.
+    hold_next: bool,
+    /// Prepared statements (client ids) with an open cursor, and those sent long data
+    /// not yet executed: both live in the backend.
+    cursors: std::collections::HashSet<u32>,
+    long_data: std::collections::HashSet<u32>,
+    /// Pin reasons this session has counted and logged.
+    pins_told: std::collections::BTreeSet<&'static str>,
+    /// The statement that last pinned state (for the pin's log line).
+    pin_statement: Option<String>,
 }
 
 impl Session {
@@ -329,6 +348,15 @@ impl Session {
             server_account: matches!(login.verified, Verified::Server { .. }),
             known_limits: None,
             reply_buf: BytesMut::with_capacity(16 << 10),
+            // The login's backend is opened, never taken from the pool: it is the server's
+            // own check of the client's password and database, and a new connection gets
+            // the server's current limits, as a direct login would.
+            after_loss: true,
+            hold_next: false,
+            cursors: Default::default(),
+            long_data: Default::default(),
+            pins_told: Default::default(),
+            pin_statement: None,
             shared,
         };
         // Log in to the server now, so that a wrong database or an unreachable server is
@@ -371,7 +399,10 @@ impl Session {
         {
             return;
         }
+        // An idle client holds no server connection.
+        session.release_backend();
         session.serve(&mut shutdown).await;
+        session.release_backend();
         if let Some(b) = session.backend.take() {
             b.quit().await;
         }
@@ -475,6 +506,7 @@ impl Session {
                     if !self.command(p).await {
                         return;
                     }
+                    self.release_backend();
                     last_command = Instant::now();
                 }
                 Event::ClientIdle => {
@@ -513,6 +545,13 @@ impl Session {
         let Some(mut backend) = self.backend.take() else {
             return;
         };
+        if self.gen.config.multiplex && self.keep_reason(&backend).is_none() {
+            // Held for a follow-up that did not come: shared again.
+            self.hold_next = false;
+            self.backend = Some(backend);
+            self.release_backend();
+            return;
+        }
         if self.state.unrestorable().is_none() {
             self.shared.stats.recycled.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
@@ -574,6 +613,9 @@ impl Session {
     fn mark_lost(&mut self, cause: Result<Cause, Unexplained>, detail: &str) {
         self.lost_backend = (self.last_thread_id, self.last_backend_opened);
         self.backend = None;
+        self.after_loss = true;
+        self.cursors.clear();
+        self.long_data.clear();
         self.state.backend_replaced();
         let in_tx = self.state.in_transaction;
         let what = self.state.unrestorable();
@@ -652,19 +694,58 @@ impl Session {
         let gen = self.gen.clone();
         let config = &gen.config;
         let deadline = Instant::now() + wait;
-        let permit = tokio::time::timeout(
-            config.backend_slot_wait,
-            self.shared.backend_slots.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| {
-            ProxyError::Busy(format!(
-                "Too many connections (goneaway proxy: all max_backends = {} server connections stayed in use for {:?}; \
-                 raise max_backends or lower the number of clients)",
-                config.max_backends, config.backend_slot_wait
-            ))
-        })?
-        .map_err(|_| ProxyError::Timeout("the proxy is shutting down".into()))?;
+        let pooled = config.multiplex && !self.after_loss;
+        if pooled && self.take_pooled(None).await? {
+            return Ok(());
+        }
+        // A shared connection found closed: the next one is opened, as after any loss.
+        let pooled = pooled && !self.after_loss;
+        let slots = self.shared.backend_slots.clone();
+        let slot_deadline = tokio::time::Instant::now() + config.backend_slot_wait;
+        let permit = loop {
+            if let Ok(p) = slots.clone().try_acquire_owned() {
+                break p;
+            }
+            if config.multiplex {
+                // A connection of another account or shape, unused: its slot serves better.
+                if let Some(old) = self.shared.pool.evict_oldest() {
+                    old.quit().await;
+                    continue;
+                }
+            }
+            // Wait for a slot, or (sharing) for a connection of this key put back. A session
+            // that must open a new one (a login) has connections put back closed for it.
+            let mut handover = pooled.then(|| self.shared.pool.wait_for(&self.pool_key()));
+            let shared = self.shared.clone();
+            let _slot_wait = (config.multiplex && !pooled).then(|| shared.pool.wait_for_slot());
+            let got = tokio::select! {
+                p = slots.clone().acquire_owned() => Some(p),
+                h = async { match handover.as_mut() { Some(rx) => rx.await.ok(), None => std::future::pending().await } }, if pooled => {
+                    handover = None;
+                    if self.take_pooled(h).await? {
+                        return Ok(());
+                    }
+                    None
+                }
+                () = tokio::time::sleep_until(slot_deadline) => {
+                    return Err(ProxyError::Busy(format!(
+                        "Too many connections (goneaway proxy: all max_backends = {} server connections stayed in use for {:?}; \
+                         raise max_backends or lower the number of clients)",
+                        config.max_backends, config.backend_slot_wait
+                    )));
+                }
+            };
+            // No longer waiting: a connection handed over meanwhile goes back.
+            if let Some(mut rx) = handover {
+                rx.close();
+                if let Ok((b, owner, carried)) = rx.try_recv() {
+                    self.shared.pool.put(self.pool_key(), b, owner, carried);
+                }
+            }
+            if let Some(p) = got {
+                break p.map_err(|_| ProxyError::Timeout("the proxy is shutting down".into()))?;
+            }
+        };
         let opts = ConnectOptions {
             client_capabilities: self.client_caps,
             client_mariadb_capabilities: self.client_mariadb_caps,
@@ -689,6 +770,7 @@ impl Session {
         };
         backend.attach_permit(permit);
         backend.watch_stalls(self.stall_watch());
+        self.after_loss = false;
         // The evidence of a restart: refused for a while, or a server that started later
         // than the one behind the previous backend (its Uptime is shorter than the time
         // since that start).
@@ -738,6 +820,190 @@ impl Session {
         self.backend = Some(backend);
         self.backend_moved = false;
         Ok(())
+    }
+
+    /// What makes a shared connection usable by this session (see [`PoolKey`]).
+    fn pool_key(&self) -> PoolKey {
+        PoolKey {
+            server: self.target.addr(),
+            user: self.target.user.clone(),
+            capabilities: self.client_caps,
+            mariadb_capabilities: self.client_mariadb_caps,
+            charset: self.charset,
+        }
+    }
+
+    /// The state this session's connection carries, or wants a shared one to carry.
+    fn carried(&self, prepared: usize) -> Carried {
+        Carried {
+            database: self.state.database.clone(),
+            variables: self.state.variables.clone(),
+            prepared,
+        }
+    }
+
+    /// Takes a shared connection for this session: `handed`, one handed over while the
+    /// session waited, else the best in the pool (see [`crate::backend::pool`]), and
+    /// gives it the session's state. `Ok(false)`: none to be had; `Err`: the server
+    /// refused the session's state (its database is gone, say), as it would a login.
+    async fn take_pooled(
+        &mut self,
+        mut handed: Option<crate::backend::pool::Handover>,
+    ) -> Result<bool, ProxyError> {
+        let key = self.pool_key();
+        let wants = self.carried(0);
+        loop {
+            let (mut b, fit) = match handed.take() {
+                Some((b, owner, carried)) => {
+                    match crate::backend::pool::fit(owner, &carried, self.id, &wants) {
+                        Some(fit) => (b, fit),
+                        None => {
+                            // It cannot serve this session; another may take it.
+                            self.shared.pool.put(key.clone(), b, owner, carried);
+                            continue;
+                        }
+                    }
+                }
+                None => match self.shared.pool.take(&key, self.id, &wants) {
+                    Taken::Live(b, fit) => (b, fit),
+                    Taken::None => return Ok(false),
+                    Taken::Dead(b, ev, _) => {
+                        // A loss like that of the session's own idle backend, explained
+                        // the same way (a fresh connection is the evidence), never seen
+                        // by the client.
+                        self.shared
+                            .stats
+                            .pool_closed
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.last_thread_id = Some(b.connection_id);
+                        self.last_backend_opened = Some(b.opened_unix);
+                        self.backend = Some(b);
+                        self.backend_lost_idle(ev);
+                        return Ok(false);
+                    }
+                },
+            };
+            match self.adopt(&mut b, fit).await {
+                Ok(()) => {
+                    self.backend = Some(b);
+                    return Ok(true);
+                }
+                Err(ProxyError::Server(e))
+                    if fit == Fit::Reset && e.code != ER_CONNECTION_KILLED =>
+                {
+                    b.quit().await;
+                    return Err(ProxyError::Server(e));
+                }
+                Err(e) => {
+                    tracing::debug!(session = self.id, error = %e, "a shared connection failed when taken; trying another");
+                    self.shared
+                        .stats
+                        .pool_closed
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Makes a shared connection this session's: as it is when it was the session's own,
+    /// otherwise reset and given the session's variables and database (see [`Fit`]).
+    async fn adopt(&mut self, b: &mut Backend, fit: Fit) -> Result<(), ProxyError> {
+        let stats = self.shared.stats.clone();
+        match fit {
+            Fit::Own => {
+                stats.pool_own.fetch_add(1, Ordering::Relaxed);
+            }
+            Fit::SameState => {
+                stats.pool_same_state.fetch_add(1, Ordering::Relaxed);
+                self.state.backend_replaced();
+            }
+            Fit::Reset => {
+                stats.pool_reset.fetch_add(1, Ordering::Relaxed);
+                b.reset_connection().await?;
+                for sql in self.state.restore_statements() {
+                    if let Err(e) = b.simple(&sql).await {
+                        if e.is_disconnect() {
+                            return Err(e);
+                        }
+                        tracing::warn!(session = self.id, error = %e, "could not restore `{sql}`");
+                    }
+                }
+                if let Some(db) = &self.state.database {
+                    b.simple(&format!("USE `{}`", db.replace('`', "``")))
+                        .await?;
+                }
+                self.state.backend_replaced();
+            }
+        }
+        b.watch_stalls(self.stall_watch());
+        self.last_thread_id = Some(b.connection_id);
+        self.last_backend_opened = Some(b.opened_unix);
+        self.packet_limit = b.packet_limit;
+        self.wait_timeout = b.wait_timeout;
+        self.backend_moved = false;
+        Ok(())
+    }
+
+    /// What keeps this session's connection from being shared now, if anything:
+    /// `Some(None)` for work in progress (a transaction, a lost state to report),
+    /// `Some(Some(reason))` for a pin (counted under that reason).
+    fn keep_reason(&self, b: &Backend) -> Option<Option<&'static str>> {
+        if self.state.in_transaction
+            || self.failed_tx.is_some()
+            || self.lost.is_some()
+            || self.holding
+            || self.backend_moved
+        {
+            return Some(None);
+        }
+        if let Some(p) = self.state.pinned.iter().next() {
+            return Some(Some(crate::frontend::state::pin_reason(p)));
+        }
+        if !self.cursors.is_empty() {
+            return Some(Some("cursor"));
+        }
+        if !self.long_data.is_empty() {
+            return Some(Some("long_data"));
+        }
+        if b.sandboxed {
+            return Some(Some("sandboxed_password"));
+        }
+        None
+    }
+
+    /// After a command: gives the connection back to the shared pool when nothing keeps
+    /// it (see [`Session::keep_reason`]); a pin is counted and logged once per session and
+    /// reason, with the statement that made it and how to avoid it.
+    fn release_backend(&mut self) {
+        if !self.gen.config.multiplex {
+            return;
+        }
+        let Some(b) = self.backend.as_ref() else {
+            return;
+        };
+        if std::mem::take(&mut self.hold_next) {
+            return;
+        }
+        match self.keep_reason(b) {
+            None => {}
+            Some(None) => return,
+            Some(Some(reason)) => {
+                if self.pins_told.insert(reason) {
+                    self.shared.stats.pinned(reason);
+                    tracing::info!(
+                        session = self.id,
+                        reason,
+                        statement = self.pin_statement.as_deref().unwrap_or(""),
+                        "this session keeps its server connection to itself from now on: {}",
+                        crate::frontend::state::pin_advice(reason)
+                    );
+                }
+                return;
+            }
+        }
+        let b = self.backend.take().expect("checked above");
+        let carried = self.carried(b.prepared);
+        self.shared.pool.put(self.pool_key(), b, self.id, carried);
     }
 
     /// How this session's backend reads are watched for replies that will never come.
@@ -1067,7 +1333,11 @@ impl Session {
                     self.shared.stats.command_latency(started.elapsed());
                     return true;
                 }
-                Err(Failure::ClientGone) => return false,
+                // The reply may be half read: that connection is not shared again.
+                Err(Failure::ClientGone) => {
+                    self.backend = None;
+                    return false;
+                }
                 Err(Failure::Backend {
                     flushed,
                     not_run,
@@ -1312,6 +1582,7 @@ impl Session {
                 if let Some(b) = self.backend.as_mut() {
                     let _ = b.simple("ROLLBACK").await;
                 }
+                self.backend = None;
                 return Wrapped::Done(false);
             }
             Err(Failure::Backend {
@@ -1413,6 +1684,9 @@ impl Session {
     fn drop_lost_backend(&mut self) {
         self.lost_backend = (self.last_thread_id, self.last_backend_opened);
         self.backend = None;
+        self.after_loss = true;
+        self.cursors.clear();
+        self.long_data.clear();
         self.state.backend_replaced();
         self.state.forget_pinned();
     }
@@ -2037,6 +2311,12 @@ impl Session {
         let Some(client_id) = statement_id(&packets[0].payload) else {
             return;
         };
+        if cmd == com::STMT_SEND_LONG_DATA {
+            self.long_data.insert(client_id);
+        } else {
+            self.long_data.remove(&client_id);
+            self.cursors.remove(&client_id);
+        }
         let stmt = if cmd == com::STMT_CLOSE {
             self.state.statements.remove(&client_id)
         } else {
@@ -2048,6 +2328,9 @@ impl Session {
         let Some(backend_id) = stmt.backend_id else {
             return;
         };
+        if cmd == com::STMT_CLOSE {
+            backend.prepared = backend.prepared.saturating_sub(1);
+        }
         let packets = rewrite_statement_id(packets, backend_id);
         if backend.send(&packets).await.is_err() {
             // Found dead at the next command.
@@ -2299,6 +2582,37 @@ impl Session {
             }
         }
         backend.last_used = Instant::now();
+        if new_statement.is_some() && tracker.err.is_none() {
+            backend.prepared += 1;
+        }
+        // What the next command may read from this connection only.
+        if tracker.warnings > 0
+            || tracker.last_insert_id != 0
+            || sql.is_some_and(|s| {
+                s.as_bytes()
+                    .windows(19)
+                    .any(|w| w.eq_ignore_ascii_case(b"sql_calc_found_rows"))
+            })
+        {
+            self.hold_next = true;
+        }
+        if matches!(cmd, com::STMT_EXECUTE | com::STMT_RESET | com::STMT_FETCH) {
+            if let Some(id) = statement_id(&packets[0].payload) {
+                use crate::net::packet::status::{CURSOR_EXISTS, LAST_ROW_SENT};
+                let status = tracker.status.unwrap_or(0);
+                if cmd != com::STMT_FETCH {
+                    self.long_data.remove(&id);
+                }
+                if cmd == com::STMT_RESET
+                    || (cmd == com::STMT_FETCH && status & LAST_ROW_SENT != 0)
+                    || tracker.err.is_some()
+                {
+                    self.cursors.remove(&id);
+                } else if cursor && status & CURSOR_EXISTS != 0 {
+                    self.cursors.insert(id);
+                }
+            }
+        }
         // Follow the session's state.
         if let Some((backend_id, params)) = tracker.prepared.filter(|_| tracker.err.is_none()) {
             if let Some(client_id) = new_statement {
@@ -2372,8 +2686,12 @@ impl Session {
             com::STMT_EXECUTE => true,
             _ => false,
         };
+        let pins = self.state.pinned.len();
         self.state
             .apply(&tracker.changes, tracker.status, writes, sql);
+        if self.state.pinned.len() > pins {
+            self.pin_statement = sql.map(|s| s.chars().take(200).collect());
+        }
         Ok(())
     }
 }
@@ -2672,7 +2990,7 @@ fn cause_of_error(e: &ProxyError) -> Cause {
     match e {
         ProxyError::Io { source, .. } => goneaway_core::classify_io(source.kind()).primary(),
         ProxyError::Server(s) => cause_of_code(s.code, &s.sqlstate, &s.message),
-        ProxyError::Timeout(_) => Cause::NetworkDrop,
+        ProxyError::Timeout(_) | ProxyError::Stalled { .. } => Cause::NetworkDrop,
         _ => Cause::Unknown,
     }
 }

@@ -221,6 +221,33 @@ const LOCK_TABLES: &str = "table locks (LOCK TABLES)";
 const SQL_PREPARED: &str = "SQL-level prepared statements (PREPARE)";
 const UNKNOWN_STATE: &str = "session state the proxy cannot restore";
 
+/// The `goneaway_proxy_pins_total` reason of a pinned state (see [`SessionState::pinned`]).
+pub fn pin_reason(pinned: &str) -> &'static str {
+    match pinned {
+        USER_VARIABLES => "user_variables",
+        TEMP_TABLES => "temporary_tables",
+        NAMED_LOCKS => "named_locks",
+        LOCK_TABLES => "table_locks",
+        SQL_PREPARED => "sql_prepare",
+        _ => "unknown_state",
+    }
+}
+
+/// What a pin means and how an application avoids it, for the pin's log line.
+pub fn pin_advice(reason: &str) -> &'static str {
+    match reason {
+        "user_variables" => "it set a user variable (@name), which lives in one server connection; pass the value as a parameter, or select it where it is used",
+        "temporary_tables" => "it created a temporary table, which lives in one server connection; use a regular table, a derived table or a CTE",
+        "named_locks" => "GET_LOCK holds a lock in one server connection; the connection stays with the session for the rest of its life",
+        "table_locks" => "LOCK TABLES holds locks in one server connection until UNLOCK TABLES",
+        "sql_prepare" => "SQL-level PREPARE lives in one server connection; use the driver's server-side prepared statements (the binary protocol), which the proxy moves between connections",
+        "cursor" => "a prepared statement opened a cursor (fetch size / useCursorFetch); the connection is kept until the statement is closed, reset or read to its end",
+        "long_data" => "a prepared statement was sent long data; the connection is kept until the statement runs",
+        "sandboxed_password" => "the account's password has expired; the connection is kept until it is changed",
+        _ => "a statement changed session state the proxy cannot restore on another connection",
+    }
+}
+
 /// Whether the statement ends a transaction (COMMIT, ROLLBACK; not ROLLBACK TO SAVEPOINT).
 pub fn ends_transaction(sql: Option<&str>) -> bool {
     let Some(sql) = sql else {

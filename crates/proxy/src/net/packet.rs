@@ -84,6 +84,7 @@ pub mod status {
     pub const AUTOCOMMIT: u16 = 0x0002;
     pub const MORE_RESULTS_EXISTS: u16 = 0x0008;
     pub const CURSOR_EXISTS: u16 = 0x0040;
+    pub const LAST_ROW_SENT: u16 = 0x0080;
     pub const SESSION_STATE_CHANGED: u16 = 0x4000;
 }
 

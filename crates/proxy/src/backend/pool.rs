@@ -1,0 +1,327 @@
+//! Server connections shared between client sessions (multiplexing).
+//!
+//! A session holds a server connection only while it needs one: for a statement in
+//! autocommit mode, for a whole transaction, or while something lives only in that
+//! connection (see [`crate::frontend::session`] for what pins it). Between those it hands
+//! the connection to this pool, keyed by what makes connections interchangeable — the
+//! server, the account, and the protocol shape the client negotiated (capabilities and
+//! character set) — and takes one back for its next statement.
+//!
+//! Which connection a session gets, best first:
+//!
+//! 1. [`Fit::Own`]: the one it used last, if nobody else used it since. Nothing to do:
+//!    its prepared statements and variables are still there. With as many connections as
+//!    busy clients, sessions keep their own and multiplexing costs nothing.
+//! 2. [`Fit::SameState`]: one whose current database and session variables are the
+//!    session's, holding fewer than [`SAME_STATE_MAX_PREPARED`] prepared statements.
+//!    Nothing to do either, but the session's statements are prepared again on it when
+//!    executed.
+//! 3. [`Fit::Reset`]: any other, most recently used first (its pages are warm). The
+//!    session resets it (`COM_RESET_CONNECTION`) and sets its own state on it.
+//!
+//! **Invariants:** a connection in the pool has no reply pending, no transaction open and
+//! nothing pinned (the session checks before putting it back); a connection found closed
+//! or speaking unasked (the server's `wait_timeout`, a KILL, a restart) when taken is
+//! dropped, never handed out; connections idle longer than the pool's limit (below the
+//! server's `wait_timeout`) are closed politely by [`BackendPool::sweep`], so the server
+//! never counts them as aborted. A connection that closed while it waited is counted where
+//! a session finds it, under the cause its reconnection proves, as a session's own idle
+//! backend would be.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, Notify};
+
+use crate::stats::Stats;
+
+use super::conn::{Backend, IdleEvent};
+
+/// What makes two server connections interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// `host:port` of the server.
+    pub server: String,
+    /// The account the connection is logged in as.
+    pub user: String,
+    /// The capabilities agreed with the server (reply shapes depend on them).
+    pub capabilities: u32,
+    /// MariaDB extended capabilities forwarded from the client.
+    pub mariadb_capabilities: u32,
+    /// The character set given at login.
+    pub charset: u8,
+}
+
+/// The state a pooled connection carries from its last user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Its current database.
+    pub database: Option<String>,
+    /// The session variables its last user had changed, with their values.
+    pub variables: BTreeMap<String, String>,
+    /// Prepared statements living in it (its users', not closed since it opened or was
+    /// last reset).
+    pub prepared: usize,
+}
+
+/// A connection waiting in the pool.
+#[derive(Debug)]
+struct Idle {
+    backend: Backend,
+    /// The session that used it last.
+    owner: u64,
+    carried: Carried,
+    since: Instant,
+}
+
+/// What [`BackendPool::take`] found.
+#[derive(Debug)]
+pub enum Taken {
+    /// Nothing for this key.
+    None,
+    /// A live connection, and how it fits.
+    Live(Backend, Fit),
+    /// A connection that closed while it waited, what it said, and how long it waited.
+    Dead(Backend, IdleEvent, Duration),
+}
+
+/// How well a connection taken from the pool fits the session that takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// The session's own connection: nothing to do.
+    Own,
+    /// Another session's, in the same database with the same variables and no prepared
+    /// statements: nothing to do but prepare statements again.
+    SameState,
+    /// Anything else: reset it, then set the session's state.
+    Reset,
+}
+
+/// A session waiting for a backend slot; dropping it (the wait ended, or was cancelled)
+/// stops the count.
+#[derive(Debug)]
+pub struct SlotWait<'a>(&'a BackendPool);
+
+impl Drop for SlotWait<'_> {
+    fn drop(&mut self) {
+        self.0.slot_waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection handed over to a waiting session: the backend, its last user and what it
+/// carries.
+pub type Handover = (Backend, u64, Carried);
+
+/// How a connection that `owner` used last, carrying `carried`, fits session `session`
+/// that wants `wants`; `None` when it cannot serve it at all (it is in a database and the
+/// session in none, which no statement can undo).
+pub fn fit(owner: u64, carried: &Carried, session: u64, wants: &Carried) -> Option<Fit> {
+    if owner == session {
+        Some(Fit::Own)
+    } else if carried.database.is_some() && wants.database.is_none() {
+        None
+    } else if carried.prepared < SAME_STATE_MAX_PREPARED
+        && carried.database == wants.database
+        && carried.variables == wants.variables
+    {
+        Some(Fit::SameState)
+    } else {
+        Some(Fit::Reset)
+    }
+}
+
+/// A connection that holds this many prepared statements (of earlier users) is reset
+/// before another session uses it, which releases them: statements re-prepared by each
+/// new user would otherwise pile up towards the server's `max_prepared_stmt_count`.
+pub const SAME_STATE_MAX_PREPARED: usize = 64;
+
+/// Idle server connections by [`PoolKey`], and the sessions waiting for one.
+#[derive(Debug)]
+pub struct BackendPool {
+    idle: Mutex<HashMap<PoolKey, VecDeque<Idle>>>,
+    /// Sessions waiting for a connection of their key, oldest first: a connection put back
+    /// goes to the first of them before the pool, so that no session starves while
+    /// others take their own connection back between statements.
+    waiters: Mutex<HashMap<PoolKey, VecDeque<oneshot::Sender<Handover>>>>,
+    /// Sessions waiting for a backend slot to open a new connection (a login): while
+    /// there are any, a connection put back is closed to free its slot, so that logins
+    /// are not starved by sessions that take connections back between statements.
+    slot_waiters: AtomicUsize,
+    /// Connections in the pool now (all keys): the `goneaway_proxy_pool_idle_connections`
+    /// gauge.
+    stats: Arc<Stats>,
+    /// Woken when a connection is put back.
+    returned: Notify,
+}
+
+impl BackendPool {
+    /// An empty pool, counted in `stats`.
+    pub fn new(stats: Arc<Stats>) -> BackendPool {
+        BackendPool {
+            idle: Mutex::default(),
+            waiters: Mutex::default(),
+            slot_waiters: AtomicUsize::new(0),
+            stats,
+            returned: Notify::new(),
+        }
+    }
+
+    fn count(&self, delta: i64) {
+        self.stats.pool_idle.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Connections waiting in the pool now.
+    pub fn len(&self) -> usize {
+        self.stats.pool_idle.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Puts back a connection that `owner` used last and that carries `carried`: to the
+    /// longest-waiting session of its key, or into the pool.
+    pub fn put(&self, key: PoolKey, backend: Backend, owner: u64, carried: Carried) {
+        if self.slot_waiters.load(Ordering::Acquire) > 0 {
+            // Its slot serves a login better; closed politely, off the caller's path.
+            tokio::spawn(backend.quit());
+            return;
+        }
+        let mut handover = (backend, owner, carried);
+        {
+            let mut waiters = self.waiters.lock().unwrap();
+            if let Some(queue) = waiters.get_mut(&key) {
+                while let Some(waiter) = queue.pop_front() {
+                    match waiter.send(handover) {
+                        Ok(()) => return,
+                        // That session stopped waiting.
+                        Err(back) => handover = back,
+                    }
+                }
+                waiters.remove(&key);
+            }
+        }
+        let (backend, owner, carried) = handover;
+        let mut idle = self.idle.lock().unwrap();
+        idle.entry(key).or_default().push_back(Idle {
+            backend,
+            owner,
+            carried,
+            since: Instant::now(),
+        });
+        self.count(1);
+        drop(idle);
+        self.returned.notify_one();
+    }
+
+    /// Takes the connection that fits session `session` best (see the module docs).
+    /// `wants` is the session's database and variables. A connection found closed is
+    /// returned as [`Taken::Dead`], with what it said: the caller counts the loss under
+    /// its cause.
+    pub fn take(&self, key: &PoolKey, session: u64, wants: &Carried) -> Taken {
+        let mut idle = self.idle.lock().unwrap();
+        let Some(queue) = idle.get_mut(key) else {
+            return Taken::None;
+        };
+        {
+            // Best fit; among equals the most recently used (the back of the queue).
+            let Some((index, fit)) = queue
+                .iter()
+                .enumerate()
+                .rev()
+                .filter_map(|(i, e)| Some((i, fit(e.owner, &e.carried, session, wants)?)))
+                .min_by_key(|(_, f)| match f {
+                    Fit::Own => 0,
+                    Fit::SameState => 1,
+                    Fit::Reset => 2,
+                })
+            else {
+                return Taken::None;
+            };
+            let mut entry = queue.remove(index).expect("index from the queue");
+            self.count(-1);
+            if let Some(ev) = entry.backend.idle_event_now() {
+                return Taken::Dead(entry.backend, ev, entry.since.elapsed());
+            }
+            Taken::Live(entry.backend, fit)
+        }
+    }
+
+    /// Removes the connection idle longest (any key), to free its backend slot for
+    /// another key; `None` when the pool is empty.
+    pub fn evict_oldest(&self) -> Option<Backend> {
+        let mut idle = self.idle.lock().unwrap();
+        let key = idle
+            .iter()
+            .filter_map(|(k, q)| q.front().map(|e| (k, e.since)))
+            .min_by_key(|(_, since)| *since)
+            .map(|(k, _)| k.clone())?;
+        let entry = idle.get_mut(&key)?.pop_front()?;
+        self.count(-1);
+        Some(entry.backend)
+    }
+
+    /// Removes the connections idle for `max_idle` (or half their `wait_timeout`) or
+    /// longer, for the caller to close politely.
+    pub fn sweep(&self, max_idle: Duration) -> Vec<Backend> {
+        let mut idle = self.idle.lock().unwrap();
+        let mut out = Vec::new();
+        for queue in idle.values_mut() {
+            let mut kept = VecDeque::with_capacity(queue.len());
+            for e in queue.drain(..) {
+                // One found closed stays for the next session to take: its loss is
+                // explained and counted there, as that of a session's own backend.
+                if e.since.elapsed() >= max_idle.min(e.backend.wait_timeout / 2) {
+                    out.push(e.backend);
+                } else {
+                    kept.push_back(e);
+                }
+            }
+            *queue = kept;
+        }
+        idle.retain(|_, q| !q.is_empty());
+        self.count(-(out.len() as i64));
+        out
+    }
+
+    /// Removes every connection (shutdown, or a backend change by a reload).
+    pub fn drain(&self) -> Vec<Backend> {
+        let mut idle = self.idle.lock().unwrap();
+        let out: Vec<Backend> = idle
+            .drain()
+            .flat_map(|(_, q)| q.into_iter().map(|e| e.backend))
+            .collect();
+        self.count(-(out.len() as i64));
+        out
+    }
+
+    /// Completes when a connection is put back (or at once if one was put back since the
+    /// last wait).
+    pub async fn returned(&self) {
+        self.returned.notified().await
+    }
+
+    /// Counts the caller as waiting for a slot while the guard lives (see
+    /// [`BackendPool::slot_waiters`]).
+    pub fn wait_for_slot(&self) -> SlotWait<'_> {
+        self.slot_waiters.fetch_add(1, Ordering::AcqRel);
+        SlotWait(self)
+    }
+
+    /// Queues the caller for the next connection of `key` put back. Drop the receiver to
+    /// stop waiting (after `close` and a last `try_recv`, so that a connection handed over
+    /// meanwhile is not lost).
+    pub fn wait_for(&self, key: &PoolKey) -> oneshot::Receiver<Handover> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default()
+            .push_back(tx);
+        rx
+    }
+}
