@@ -25,6 +25,11 @@ use goneaway_harness::Server;
 const CHILD_ENV: &str = "GONEAWAY_PROXY_BENCH_CHILD";
 /// Set in the child that runs without transaction replay and commit marks.
 const PLAIN_ENV: &str = "GONEAWAY_PROXY_BENCH_PLAIN";
+/// The child's max_clients and max_backends (defaults 200 and 150).
+const MAX_CLIENTS_ENV: &str = "GONEAWAY_PROXY_BENCH_MAX_CLIENTS";
+const MAX_BACKENDS_ENV: &str = "GONEAWAY_PROXY_BENCH_MAX_BACKENDS";
+/// Set in the child that shares server connections between sessions.
+const MULTIPLEX_ENV: &str = "GONEAWAY_PROXY_BENCH_MULTIPLEX";
 const USER: &str = "goneaway";
 const PASSWORD: &str = "goneaway-test-password";
 const TABLES: u32 = 4;
@@ -78,8 +83,15 @@ fn run_child(backend: &str) {
     rt.block_on(async {
         let target = goneaway_proxy::BackendTarget::from_url(backend).expect("backend URL");
         let mut config = goneaway_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target);
-        config.max_clients = 200;
-        config.max_backends = 150;
+        let env = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        config.max_clients = env(MAX_CLIENTS_ENV, 200);
+        config.max_backends = env(MAX_BACKENDS_ENV, 150);
+        config.multiplex = std::env::var_os(MULTIPLEX_ENV).is_some();
         if std::env::var_os(PLAIN_ENV).is_some() {
             config.transaction_replay = false;
             config.commit_marks = false;
@@ -209,6 +221,103 @@ async fn run() -> Result<(), BoxError> {
             row[1].1,
             row[2].1,
             d.errors + h.errors + g.errors + w.errors,
+        );
+    }
+    many_clients(&server, secs, rounds).await
+}
+
+/// More clients than the server has connections: `GONEAWAY_BENCH_MANY` client threads
+/// (default `512,1000`; empty skips this part) of `oltp_point_select` against a server with
+/// `max_connections = 100` directly (refused) and through goneaway (`max_backends = 90`,
+/// connections shared), and directly against `server` with room for all of them (the
+/// baseline: as many server connections as clients).
+async fn many_clients(server: &Server, secs: u64, rounds: u32) -> Result<(), BoxError> {
+    let counts: Vec<u32> = env_or("GONEAWAY_BENCH_MANY", "512,1000")
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| t.trim().parse())
+        .collect::<Result<_, _>>()?;
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let small = Server::builder()
+        .var("max_connections", 100)
+        .var("innodb_buffer_pool_size", "64M")
+        .start()
+        .await?;
+    sysbench(small.addr(), "oltp_read_only", 4, 0, &["prepare"])?;
+    server.admin("SET GLOBAL max_connections = 1200").await?;
+    let shared = GoneawayChild::start_with(
+        &small.url(),
+        false,
+        &[
+            (MAX_CLIENTS_ENV, "1200"),
+            (MAX_BACKENDS_ENV, "90"),
+            (MULTIPLEX_ENV, "1"),
+        ],
+    )?;
+    sysbench(shared.addr, "oltp_point_select", 8, 2, &["run"])?;
+    let mut rows = Vec::new();
+    for &n in &counts {
+        let refused = match sysbench(small.addr(), "oltp_point_select", n, 2, &["run"]) {
+            Ok(_) => "served".to_owned(),
+            Err(e) => {
+                let text = e.to_string();
+                if text.contains("Too many connections") {
+                    "refused (1040 Too many connections)".to_owned()
+                } else {
+                    format!("failed: {}", text.lines().next().unwrap_or(""))
+                }
+            }
+        };
+        let (mut g, mut d) = ((0.0, 0.0, 0u64), (0.0, 0.0, 0u64));
+        for round in 1..=rounds {
+            let cpu_before = cpu_ticks(shared.child.id())?;
+            let started = Instant::now();
+            let out = Outcome::parse(&sysbench(
+                shared.addr,
+                "oltp_point_select",
+                n,
+                secs,
+                &["run"],
+            )?)?;
+            let cpu = (cpu_ticks(shared.child.id())? - cpu_before) as f64
+                / 100.0
+                / started.elapsed().as_secs_f64()
+                * 100.0;
+            let direct = Outcome::parse(&sysbench(
+                server.addr(),
+                "oltp_point_select",
+                n,
+                secs,
+                &["run"],
+            )?)?;
+            eprintln!(
+                "many clients {n} round {round}: goneaway (100-connection server) {:.1} tps {:.2} ms p95 {} errors, proxy CPU {cpu:.0}%; direct ({n} connections) {:.1} tps {:.2} ms p95 {} errors",
+                out.tps, out.p95_ms, out.errors, direct.tps, direct.p95_ms, direct.errors
+            );
+            g = (g.0 + out.tps, g.1 + out.p95_ms, g.2 + out.errors);
+            d = (d.0 + direct.tps, d.1 + direct.p95_ms, d.2 + direct.errors);
+        }
+        let k = f64::from(rounds);
+        rows.push((n, refused, (g.0 / k, g.1 / k, g.2), (d.0 / k, d.1 / k, d.2)));
+    }
+    drop(shared);
+    println!();
+    println!("More clients than server connections: oltp_point_select, server max_connections = 100, goneaway max_backends = 90; baseline: the same clients directly on a server that allows them all");
+    println!();
+    println!("| threads | directly, max_connections = 100 | goneaway tps | direct tps (one connection per thread) | goneaway/direct | p95 ms goneaway / direct | errors goneaway / direct |");
+    println!("|---:|---|---:|---:|---:|---|---|");
+    for (n, refused, g, d) in rows {
+        println!(
+            "| {n} | {refused} | {:.0} | {:.0} | **{:.2}** | {:.2} / {:.2} | {} / {} |",
+            g.0,
+            d.0,
+            g.0 / d.0,
+            g.1,
+            d.1,
+            g.2,
+            d.2
         );
     }
     Ok(())
@@ -384,10 +493,20 @@ struct GoneawayChild {
 
 impl GoneawayChild {
     fn start(backend_url: &str, plain: bool) -> Result<GoneawayChild, BoxError> {
+        Self::start_with(backend_url, plain, &[])
+    }
+
+    /// [`GoneawayChild::start`], with more environment for the child.
+    fn start_with(
+        backend_url: &str,
+        plain: bool,
+        env: &[(&str, &str)],
+    ) -> Result<GoneawayChild, BoxError> {
         let mut command = Command::new(std::env::current_exe()?);
         if plain {
             command.env(PLAIN_ENV, "1");
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .env(CHILD_ENV, backend_url)
             .stdin(Stdio::piped())

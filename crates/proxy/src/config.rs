@@ -252,7 +252,7 @@ pub struct ProxyConfig {
     /// Share server connections between client sessions: a session holds one only while
     /// it runs a statement, a transaction, or holds state that lives in that connection
     /// (temporary tables, locks, user variables…; each such pin is counted and logged), so
-    /// idle clients cost no server connection (see `backend::pool`).
+    /// idle clients cost no server connection (see `backend::pool`). Off by default.
     pub multiplex: bool,
     /// How long a shared server connection may wait unused before it is closed (at most
     /// half the server's `wait_timeout`).
@@ -333,7 +333,10 @@ impl ProxyConfig {
             // Off: it slows every autocommit write (see BENCHMARKS.md); for applications that
             // cannot check a write whose outcome is unknown.
             autocommit_write_marks: false,
-            multiplex: true,
+            // Off: a session's own connection is what a direct client has, to the last
+            // observable detail (CONNECTION_ID(), the server's process list and session
+            // counts). Sharing is the choice of who runs more clients than the server takes.
+            multiplex: false,
             pool_idle_limit: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             // TLS is opt-in: a certificate is a deployment decision.

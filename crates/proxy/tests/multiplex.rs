@@ -1,4 +1,4 @@
-//! Shared server connections: more clients than the server has connections, session state
+//! Shared server connections (`multiplex = true`): more clients than the server has connections, session state
 //! that moves with its session, pins counted, and a client gone mid-statement whose
 //! connection is never handed to another session.
 
@@ -25,7 +25,11 @@ fn pins(proxy: &goneaway_proxy::Proxy, reason: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_share_ten_server_connections_without_an_error() {
     let server = server_with_connections(20).await;
-    let proxy = proxy_with(&server, server.addr(), |c| c.max_backends = 10).await;
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = 10;
+    })
+    .await;
     let mut setup = connect(&proxy).await;
     setup
         .query_drop("CREATE TABLE m (id INT AUTO_INCREMENT PRIMARY KEY, who INT) ENGINE=InnoDB")
@@ -95,7 +99,11 @@ async fn state_moves_with_its_session_across_shared_connections() {
     let server = server().await;
     // One server connection for two clients: every statement of one runs on the
     // connection the other just used.
-    let proxy = proxy_with(&server, server.addr(), |c| c.max_backends = 1).await;
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = 1;
+    })
+    .await;
     let mut a = connect(&proxy).await;
     let mut b = connect(&proxy).await;
     a.query_drop("SET time_zone = '+02:00'").await.unwrap();
@@ -150,7 +158,11 @@ async fn state_moves_with_its_session_across_shared_connections() {
 #[tokio::test]
 async fn a_pinned_session_keeps_its_connection_and_the_pin_is_counted() {
     let server = server().await;
-    let proxy = proxy_with(&server, server.addr(), |c| c.max_backends = 2).await;
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = 2;
+    })
+    .await;
     let mut a = connect(&proxy).await;
     let mut b = connect(&proxy).await;
     // Logged in while connections are free; it holds none while idle.
@@ -185,7 +197,11 @@ async fn a_pinned_session_keeps_its_connection_and_the_pin_is_counted() {
 #[tokio::test]
 async fn a_client_gone_mid_statement_leaves_no_reply_for_the_next_session() {
     let server = server().await;
-    let proxy = proxy_with(&server, server.addr(), |c| c.max_backends = 1).await;
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = 1;
+    })
+    .await;
     // The client reaches the proxy through a relay, which resets it mid-statement.
     let relay = goneaway_relay::Relay::start(goneaway_relay::RelayConfig::new(
         "127.0.0.1:0",
@@ -224,4 +240,26 @@ async fn a_client_gone_mid_statement_leaves_no_reply_for_the_next_session() {
         assert!(started.elapsed() < Duration::from_secs(5), "client count");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn shared_connections_lost_while_unused_are_counted_under_their_cause() {
+    let server = server().await;
+    let proxy = proxy_with(&server, server.addr(), |c| c.multiplex = true).await;
+    let mut conn = connect(&proxy).await;
+    // Old enough that the restart's later start time shows (Uptime has whole seconds).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(one(&mut conn, "SELECT 1").await.unwrap(), "1");
+    server.restart().await.unwrap();
+    assert_eq!(one(&mut conn, "SELECT 2").await.unwrap(), "2");
+    assert_eq!(
+        proxy
+            .stats()
+            .absorbed_by_cause()
+            .get("server_restart")
+            .copied(),
+        Some(1),
+        "{:?}",
+        proxy.stats().absorbed_by_cause()
+    );
 }

@@ -364,6 +364,8 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
         c.autocommit_write_marks = true;
         // Blackholed backends are found after 1 s of silence (5 s by default).
         c.stall_check = Some(Duration::from_secs(1));
+        // Connections shared between the writers: every fault hits the pool too.
+        c.multiplex = true;
     })
     .await;
     let mut setup = connect(&proxy).await;

@@ -84,10 +84,11 @@ pub struct Args {
     /// write transaction).
     #[arg(long)]
     no_commit_marks: bool,
-    /// Give every client session a server connection of its own for its whole life,
-    /// instead of sharing connections between sessions between their statements.
+    /// Share server connections between client sessions: a session holds one only for a
+    /// statement, a transaction, or state that lives in it (pins are counted and logged),
+    /// so idle clients cost none and more clients than the server allows are served.
     #[arg(long)]
-    no_multiplex: bool,
+    multiplex: bool,
     /// Never replay a transaction lost before its COMMIT: the session goes to the
     /// failed-transaction state at once.
     #[arg(long)]
@@ -200,8 +201,8 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     if args.no_commit_marks {
         config.commit_marks = false;
     }
-    if args.no_multiplex {
-        config.multiplex = false;
+    if args.multiplex {
+        config.multiplex = true;
     }
     if args.no_transaction_replay {
         config.transaction_replay = false;

@@ -9,7 +9,9 @@
 //!
 //! Which connection a session gets, best first:
 //!
-//! 1. [`Fit::Own`]: the one it used last, if nobody else used it since. Nothing to do:
+//! 1. [`Fit::Own`]: the one it used last, if nobody else used it since and the session's
+//!    database and variables are still what it left there (a `COM_CHANGE_USER` changes
+//!    them). Nothing to do:
 //!    its prepared statements and variables are still there. With as many connections as
 //!    busy clients, sessions keep their own and multiplexing costs nothing.
 //! 2. [`Fit::SameState`]: one whose current database and session variables are the
@@ -74,6 +76,8 @@ struct Idle {
     owner: u64,
     carried: Carried,
     since: Instant,
+    /// What it said when the sweeper found it closed: kept for the session that takes it.
+    dead: Option<IdleEvent>,
 }
 
 /// What [`BackendPool::take`] found.
@@ -118,19 +122,20 @@ pub type Handover = (Backend, u64, Carried);
 /// that wants `wants`; `None` when it cannot serve it at all (it is in a database and the
 /// session in none, which no statement can undo).
 pub fn fit(owner: u64, carried: &Carried, session: u64, wants: &Carried) -> Option<Fit> {
-    if owner == session {
+    let same = carried.database == wants.database && carried.variables == wants.variables;
+    if owner == session && same {
         Some(Fit::Own)
     } else if carried.database.is_some() && wants.database.is_none() {
         None
-    } else if carried.prepared < SAME_STATE_MAX_PREPARED
-        && carried.database == wants.database
-        && carried.variables == wants.variables
-    {
+    } else if same && carried.prepared < SAME_STATE_MAX_PREPARED {
         Some(Fit::SameState)
     } else {
         Some(Fit::Reset)
     }
 }
+
+/// How long a connection found closed waits for a session to take it and count its loss.
+const DEAD_KEPT: Duration = Duration::from_secs(600);
 
 /// A connection that holds this many prepared statements (of earlier users) is reset
 /// before another session uses it, which releases them: statements re-prepared by each
@@ -211,6 +216,7 @@ impl BackendPool {
             owner,
             carried,
             since: Instant::now(),
+            dead: None,
         });
         self.count(1);
         drop(idle);
@@ -243,7 +249,7 @@ impl BackendPool {
             };
             let mut entry = queue.remove(index).expect("index from the queue");
             self.count(-1);
-            if let Some(ev) = entry.backend.idle_event_now() {
+            if let Some(ev) = entry.dead.take().or_else(|| entry.backend.idle_event_now()) {
                 return Taken::Dead(entry.backend, ev, entry.since.elapsed());
             }
             Taken::Live(entry.backend, fit)
@@ -271,13 +277,20 @@ impl BackendPool {
         let mut out = Vec::new();
         for queue in idle.values_mut() {
             let mut kept = VecDeque::with_capacity(queue.len());
-            for e in queue.drain(..) {
-                // One found closed stays for the next session to take: its loss is
-                // explained and counted there, as that of a session's own backend.
-                if e.since.elapsed() >= max_idle.min(e.backend.wait_timeout / 2) {
-                    out.push(e.backend);
-                } else {
+            for mut e in queue.drain(..) {
+                let expired = e.since.elapsed() >= max_idle.min(e.backend.wait_timeout / 2);
+                if expired && e.dead.is_none() {
+                    e.dead = e.backend.idle_event_now();
+                }
+                // One found closed stays (for DEAD_KEPT at most) for the next session to
+                // take: its loss is explained and counted there, as that of a session's own
+                // backend would be; a restart is then seen in the metrics even by sessions
+                // that were idle through it.
+                let keep = !expired || (e.dead.is_some() && e.since.elapsed() < DEAD_KEPT);
+                if keep {
                     kept.push_back(e);
+                } else {
+                    out.push(e.backend);
                 }
             }
             *queue = kept;

@@ -2251,6 +2251,8 @@ impl Session {
         if old.backend.is_some() {
             self.known_limits = Some((self.wait_timeout, self.packet_limit));
         }
+        // A new login: on a new server connection, the server's own check (as at login).
+        self.after_loss = true;
         let fresh = self.fresh_backend().await;
         self.known_limits = None;
         if let Err(e) = fresh {
