@@ -44,11 +44,13 @@ pub mod config;
 mod error;
 pub mod frontend;
 pub mod gate;
+pub mod monitor;
 pub mod net;
+mod router;
 mod server;
 pub mod stats;
 
-pub use config::{Account, BackendTarget, Credential, ProxyConfig};
+pub use config::{Account, BackendTarget, ClusterKind, Credential, ProxyConfig, ServerAddr};
 pub use error::ProxyError;
 pub use server::{Proxy, Reloaded};
 pub use stats::Stats;
