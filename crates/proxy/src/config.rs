@@ -130,6 +130,103 @@ impl BackendTarget {
     }
 }
 
+/// One member of the cluster the proxy fronts: a server's address. The account, password
+/// and database are the backend URL's (see [`ProxyConfig::servers`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ServerAddr {
+    /// Parses `host:port`, or `host` (port 3306); an IPv6 address goes in brackets
+    /// (`[::1]:3306`).
+    pub fn parse(text: &str) -> Result<ServerAddr, ProxyError> {
+        let bad = |why: &str| ProxyError::Config(format!("servers: {text:?}: {why}"));
+        let text = text.trim();
+        if text.contains("://") || text.contains('@') {
+            return Err(bad(
+                "give host:port only; the account, password and database are the backend URL's",
+            ));
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse().map_err(|_| bad("the port is not a number"))?,
+            ),
+            _ => (text.trim_start_matches('[').trim_end_matches(']'), 3306),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(ServerAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// The backend URL's account on this server.
+    pub fn target(&self, backend: &BackendTarget) -> BackendTarget {
+        BackendTarget {
+            host: self.host.clone(),
+            port: self.port,
+            ..backend.clone()
+        }
+    }
+
+    /// Whether `target` points at this server.
+    pub fn is(&self, target: &BackendTarget) -> bool {
+        self.port == target.port && self.host == target.host
+    }
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How the monitor tells the writer among [`ProxyConfig::servers`] (see [`crate::monitor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterKind {
+    /// Galera when a server says `wsrep_on = ON`, else replication.
+    #[default]
+    Auto,
+    /// Primary and replicas: the writer is the one reachable server with `read_only = OFF`
+    /// that replicates from nobody.
+    Replication,
+    /// Galera: the writer is one node that is Synced, ready and in the primary component,
+    /// kept while it stays so.
+    Galera,
+}
+
+impl ClusterKind {
+    /// `auto`, `replication` or `galera`.
+    pub fn parse(text: &str) -> Result<ClusterKind, ProxyError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ClusterKind::Auto),
+            "replication" => Ok(ClusterKind::Replication),
+            "galera" => Ok(ClusterKind::Galera),
+            other => Err(ProxyError::Config(format!(
+                "cluster: {other:?} is not one of auto, replication, galera"
+            ))),
+        }
+    }
+
+    /// The name [`ClusterKind::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterKind::Auto => "auto",
+            ClusterKind::Replication => "replication",
+            ClusterKind::Galera => "galera",
+        }
+    }
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -171,8 +268,24 @@ impl std::fmt::Debug for Account {
 pub struct ProxyConfig {
     /// Where clients connect.
     pub listen: SocketAddr,
-    /// The server behind the proxy.
+    /// The server behind the proxy, and the account sessions of configured accounts (and
+    /// the proxy itself) log in with.
     pub backend: BackendTarget,
+    /// The members of the cluster behind the proxy, when there is more than one server:
+    /// new backends go to the one the monitor names the writer ([`crate::monitor`]), and
+    /// sessions follow it through switchovers and failovers. Each is `host:port` and uses
+    /// the backend URL's account and database; the backend URL's own address is a member
+    /// too (put first when this list lacks it). Empty (the default): the backend alone,
+    /// with no monitor.
+    pub servers: Vec<ServerAddr>,
+    /// How the monitor tells the writer of [`ProxyConfig::servers`].
+    pub cluster: ClusterKind,
+    /// How long a command waits while the cluster has no writer (a switchover between the
+    /// old primary turning read-only and the new one writable, a failover until the
+    /// replica is promoted), before it fails with an error naming each server's state.
+    pub switchover_wait: Duration,
+    /// How often the monitor polls each member of [`ProxyConfig::servers`].
+    pub monitor_interval: Duration,
     /// Who may log in to the proxy. Empty means "the backend URL's own account", so that
     /// `--listen` and `--backend` are enough to start; never an open relay.
     pub accounts: Vec<Account>,
@@ -281,6 +394,15 @@ impl ProxyConfig {
         ProxyConfig {
             listen,
             backend,
+            servers: Vec::new(),
+            cluster: ClusterKind::Auto,
+            // A planned switchover takes seconds (the replica catches up, is promoted); a
+            // failover as long as the tool or person that promotes takes. Thirty seconds,
+            // as server_wait, before a client is told there is no writer.
+            switchover_wait: Duration::from_secs(30),
+            // A poll is three small queries per server; twice a second keeps a switchover's
+            // extra wait under a second, at a cost no server notices.
+            monitor_interval: Duration::from_millis(500),
             accounts: Vec::new(),
             metrics_listen: None,
             // Plenty for an application fleet on one host; each costs one task and buffers.
@@ -360,6 +482,30 @@ impl ProxyConfig {
         }
     }
 
+    /// The servers the proxy routes between: [`ProxyConfig::servers`] with the backend
+    /// URL's address first when the list lacks it; the backend alone when it is empty.
+    pub fn members(&self) -> Vec<ServerAddr> {
+        let own = ServerAddr {
+            host: self.backend.host.clone(),
+            port: self.backend.port,
+        };
+        let mut out = Vec::with_capacity(self.servers.len() + 1);
+        if !self.servers.contains(&own) {
+            out.push(own);
+        }
+        for s in &self.servers {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether the proxy fronts more than one server (and runs the monitor).
+    pub fn is_cluster(&self) -> bool {
+        self.members().len() > 1
+    }
+
     /// Reads a TOML file's contents:
     ///
     /// ```toml
@@ -367,6 +513,9 @@ impl ProxyConfig {
     /// backend = "mysql://app:secret@127.0.0.1:3306/app"
     /// metrics_listen = "127.0.0.1:9633"
     /// server_wait_secs = 30
+    /// # a cluster: the writer among these (the backend's account on each)
+    /// servers = ["127.0.0.1:3306", "127.0.0.1:3307"]
+    /// cluster = "replication"
     /// # TLS towards clients (optional; require_tls refuses plain-text logins)
     /// tls_cert = "/etc/goneaway/proxy.crt"
     /// tls_key = "/etc/goneaway/proxy.key"
@@ -404,6 +553,14 @@ impl ProxyConfig {
         };
         let mut c = ProxyConfig::new(listen, backend);
         c.accounts = file.accounts;
+        c.servers = file
+            .servers
+            .iter()
+            .map(|s| ServerAddr::parse(s))
+            .collect::<Result<_, _>>()?;
+        if let Some(kind) = file.cluster.as_deref() {
+            c.cluster = ClusterKind::parse(kind)?;
+        }
         if let Some(m) = file.metrics_listen {
             c.metrics_listen =
                 Some(m.parse().map_err(|_| {
@@ -437,6 +594,13 @@ impl ProxyConfig {
         }
         if let Some(v) = file.server_wait_secs {
             c.server_wait = secs(v);
+        }
+        if let Some(v) = file.switchover_wait_secs {
+            c.switchover_wait = secs(v);
+        }
+        if let Some(v) = file.monitor_interval_secs {
+            // A poll every few milliseconds would be load, not vigilance.
+            c.monitor_interval = secs(v).max(Duration::from_millis(50));
         }
         if let Some(v) = file.connect_timeout_secs {
             c.connect_timeout = secs(v);
@@ -514,6 +678,11 @@ struct FileConfig {
     listen: Option<String>,
     backend: Option<String>,
     #[serde(default)]
+    servers: Vec<String>,
+    cluster: Option<String>,
+    switchover_wait_secs: Option<f64>,
+    monitor_interval_secs: Option<f64>,
+    #[serde(default)]
     accounts: Vec<Account>,
     metrics_listen: Option<String>,
     max_clients: Option<usize>,
@@ -577,6 +746,41 @@ mod tests {
         assert_eq!(c.server_wait, Duration::from_millis(2500));
         assert_eq!(c.effective_accounts()[0].user, "u");
         assert!(c.tls_cert.is_none() && !c.require_tls);
+    }
+
+    #[test]
+    fn servers_share_the_backend_account() {
+        let c = ProxyConfig::from_toml(
+            "backend = \"mysql://a:b@h1:3306/db\"\nservers = [\"h2:3307\", \"h1\", \"[::1]:3308\"]\ncluster = \"galera\"\nswitchover_wait_secs = 5\nmonitor_interval_secs = 0.25\n",
+        )
+        .unwrap();
+        let members: Vec<String> = c.members().iter().map(ToString::to_string).collect();
+        assert_eq!(members, ["h2:3307", "h1:3306", "[::1]:3308"]);
+        assert!(c.is_cluster());
+        assert_eq!(c.cluster, ClusterKind::Galera);
+        assert_eq!(c.switchover_wait, Duration::from_secs(5));
+        assert_eq!(c.monitor_interval, Duration::from_millis(250));
+        let t = c.members()[0].target(&c.backend);
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("h2", 3307, "a")
+        );
+        // The backend alone: no cluster.
+        let single = ProxyConfig::from_toml("backend = \"mysql://a:b@h1:3306/\"\n").unwrap();
+        assert_eq!(single.members().len(), 1);
+        assert!(!single.is_cluster());
+        for bad in [
+            "servers = [\"mysql://a:b@h2/\"]",
+            "servers = [\"h2:x\"]",
+            "cluster = \"mesh\"",
+        ] {
+            let e = ProxyConfig::from_toml(&format!("backend = \"mysql://a:b@h1/\"\n{bad}\n"))
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("servers") || e.to_string().contains("cluster"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

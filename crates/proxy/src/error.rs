@@ -34,6 +34,11 @@ pub enum ProxyError {
     /// received the statement.
     #[error("{detail}")]
     Stalled { not_run: bool, detail: String },
+    /// In front of a cluster, no server qualified as the writer within
+    /// `switchover_wait`: the message names every server and what it said (see
+    /// [`crate::monitor`]).
+    #[error("{0}")]
+    NoWriter(String),
 }
 
 impl ProxyError {

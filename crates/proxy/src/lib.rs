@@ -14,6 +14,9 @@
 //!   absorbed and serves it, as Prometheus text on `/metrics` and as `/health` (200 "ok",
 //!   503 "draining" during a graceful shutdown), from a small axum router on its own
 //!   address ([`ProxyConfig::metrics_listen`]; keep it on loopback).
+//! - In front of a cluster ([`ProxyConfig::servers`]), [`monitor`] polls every member and
+//!   names the writer; new backends go there, statements wait while there is none
+//!   ([`ProxyConfig::switchover_wait`]), and sessions follow a switchover or a failover.
 //! - TLS towards clients is opt-in: with [`ProxyConfig::tls_cert`] and
 //!   [`ProxyConfig::tls_key`] (PEM) the greeting offers `CLIENT_SSL`, a client's SSLRequest
 //!   upgrades its connection (rustls, ring provider, TLS 1.2 and 1.3) and the login goes
@@ -44,11 +47,13 @@ pub mod config;
 mod error;
 pub mod frontend;
 pub mod gate;
+pub mod monitor;
 pub mod net;
+mod router;
 mod server;
 pub mod stats;
 
-pub use config::{Account, BackendTarget, Credential, ProxyConfig};
+pub use config::{Account, BackendTarget, ClusterKind, Credential, ProxyConfig, ServerAddr};
 pub use error::ProxyError;
 pub use server::{Proxy, Reloaded};
 pub use stats::Stats;

@@ -16,6 +16,7 @@ use crate::backend::{Backend, ConnectOptions};
 use crate::config::ProxyConfig;
 use crate::frontend::Session;
 use crate::gate::Gate;
+use crate::monitor::Monitor;
 use crate::net::packet::caps;
 use crate::stats::Stats;
 use crate::ProxyError;
@@ -67,6 +68,9 @@ pub(crate) struct Shared {
     pub instance: [u8; 8],
     /// Server connections shared between sessions (see [`ProxyConfig::multiplex`]).
     pub pool: crate::backend::BackendPool,
+    /// The cluster's writer, as the monitor names it (the backend itself for a single
+    /// server); see [`crate::monitor`] and [`crate::router`].
+    pub monitor: Arc<Monitor>,
 }
 
 impl Shared {
@@ -101,6 +105,8 @@ pub struct Proxy {
     sweeper: JoinHandle<()>,
     /// Closes shared connections left unused too long.
     pool_sweeper: JoinHandle<()>,
+    /// Polls the cluster's servers and names the writer (idle for a single server).
+    monitor_task: JoinHandle<()>,
     /// Stops the metrics listener: sent after the sessions drained, so that `/metrics` and
     /// `/health` ("draining") stay readable during a graceful shutdown.
     metrics_stop: watch::Sender<bool>,
@@ -169,7 +175,10 @@ impl Proxy {
                 b
             },
             pool: crate::backend::BackendPool::new(stats.clone()),
+            monitor: Arc::new(Monitor::new(&config)),
         });
+        let monitor_task =
+            tokio::spawn(crate::monitor::run(shared.monitor.clone(), shared.clone()));
         if config.commit_marks {
             // Made at start, so that the first COMMIT does not wait for it.
             let s = shared.clone();
@@ -190,6 +199,7 @@ impl Proxy {
             metrics_task,
             sweeper,
             pool_sweeper,
+            monitor_task,
             metrics_stop,
             done,
             grace: config.shutdown_grace,
@@ -204,6 +214,12 @@ impl Proxy {
     /// The metrics and health address, if configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The monitor's latest verdict on the cluster: the writer and what each server said
+    /// (see [`crate::monitor`]).
+    pub fn cluster(&self) -> Arc<crate::monitor::ClusterView> {
+        self.shared.monitor.view()
     }
 
     /// The proxy's counters.
@@ -273,6 +289,8 @@ impl Proxy {
             tls,
         });
         self.shared.generation.store(number, Ordering::Release);
+        // The servers may have changed: the monitor looks at them now.
+        self.shared.monitor.poll_now();
         self.stats.reloads.fetch_add(1, Ordering::Relaxed);
         Ok(report)
     }
@@ -333,6 +351,7 @@ impl Drop for Proxy {
         }
         self.sweeper.abort();
         self.pool_sweeper.abort();
+        self.monitor_task.abort();
     }
 }
 
@@ -392,7 +411,16 @@ async fn make_commit_marks(shared: &Shared) -> Result<(), String> {
     let schema = config.commit_marks_schema.replace('`', "``");
     let opts = ConnectOptions::internal(config.connect_timeout);
     let result = async {
-        let mut b = Backend::connect(&config.backend, &opts, shared.stats.clone()).await?;
+        // In front of a cluster, on the writer: a replica is read-only, and a write there
+        // (by an account allowed to) would break its replication.
+        let target = shared
+            .monitor
+            .wait_writer_target(&config.backend, config.connect_timeout)
+            .await
+            .ok_or_else(|| {
+                ProxyError::NoWriter("the cluster has no writer to create the table on".into())
+            })?;
+        let mut b = Backend::connect(&target, &opts, shared.stats.clone()).await?;
         b.simple(&format!("CREATE DATABASE IF NOT EXISTS `{schema}`"))
             .await?;
         b.simple(&format!(
@@ -427,7 +455,11 @@ async fn sweep_commit_marks(shared: Arc<Shared>) {
         let config = &gen.config;
         let opts = ConnectOptions::internal(config.connect_timeout);
         let schema = config.commit_marks_schema.replace('`', "``");
-        if let Ok(mut b) = Backend::connect(&config.backend, &opts, shared.stats.clone()).await {
+        // On the writer only (see make_commit_marks); the next sweep catches up.
+        let Some(target) = shared.monitor.writer_target(&config.backend) else {
+            continue;
+        };
+        if let Ok(mut b) = Backend::connect(&target, &opts, shared.stats.clone()).await {
             let sql = format!(
                 "DELETE FROM `{schema}`.commit_marks WHERE created < NOW(6) - INTERVAL 1 HOUR LIMIT 100000"
             );
@@ -509,6 +541,10 @@ fn changed_settings(a: &ProxyConfig, b: &ProxyConfig) -> Vec<&'static str> {
     }
     compare!(
         backend,
+        servers,
+        cluster,
+        switchover_wait as "switchover_wait_secs",
+        monitor_interval as "monitor_interval_secs",
         accounts,
         max_clients,
         max_pending_logins,

@@ -74,9 +74,31 @@ pub struct Stats {
     pub pool_reset: AtomicU64,
     /// Shared connections found closed when taken, or closed unused by the sweeper.
     pub pool_closed: AtomicU64,
+    /// Changes of the cluster's writer the monitor saw (to another server, or to none).
+    pub writer_changes: AtomicU64,
+    /// Backends that had to wait for the cluster to have a writer.
+    pub switchover_waits: AtomicU64,
+    /// Their waits, summed.
+    switchover_wait_micros: AtomicU64,
+    /// Statements refused with 1290 by a server that had stopped being the writer, run
+    /// on the new writer instead of reaching the client.
+    pub read_only_redirects: AtomicU64,
+    /// Each cluster member as the monitor last saw it (empty for a single server).
+    servers: Mutex<Vec<ServerGauge>>,
     labelled: Mutex<Labelled>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_sum_micros: AtomicU64,
+}
+
+/// One cluster member, as the monitor last saw it (see [`crate::monitor`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerGauge {
+    /// `host:port`.
+    pub server: String,
+    /// Reached and answered at the last poll.
+    pub up: bool,
+    /// One of [`crate::monitor::ROLES`].
+    pub role: &'static str,
 }
 
 #[derive(Debug)]
@@ -257,6 +279,28 @@ impl Stats {
         nonzero(&self.labelled.lock().unwrap().errors)
     }
 
+    /// Records a backend's wait for the cluster to have a writer.
+    pub fn switchover_wait(&self, d: Duration) {
+        self.switchover_waits.fetch_add(1, Ordering::Relaxed);
+        self.switchover_wait_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The seconds backends waited for a writer, summed.
+    pub fn switchover_wait_seconds(&self) -> f64 {
+        self.switchover_wait_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// The cluster's members as the monitor saw them (set after each poll round).
+    pub fn set_servers(&self, servers: Vec<ServerGauge>) {
+        *self.servers.lock().unwrap() = servers;
+    }
+
+    /// The cluster's members as the monitor last saw them.
+    pub fn servers(&self) -> Vec<ServerGauge> {
+        self.servers.lock().unwrap().clone()
+    }
+
     /// Records one command's latency.
     pub fn command_latency(&self, d: Duration) {
         self.commands.fetch_add(1, Ordering::Relaxed);
@@ -413,6 +457,51 @@ impl Stats {
             "Idle backends released before wait_timeout.",
             c(&self.recycled).to_string(),
         );
+        metric(
+            "goneaway_proxy_writer_changes_total",
+            "counter",
+            "Changes of the cluster's writer the monitor saw (to another server, or to none).",
+            c(&self.writer_changes).to_string(),
+        );
+        metric(
+            "goneaway_proxy_switchover_waits_total",
+            "counter",
+            "Backends that waited for the cluster to have a writer (switchover_wait).",
+            c(&self.switchover_waits).to_string(),
+        );
+        metric(
+            "goneaway_proxy_switchover_wait_seconds_total",
+            "counter",
+            "Seconds backends waited for the cluster to have a writer, summed.",
+            self.switchover_wait_seconds().to_string(),
+        );
+        metric(
+            "goneaway_proxy_read_only_redirects_total",
+            "counter",
+            "Statements refused with 1290 by a server that had stopped being the writer, run on the new writer instead.",
+            c(&self.read_only_redirects).to_string(),
+        );
+        let servers = self.servers.lock().unwrap().clone();
+        let _ = writeln!(out, "# HELP goneaway_proxy_server_up Whether the monitor reached each cluster member at its last poll (no series for a single server).\n# TYPE goneaway_proxy_server_up gauge");
+        for s in &servers {
+            let _ = writeln!(
+                out,
+                "goneaway_proxy_server_up{{server=\"{}\"}} {}",
+                s.server,
+                u8::from(s.up)
+            );
+        }
+        let _ = writeln!(out, "# HELP goneaway_proxy_server_role Each cluster member's role at the monitor's last poll: 1 for its role, 0 for the others (writer, replica, read_only, galera_synced, galera_not_synced, down).\n# TYPE goneaway_proxy_server_role gauge");
+        for s in &servers {
+            for role in crate::monitor::ROLES {
+                let _ = writeln!(
+                    out,
+                    "goneaway_proxy_server_role{{server=\"{}\",role=\"{role}\"}} {}",
+                    s.server,
+                    u8::from(s.role == role)
+                );
+            }
+        }
         let labelled = self.labelled.lock().unwrap();
         let _ = writeln!(out, "# HELP goneaway_proxy_absorbed_total Backend losses no client saw, by cause.\n# TYPE goneaway_proxy_absorbed_total counter");
         for (cause, n) in &labelled.absorbed {

@@ -35,3 +35,6 @@ mod stalls;
 mod multiplex;
 // The soak: seeded writers through KILLs, restarts, crashes and resets, checked by a ledger.
 mod soak;
+// In front of a cluster: a planned switchover and a failover of a real replication pair,
+// a Galera writer killed, and a single read-only server's 1290 kept as it is.
+mod cluster;

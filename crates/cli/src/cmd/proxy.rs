@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use goneaway_proxy::{Account, BackendTarget, Proxy, ProxyConfig};
+use goneaway_proxy::{Account, BackendTarget, ClusterKind, Proxy, ProxyConfig, ServerAddr};
 
 /// A MySQL-protocol proxy: applications in any language, unchanged, stop seeing "server has
 /// gone away".
@@ -36,6 +36,7 @@ Examples:
   APP_PW=s3cret goneaway proxy --listen 127.0.0.1:6033 --backend \"$DATABASE_URL\" \\
       --user app --password-env APP_PW --metrics 127.0.0.1:9633
   goneaway proxy --config /etc/goneaway/proxy.toml
+  goneaway proxy --backend mysql://app:secret@db1:3306/app --server db2:3306 --cluster replication
   goneaway proxy --backend \"$DATABASE_URL\" --tls-cert proxy.crt --tls-key proxy.key --require-tls
 
 Exit codes:
@@ -50,6 +51,24 @@ pub struct Args {
     /// MYSQL_URL / DATABASE_URL).
     #[arg(long, env = "MYSQL_URL", hide_env_values = true)]
     backend: Option<String>,
+    /// A member of the cluster behind the proxy, as host:port (repeat for each); each uses
+    /// the --backend URL's account and database, and the backend's own address is a
+    /// member too. New server connections go to the writer the proxy's monitor names, and
+    /// sessions follow it through switchovers and failovers.
+    #[arg(long = "server", value_name = "HOST:PORT")]
+    servers: Vec<String>,
+    /// How the writer among the --server members is told: replication (the one writable
+    /// server that replicates from nobody), galera (a Synced node in the primary
+    /// component), or auto (galera when the servers say wsrep_on; the default).
+    #[arg(long, value_name = "KIND")]
+    cluster: Option<String>,
+    /// How long a statement waits while the cluster has no writer, in seconds (default
+    /// 30).
+    #[arg(long, value_name = "SECS")]
+    switchover_wait: Option<f64>,
+    /// How often the monitor polls each --server, in seconds (default 0.5).
+    #[arg(long, value_name = "SECS")]
+    monitor_interval: Option<f64>,
     /// A TOML configuration file; flags given on the command line win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
@@ -207,6 +226,22 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     if args.no_transaction_replay {
         config.transaction_replay = false;
     }
+    if !args.servers.is_empty() {
+        config.servers = args
+            .servers
+            .iter()
+            .map(|s| ServerAddr::parse(s))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(kind) = &args.cluster {
+        config.cluster = ClusterKind::parse(kind)?;
+    }
+    if let Some(s) = args.switchover_wait {
+        config.switchover_wait = Duration::from_secs_f64(s.max(0.0));
+    }
+    if let Some(s) = args.monitor_interval {
+        config.monitor_interval = Duration::from_secs_f64(s.max(0.05));
+    }
     if let Some(s) = args.server_wait {
         config.server_wait = Duration::from_secs_f64(s.max(0.0));
     }
@@ -254,7 +289,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the proxy's runtime")?;
     let proxy = runtime.spawn(Proxy::start(config.clone())).await??;
     eprintln!(
-        "goneaway proxy: listening on {}{} for {}{} (server {}){}",
+        "goneaway proxy: listening on {}{} for {}{} (server{}){}",
         proxy.local_addr(),
         match (&config.tls_cert, config.require_tls) {
             (Some(_), true) => " (TLS required)",
@@ -272,7 +307,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             ""
         },
-        config.backend.addr(),
+        if config.is_cluster() {
+            format!(
+                "s {}, cluster {}",
+                config
+                    .members()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config.cluster.as_str()
+            )
+        } else {
+            format!(" {}", config.backend.addr())
+        },
         proxy
             .metrics_addr()
             .map(|a| format!("; metrics on http://{a}/metrics"))

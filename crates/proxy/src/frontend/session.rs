@@ -208,9 +208,12 @@ pub struct Session {
     /// The configuration this session follows: the current one, taken again before each
     /// command when a reload made a newer one.
     gen: Arc<Generation>,
-    /// A reload moved the backend: the session's server connection is to the old server
-    /// and is given up at the next command that can move.
+    /// A reload moved the backend, or the cluster has a new writer: the session's server
+    /// connection is to the old server and is given up at the next command that can move.
     backend_moved: bool,
+    /// The cluster writer generation last compared before a command (see
+    /// [`crate::router::writer_moved`]).
+    writer_generation: u64,
     /// The open transaction's statements, for a replay (see [`txlog`]).
     tx_log: Option<TxLog>,
     /// The digest of the reply being relayed, when the command is recorded.
@@ -335,6 +338,7 @@ impl Session {
             verified: login.verified.clone(),
             gen,
             backend_moved: false,
+            writer_generation: 0,
             tx_log: None,
             digest: None,
             reply_unreplayable: None,
@@ -693,10 +697,20 @@ impl Session {
     async fn fresh_backend_within(&mut self, wait: Duration) -> Result<(), ProxyError> {
         let gen = self.gen.clone();
         let config = &gen.config;
+        // In front of a cluster a backend may also wait for the writer (crate::router).
+        let wait = if self.shared.monitor.is_cluster() && !wait.is_zero() {
+            wait.max(config.switchover_wait)
+        } else {
+            wait
+        };
         let deadline = Instant::now() + wait;
         let pooled = config.multiplex && !self.after_loss;
-        if pooled && self.take_pooled(None).await? {
-            return Ok(());
+        if pooled {
+            // The pool is keyed by server: in front of a cluster, the writer's first.
+            self.aim_at_writer(deadline).await?;
+            if self.take_pooled(None).await? {
+                return Ok(());
+            }
         }
         // A shared connection found closed: the next one is opened, as after any loss.
         let pooled = pooled && !self.after_loss;
@@ -757,6 +771,9 @@ impl Session {
         let mut delay = Duration::from_millis(50);
         let mut refused = false;
         let mut backend = loop {
+            // Each attempt asks where the writer is now: a crashed one is replaced by the
+            // monitor's next verdict.
+            self.aim_at_writer(deadline).await?;
             match Backend::connect(&self.target, &opts, self.shared.stats.clone()).await {
                 Ok(b) => break b,
                 Err(e) if !is_transient(&e) || Instant::now() + delay >= deadline => return Err(e),
@@ -1006,6 +1023,20 @@ impl Session {
         self.shared.pool.put(self.pool_key(), b, self.id, carried);
     }
 
+    /// In front of a cluster, points the session's target at the writer (waiting for one
+    /// until `deadline`; see [`crate::router::aim`]).
+    async fn aim_at_writer(&mut self, deadline: Instant) -> Result<(), ProxyError> {
+        if crate::router::aim(&self.shared, &mut self.target, deadline).await? {
+            // Thread ids and start times name connections within one server's life: the
+            // old server's say nothing here, and its lost thread cannot be killed or
+            // waited for on this one (end_old_thread checks lost_backend).
+            self.last_backend_opened = None;
+            self.last_thread_id = None;
+            self.lost_backend = (None, None);
+        }
+        Ok(())
+    }
+
     /// How this session's backend reads are watched for replies that will never come.
     fn stall_watch(&self) -> Option<StallWatch> {
         let config = &self.gen.config;
@@ -1089,7 +1120,7 @@ impl Session {
             tracing::info!(
                 session = self.id,
                 backend = %self.target.addr(),
-                "the configuration moved the backend; the session follows it"
+                "the backend moved (a reload, or the cluster's new writer); the session follows it"
             );
             self.state.backend_replaced();
             // The new server's thread ids and start time say nothing about the old one.
@@ -1104,6 +1135,15 @@ impl Session {
         let started = Instant::now();
         if self.shared.generation.load(Ordering::Acquire) != self.gen.number {
             self.follow_reload();
+        }
+        // In front of a cluster, a new writer: a backend on the old one is given up at the
+        // next command that can move, as after a reload (crate::router).
+        let writer_generation = self.shared.monitor.generation();
+        if writer_generation != self.writer_generation {
+            self.writer_generation = writer_generation;
+            if self.backend.is_some() && crate::router::writer_moved(&self.shared, &self.target) {
+                self.backend_moved = true;
+            }
         }
         // A large command on a session without a backend: the limit is the one of the
         // backend it will run on (the global max_allowed_packet may have changed since the
@@ -1964,6 +2004,11 @@ impl Session {
     /// until it is gone, so that its transaction holds no lock the replay needs.
     /// `Ok(true)` when the server is the one the old connection was to (no restart).
     async fn end_old_thread(&mut self, id: u32, opened: i64) -> Result<bool, ProxyError> {
+        // The session moved to another server of a cluster since (aim_at_writer forgot the
+        // lost thread): that thread id names some other connection here.
+        if self.lost_backend != (Some(id), Some(opened)) {
+            return Ok(false);
+        }
         let backend = self.backend.as_mut().expect("connected");
         if backend.server_started.is_none() {
             backend.read_server_started().await?;
@@ -2511,6 +2556,25 @@ impl Session {
                         server_err: Some(e.clone()),
                     });
                 }
+                // In front of a cluster: a 1290 --read-only from a server that a
+                // switchover took the writer's place from ran nowhere. Outside a
+                // transaction, with nothing that lives only in this connection, the
+                // statement runs again on the new writer (taken as a backend proven not to
+                // have run it) instead of reaching the client (crate::router).
+                if e.code == goneaway_core::codes::ER_OPTION_PREVENTS_STATEMENT
+                    && !self.state.autocommit_off
+                    && self.state.unrestorable().is_none()
+                    && crate::router::refused_by_old_writer(&self.shared, &self.target, e).await
+                {
+                    return Err(Failure::Backend {
+                        flushed: false,
+                        not_run: true,
+                        seq: 1,
+                        cause: Ok(Cause::Unknown),
+                        detail: e.to_string(),
+                        server_err: None,
+                    });
+                }
             }
             next_seq = p.seq.wrapping_add(1);
             if let Some(d) = self.digest.as_mut() {
@@ -3003,6 +3067,12 @@ fn backend_error_for_client(e: &ProxyError, addr: &str) -> (u16, String, String)
         // The server's own error, word for word, as a direct client would get it.
         ProxyError::Server(s) => (s.code, s.sqlstate.clone(), s.message.clone()),
         ProxyError::Busy(msg) => (ER_CON_COUNT_ERROR, "08004".into(), msg.clone()),
+        // The cluster had no writer for switchover_wait: what each server said.
+        ProxyError::NoWriter(msg) => (
+            ER_PROXY,
+            SQLSTATE_LOST.into(),
+            format!("goneaway proxy: {msg}"),
+        ),
         // Not 2003 CR_CONN_HOST_ERROR: libmariadb rejects a client number from a server as
         // a malformed packet (see the module docs). SQLSTATE 08S01 marks it a connection
         // failure for the drivers that classify by SQLSTATE.

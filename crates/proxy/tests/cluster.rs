@@ -1,0 +1,640 @@
+//! The proxy in front of a cluster: a planned switchover and an unplanned failover of a
+//! real GTID replication pair, the Galera node that serves as writer killed, and a single
+//! read-only server that still answers 1290 as it does directly.
+//!
+//! Clients are real (mysql_async connections, text and prepared, and the `mariadb`
+//! client); every write carries a unique id, so that what the clients were told is checked
+//! against what the new writer holds: every acknowledged write exactly once.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use goneaway_harness::{Galera, Replication, Server};
+use goneaway_proxy::{Account, BackendTarget, ClusterKind, Proxy, ProxyConfig, ServerAddr};
+use mysql_async::prelude::*;
+use tokio::io::AsyncWriteExt;
+
+/// The account the proxy logs in to the servers with: everything on the test's schemas and
+/// the right to read replication state, but not READ ONLY ADMIN, so that `read_only`
+/// applies to it as to a real application account.
+const APP: &str = "app";
+const APP_PASSWORD: &str = "app-password";
+/// The account clients log in to the proxy with.
+const CLIENT: &str = "client";
+const CLIENT_PASSWORD: &str = "client-password";
+
+/// Every test here is bounded: a hang is a failure, not a stuck CI run.
+const TEST_BOUND: Duration = Duration::from_secs(240);
+/// One client statement, at most (switchover_wait is 30 s).
+const STATEMENT_BOUND: Duration = Duration::from_secs(45);
+
+/// Creates the application account on `server` (on a primary or a Galera node it
+/// replicates to the other members).
+async fn app_account(server: &Server) {
+    server
+        .admin(&format!(
+            "CREATE USER '{APP}'@'%' IDENTIFIED BY '{APP_PASSWORD}';
+             GRANT ALL ON goneaway.* TO '{APP}'@'%';
+             GRANT ALL ON goneaway_proxy.* TO '{APP}'@'%';
+             GRANT SLAVE MONITOR ON *.* TO '{APP}'@'%';"
+        ))
+        .await
+        .expect("the application account");
+}
+
+fn addr(server: &Server) -> ServerAddr {
+    ServerAddr {
+        host: "127.0.0.1".into(),
+        port: server.port(),
+    }
+}
+
+/// A proxy whose backend URL names `members[0]` and whose servers are all `members`.
+async fn cluster_proxy(
+    members: &[&Server],
+    kind: ClusterKind,
+    adjust: impl FnOnce(&mut ProxyConfig),
+) -> Proxy {
+    let backend = BackendTarget::from_url(&format!(
+        "mysql://{APP}:{APP_PASSWORD}@127.0.0.1:{}/goneaway",
+        members[0].port()
+    ))
+    .unwrap();
+    let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backend);
+    config.servers = members.iter().map(|s| addr(s)).collect();
+    config.cluster = kind;
+    config.accounts = vec![Account {
+        user: CLIENT.into(),
+        password: CLIENT_PASSWORD.into(),
+    }];
+    config.server_accounts = false;
+    config.connect_timeout = Duration::from_secs(3);
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    adjust(&mut config);
+    Proxy::start(config).await.expect("proxy starts")
+}
+
+/// Waits until the proxy's monitor names `server` the writer.
+async fn wait_writer(proxy: &Proxy, server: &Server) {
+    let started = Instant::now();
+    loop {
+        let view = proxy.cluster();
+        if view
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.port == server.port())
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the monitor never named {} the writer: {}",
+            server.port(),
+            view.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn client_opts(proxy: &Proxy) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(proxy.local_addr().port())
+        .user(Some(CLIENT))
+        .pass(Some(CLIENT_PASSWORD))
+        .db_name(Some("goneaway"))
+        .prefer_socket(false)
+}
+
+/// What one client saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Ids of the writes answered OK.
+    acked: Vec<i64>,
+    /// Every error, with the statement.
+    errors: Vec<String>,
+    /// The longest statement, from sending it to its answer.
+    longest: Duration,
+    statements: u64,
+}
+
+impl Seen {
+    fn merge(&mut self, other: Seen) {
+        self.acked.extend(other.acked);
+        self.errors.extend(other.errors);
+        self.longest = self.longest.max(other.longest);
+        self.statements += other.statements;
+    }
+}
+
+/// One client through the proxy until `stop`: an autocommit insert with a unique id, then
+/// a read of its own rows (checked to hold every acknowledged write when `read_your_writes`),
+/// as text queries or, with `prepared`, as prepared statements.
+async fn client(
+    proxy_opts: mysql_async::OptsBuilder,
+    worker: i64,
+    prepared: bool,
+    read_your_writes: bool,
+    stop: Arc<AtomicBool>,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut conn = mysql_async::Conn::new(proxy_opts)
+        .await
+        .expect("a client connects through the proxy");
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) && i < 100_000 {
+        i += 1;
+        let id = worker * 1_000_000 + i;
+        let started = Instant::now();
+        let write = if prepared {
+            tokio::time::timeout(
+                STATEMENT_BOUND,
+                conn.exec_drop(
+                    "INSERT INTO ledger (id, worker) VALUES (?, ?)",
+                    (id, worker),
+                ),
+            )
+            .await
+        } else {
+            tokio::time::timeout(
+                STATEMENT_BOUND,
+                conn.query_drop(format!(
+                    "INSERT INTO ledger (id, worker) VALUES ({id}, {worker})"
+                )),
+            )
+            .await
+        };
+        seen.longest = seen.longest.max(started.elapsed());
+        seen.statements += 1;
+        match write {
+            Ok(Ok(())) => seen.acked.push(id),
+            Ok(Err(e)) => seen.errors.push(format!("insert {id}: {e}")),
+            Err(_) => seen
+                .errors
+                .push(format!("insert {id}: no answer in {STATEMENT_BOUND:?}")),
+        }
+        let started = Instant::now();
+        let sql = format!("SELECT COUNT(*) FROM ledger WHERE worker = {worker}");
+        let read: Result<Result<Option<i64>, _>, _> = if prepared {
+            tokio::time::timeout(STATEMENT_BOUND, conn.exec_first(sql, ())).await
+        } else {
+            tokio::time::timeout(STATEMENT_BOUND, conn.query_first(sql)).await
+        };
+        seen.longest = seen.longest.max(started.elapsed());
+        seen.statements += 1;
+        match read {
+            Ok(Ok(Some(n))) if read_your_writes && (n as usize) < seen.acked.len() => {
+                seen.errors.push(format!(
+                    "a read saw {n} rows of {} acknowledged",
+                    seen.acked.len()
+                ))
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => seen.errors.push(format!("read: {e}")),
+            Err(_) => seen
+                .errors
+                .push(format!("read: no answer in {STATEMENT_BOUND:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = conn.disconnect().await;
+    seen
+}
+
+/// Several clients, half of them with prepared statements.
+fn clients(
+    proxy: &Proxy,
+    n: i64,
+    read_your_writes: bool,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Seen>> {
+    (1..=n)
+        .map(|w| {
+            tokio::spawn(client(
+                client_opts(proxy),
+                w,
+                w % 2 == 0,
+                read_your_writes,
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// The worker id of the `mariadb` client's rows.
+const CLI_WORKER: i64 = 100;
+
+/// The real `mariadb` client running `rows` autocommit inserts, 20 ms apart, in one
+/// session; it stops at the first error, as it does in batch mode.
+fn mariadb_client(proxy: &Proxy, rows: i64) -> tokio::process::Child {
+    let mut child = tokio::process::Command::new("/usr/bin/mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "--skip-ssl",
+            "-N",
+            "-B",
+        ])
+        .arg(format!("-P{}", proxy.local_addr().port()))
+        .arg(format!("-u{CLIENT}"))
+        .arg(format!("-p{CLIENT_PASSWORD}"))
+        .arg("goneaway")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the mariadb client runs");
+    let mut script = String::new();
+    for i in 1..=rows {
+        let id = CLI_WORKER * 1_000_000 + i;
+        script.push_str(&format!(
+            "INSERT INTO ledger (id, worker) VALUES ({id}, {CLI_WORKER});\nDO SLEEP(0.02);\n"
+        ));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::spawn(async move {
+        let _ = stdin.write_all(script.as_bytes()).await;
+    });
+    child
+}
+
+/// Waits for the `mariadb` client and returns what it printed when it failed.
+async fn mariadb_result(child: tokio::process::Child) -> Result<(), String> {
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .map_err(|_| "the mariadb client did not finish in 90 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Every row id of the ledger on `server`, read as root (with Galera's causality wait,
+/// so that a node shows every write certified before the read).
+async fn ledger(server: &Server, galera: bool) -> Vec<i64> {
+    let mut conn = server.admin_conn().await.unwrap();
+    if galera {
+        conn.query_drop("SET SESSION wsrep_sync_wait = 1")
+            .await
+            .unwrap();
+    }
+    let ids: Vec<i64> = conn
+        .query("SELECT id FROM goneaway.ledger ORDER BY id")
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    ids
+}
+
+/// Every write the clients were told succeeded is there once, and nothing else.
+fn check_ledger(rows: &[i64], acked: &[i64]) {
+    let rows_set: BTreeSet<i64> = rows.iter().copied().collect();
+    assert_eq!(rows_set.len(), rows.len(), "a row twice");
+    let acked_set: BTreeSet<i64> = acked.iter().copied().collect();
+    assert_eq!(acked_set.len(), acked.len(), "an id acknowledged twice");
+    let missing: Vec<_> = acked_set.difference(&rows_set).take(10).collect();
+    let extra: Vec<_> = rows_set.difference(&acked_set).take(10).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "acknowledged but missing: {missing:?}; present but never acknowledged: {extra:?}"
+    );
+}
+
+async fn collect(handles: Vec<tokio::task::JoinHandle<Seen>>) -> Seen {
+    let mut all = Seen::default();
+    for h in handles {
+        all.merge(h.await.expect("a client task"));
+    }
+    all
+}
+
+/// Clients write and read through the proxy while an operator switches the primary over:
+/// the old one read-only, the replica caught up and promoted, the old one following it.
+/// No client sees an error; every acknowledged write is on the new primary once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_switchover_is_invisible_to_clients() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let set = Replication::builder().replicas(1).start().await.expect("a replication pair");
+        app_account(set.member(0)).await;
+        set.member(0)
+            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
+            .await
+            .unwrap();
+        set.wait_caught_up().await.unwrap();
+        let proxy = cluster_proxy(
+            &[set.member(0), set.member(1)],
+            ClusterKind::Replication,
+            |_| {},
+        )
+        .await;
+        wait_writer(&proxy, set.member(0)).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = clients(&proxy, 4, true, &stop);
+        let cli = mariadb_client(&proxy, 250);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // What an operator does.
+        let switch = Instant::now();
+        set.member(0).admin("SET GLOBAL read_only = ON").await.unwrap();
+        set.wait_caught_up().await.unwrap();
+        set.promote(1).await.unwrap();
+        let switched = switch.elapsed();
+        wait_writer(&proxy, set.member(1)).await;
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut seen = collect(workers).await;
+        let cli = mariadb_result(cli).await;
+        let stats = proxy.stats();
+        println!(
+            "planned switchover: {} statements, {} acknowledged writes, {} errors, longest statement {:?} \
+             (the switchover took {switched:?}); writer changes {}, backends that waited {} ({:.3} s in all), \
+             read-only refusals redirected {}",
+            seen.statements,
+            seen.acked.len(),
+            seen.errors.len(),
+            seen.longest,
+            stats.writer_changes.load(Ordering::Relaxed),
+            stats.switchover_waits.load(Ordering::Relaxed),
+            stats.switchover_wait_seconds(),
+            stats.read_only_redirects.load(Ordering::Relaxed),
+        );
+        assert!(seen.errors.is_empty(), "clients saw errors: {:?}", seen.errors);
+        assert_eq!(cli, Ok(()), "the mariadb client");
+        seen.acked.extend((1..=250).map(|i| CLI_WORKER * 1_000_000 + i));
+        check_ledger(&ledger(set.member(1), false).await, &seen.acked);
+        assert!(stats.writer_changes.load(Ordering::Relaxed) >= 1);
+        // Writes went on after the switchover, on the new primary.
+        let after: Option<i64> = set
+            .member(1)
+            .admin_conn()
+            .await
+            .unwrap()
+            .query_first("SELECT COUNT(*) FROM goneaway.ledger WHERE id < 100000000")
+            .await
+            .unwrap();
+        assert!(after.unwrap_or(0) > 0);
+        // The metrics say where the writer is.
+        let metrics = crate::common::http_get(proxy.metrics_addr().unwrap(), "/metrics").await;
+        let writer = format!(
+            "goneaway_proxy_server_role{{server=\"127.0.0.1:{}\",role=\"writer\"}} 1",
+            set.member(1).port()
+        );
+        assert!(metrics.contains(&writer), "{metrics}");
+        assert!(metrics.contains("goneaway_proxy_writer_changes_total"));
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+/// Makes replica `replica` acknowledge every transaction of `primary` before the primary
+/// answers its COMMIT (lossless semi-synchronous replication), so that a crash loses no
+/// acknowledged write.
+async fn semi_sync(primary: &Server, replica: &Server) {
+    primary
+        .admin("SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC, GLOBAL rpl_semi_sync_master_timeout = 10000, GLOBAL rpl_semi_sync_master_enabled = ON")
+        .await
+        .unwrap();
+    replica
+        .admin("SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while primary
+        .status("Rpl_semi_sync_master_clients")
+        .await
+        .unwrap()
+        .as_deref()
+        != Some("1")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the replica never acknowledged semi-synchronously"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `replica` has applied everything it received from its (dead) primary, as a
+/// failover tool does before it promotes.
+async fn apply_relay_log(replica: &Server) {
+    let mut conn = replica.admin_conn().await.unwrap();
+    let status: mysql_async::Row = conn
+        .query_first("SHOW SLAVE STATUS")
+        .await
+        .unwrap()
+        .unwrap();
+    let received: String = status.get("Gtid_IO_Pos").unwrap();
+    let reached: Option<i64> = conn
+        .exec_first("SELECT MASTER_GTID_WAIT(?, 30)", (received.as_str(),))
+        .await
+        .unwrap();
+    assert_eq!(reached, Some(0), "the replica applied {received}");
+    conn.disconnect().await.unwrap();
+}
+
+/// The primary crashes under the clients; the replica is promoted once it has applied what
+/// it received. The clients' statements wait for the new writer and go on there: reads
+/// replayed, autocommit writes resolved by their commit marks (so none is "outcome
+/// unknown"), and every acknowledged write is on the new primary once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplanned_failover_continues_on_the_promoted_replica() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let set = Replication::builder().replicas(1).start().await.expect("a replication pair");
+        app_account(set.member(0)).await;
+        set.member(0)
+            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
+            .await
+            .unwrap();
+        semi_sync(set.member(0), set.member(1)).await;
+        set.wait_caught_up().await.unwrap();
+        let proxy = cluster_proxy(
+            &[set.member(0), set.member(1)],
+            ClusterKind::Replication,
+            |c| c.autocommit_write_marks = true,
+        )
+        .await;
+        wait_writer(&proxy, set.member(0)).await;
+        // The marks' table exists before the crash (made at start, on the writer).
+        let started = Instant::now();
+        while !proxy.commit_marks_ready() {
+            assert!(started.elapsed() < Duration::from_secs(10), "commit marks never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = clients(&proxy, 4, true, &stop);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let crash = Instant::now();
+        set.member(0).crash().await.unwrap();
+        // A failover tool's detection time, then the promotion.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        apply_relay_log(set.member(1)).await;
+        set.promote(1).await.unwrap();
+        let promoted = crash.elapsed();
+        wait_writer(&proxy, set.member(1)).await;
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let seen = collect(workers).await;
+        let stats = proxy.stats();
+        println!(
+            "unplanned failover: {} statements, {} acknowledged writes, {} errors, longest statement {:?} \
+             (promoted {promoted:?} after the crash); writer changes {}, backends that waited {} ({:.3} s in all), \
+             absorbed {:?}, commits resolved {:?}, errors sent {:?}",
+            seen.statements,
+            seen.acked.len(),
+            seen.errors.len(),
+            seen.longest,
+            stats.writer_changes.load(Ordering::Relaxed),
+            stats.switchover_waits.load(Ordering::Relaxed),
+            stats.switchover_wait_seconds(),
+            stats.absorbed_by_cause(),
+            stats.commits_resolved(),
+            stats.errors_by_kind(),
+        );
+        assert!(seen.errors.is_empty(), "clients saw errors: {:?}", seen.errors);
+        check_ledger(&ledger(set.member(1), false).await, &seen.acked);
+        assert!(stats.switchover_waits.load(Ordering::Relaxed) >= 1);
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+/// The Galera node that serves as the writer is killed: sessions continue on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn galera_writer_killed_sessions_continue_on_another_node() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let cluster = Galera::start().await.expect("a Galera cluster");
+        app_account(cluster.node(0)).await;
+        cluster
+            .node(0)
+            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
+            .await
+            .unwrap();
+        let nodes: Vec<&Server> = cluster.nodes().iter().collect();
+        // Auto-detected: the nodes say wsrep_on = ON.
+        let proxy = cluster_proxy(&nodes, ClusterKind::Auto, |c| {
+            c.autocommit_write_marks = true;
+        })
+        .await;
+        wait_writer(&proxy, cluster.node(0)).await;
+        assert_eq!(proxy.cluster().kind, ClusterKind::Galera);
+        let started = Instant::now();
+        while !proxy.commit_marks_ready() {
+            assert!(started.elapsed() < Duration::from_secs(10), "commit marks never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        // Another node may not have applied a write certified a moment ago (Galera's reads
+        // are not causal by default), so a read of one's own rows is not checked here.
+        let workers = clients(&proxy, 4, false, &stop);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let kill = Instant::now();
+        cluster.kill(0).await.unwrap();
+        let departed = kill.elapsed();
+        let view = proxy.cluster();
+        assert!(
+            view.writer.as_ref().is_some_and(|w| w.port != cluster.node(0).port()),
+            "{}",
+            view.describe()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let seen = collect(workers).await;
+        let stats = proxy.stats();
+        println!(
+            "galera writer killed: {} statements, {} acknowledged writes, {} errors, longest statement {:?} \
+             (the cluster saw the node gone after {departed:?}); writer changes {}, absorbed {:?}, commits resolved {:?}",
+            seen.statements,
+            seen.acked.len(),
+            seen.errors.len(),
+            seen.longest,
+            stats.writer_changes.load(Ordering::Relaxed),
+            stats.absorbed_by_cause(),
+            stats.commits_resolved(),
+        );
+        assert!(seen.errors.is_empty(), "clients saw errors: {:?}", seen.errors);
+        let writer = proxy.cluster().writer.clone().unwrap();
+        let node = cluster
+            .nodes()
+            .iter()
+            .find(|n| n.port() == writer.port)
+            .unwrap();
+        check_ledger(&ledger(node, true).await, &seen.acked);
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+/// One read-only server, no cluster: a write gets the server's own 1290, as directly.
+#[tokio::test]
+async fn single_read_only_server_answers_1290_as_directly() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let server = Server::start_default().await.expect("a harness server");
+        app_account(&server).await;
+        server
+            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL); SET GLOBAL read_only = ON")
+            .await
+            .unwrap();
+        let backend = BackendTarget::from_url(&format!(
+            "mysql://{APP}:{APP_PASSWORD}@127.0.0.1:{}/goneaway",
+            server.port()
+        ))
+        .unwrap();
+        let mut config = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), backend);
+        config.accounts = vec![Account {
+            user: CLIENT.into(),
+            password: CLIENT_PASSWORD.into(),
+        }];
+        config.server_accounts = false;
+        let proxy = Proxy::start(config).await.unwrap();
+        let mut direct = mysql_async::Conn::new(
+            mysql_async::OptsBuilder::default()
+                .ip_or_hostname("127.0.0.1")
+                .tcp_port(server.port())
+                .user(Some(APP))
+                .pass(Some(APP_PASSWORD))
+                .db_name(Some("goneaway"))
+                .prefer_socket(false),
+        )
+        .await
+        .unwrap();
+        let mut through = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
+        let insert = "INSERT INTO ledger (id, worker) VALUES (1, 1)";
+        let server_error = |e: mysql_async::Error| match e {
+            mysql_async::Error::Server(s) => (s.code, s.state, s.message),
+            other => panic!("expected the server's error, got {other}"),
+        };
+        let d = server_error(direct.query_drop(insert).await.unwrap_err());
+        let started = Instant::now();
+        let p = server_error(through.query_drop(insert).await.unwrap_err());
+        assert_eq!(d.0, 1290, "{d:?}");
+        assert_eq!(p, d, "through the proxy as directly");
+        assert!(started.elapsed() < Duration::from_secs(1), "answered at once, no waiting");
+        // Prepared, too; and the session goes on.
+        let p = server_error(through.exec_drop(insert, ()).await.unwrap_err());
+        assert_eq!(p.0, 1290);
+        let n: Option<i64> = through.query_first("SELECT COUNT(*) FROM ledger").await.unwrap();
+        assert_eq!(n, Some(0));
+        assert_eq!(proxy.stats().read_only_redirects.load(Ordering::Relaxed), 0);
+        assert!(proxy.cluster().servers.is_empty(), "a single server is not polled");
+    })
+    .await
+    .expect("the test finished in time");
+}
