@@ -575,3 +575,36 @@ async fn a_prepared_commit_lost_after_the_server_committed_is_answered_ok_not_re
     );
     assert_eq!(replays(&proxy, "replayed"), 0);
 }
+
+#[tokio::test]
+async fn an_implicit_commit_ends_the_recorded_transaction() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("CREATE TABLE ic (id INT PRIMARY KEY) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    let id = backend_id(&mut conn).await;
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO ic VALUES (1)").await.unwrap();
+    // DDL commits the open transaction before it runs: the INSERT is durable, and nothing
+    // of that transaction may run again.
+    conn.query_drop("CREATE TABLE ic2 (x INT)").await.unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO ic VALUES (2)").await.unwrap();
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Only the transaction begun after the implicit commit is replayed (a replay of the
+    // first INSERT would hit its own committed row and be refused).
+    conn.query_drop("INSERT INTO ic VALUES (3)")
+        .await
+        .expect("the transaction since the implicit commit is replayed");
+    conn.query_drop("COMMIT").await.unwrap();
+    let mut admin = server.admin_conn().await.unwrap();
+    let ids: Vec<i32> = admin
+        .query("SELECT id FROM goneaway.ic ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(proxy.stats().replays().get("replayed").copied(), Some(1));
+}
