@@ -1,0 +1,430 @@
+//! Relaying one command: prepared statements mapped to the backend's ids (prepared again
+//! where needed), the reply followed packet by packet to the client, and the session state
+//! it changes (see [`crate::backend::reply`]).
+
+use super::*;
+
+impl Session {
+    /// `COM_STMT_CLOSE` and `COM_STMT_SEND_LONG_DATA`: no reply; forwarded to the backend
+    /// that holds the statement, if it still does.
+    pub(super) async fn statement_no_reply(&mut self, cmd: u8, packets: &[Packet]) {
+        if cmd == com::STMT_SEND_LONG_DATA {
+            // Long data lives in the connection until the execute; a replay cannot send it.
+            self.reply_unreplayable = Some("a prepared statement was sent long data");
+            if let Some(log) = self.tx_log.as_mut() {
+                log.entries.clear();
+                log.unreplayable
+                    .get_or_insert("a prepared statement was sent long data");
+            }
+        }
+        let Some(client_id) = statement_id(&packets[0].payload) else {
+            return;
+        };
+        if cmd == com::STMT_SEND_LONG_DATA {
+            self.long_data.insert(client_id);
+        } else {
+            self.long_data.remove(&client_id);
+            self.cursors.remove(&client_id);
+        }
+        let stmt = if cmd == com::STMT_CLOSE {
+            self.state.statements.remove(&client_id)
+        } else {
+            self.state.statements.get(&client_id).cloned()
+        };
+        let (Some(stmt), Some(backend)) = (stmt, self.backend.as_mut()) else {
+            return;
+        };
+        let Some(backend_id) = stmt.backend_id else {
+            return;
+        };
+        if cmd == com::STMT_CLOSE {
+            backend.prepared = backend.prepared.saturating_sub(1);
+        }
+        let packets = rewrite_statement_id(packets, backend_id);
+        if backend.send(&packets).await.is_err() {
+            // Found dead at the next command.
+            tracing::debug!(
+                session = self.id,
+                "backend failed while forwarding a statement command"
+            );
+        }
+    }
+
+    /// The packets to send for this command on the current backend (statement ids mapped,
+    /// statements prepared again where needed), and whether the command may be replayed.
+    pub(super) async fn prepare_packets<'p>(
+        &mut self,
+        cmd: u8,
+        packets: &'p [Packet],
+        sql: Option<&str>,
+    ) -> Result<(Cow<'p, [Packet]>, bool), PrepareError> {
+        let outside_tx = !self.state.in_transaction;
+        match cmd {
+            // Outside a transaction a read, or the BEGIN that opens one, runs again safely.
+            com::QUERY => Ok((
+                Cow::Borrowed(packets),
+                outside_tx
+                    && sql
+                        .is_some_and(|s| is_read_only(s) || txlog::statement_opens_transaction(s)),
+            )),
+            com::STMT_PREPARE
+            | com::PING
+            | com::INIT_DB
+            | com::STATISTICS
+            | com::FIELD_LIST
+            | com::RESET_CONNECTION => Ok((
+                Cow::Borrowed(packets),
+                outside_tx || cmd == com::PING || cmd == com::STMT_PREPARE,
+            )),
+            com::STMT_EXECUTE | com::STMT_RESET | com::STMT_FETCH => {
+                let client_id = statement_id(&packets[0].payload).unwrap_or(u32::MAX);
+                let Some(stmt) = self.state.statements.get(&client_id).cloned() else {
+                    return Err(PrepareError::Reply(
+                        ER_UNKNOWN_STMT_HANDLER,
+                        "HY000".into(),
+                        format!("Unknown prepared statement handler ({client_id}) given to mysqld_stmt_execute"),
+                    ));
+                };
+                if cmd == com::STMT_FETCH && stmt.backend_id.is_none() {
+                    return Err(PrepareError::Reply(ER_PROXY, "HY000".into(), "goneaway proxy: the cursor was lost with the server connection; execute the statement again".into()));
+                }
+                let backend = self
+                    .backend
+                    .as_mut()
+                    .expect("a backend is connected before prepare_packets");
+                let backend_id = match stmt.backend_id {
+                    Some(id) => id,
+                    None => match backend.prepare(&stmt.prepare).await {
+                        Ok(id) => {
+                            if let Some(s) = self.state.statements.get_mut(&client_id) {
+                                s.backend_id = Some(id);
+                            }
+                            id
+                        }
+                        Err(ProxyError::Server(e)) => {
+                            return Err(PrepareError::Reply(e.code, e.sqlstate, e.message))
+                        }
+                        Err(e) => return Err(PrepareError::Backend(e)),
+                    },
+                };
+                let mut out = rewrite_statement_id(packets, backend_id);
+                if cmd == com::STMT_EXECUTE && stmt.params > 0 && out.len() == 1 {
+                    if let Some(typed) = self.fix_param_types(client_id, &stmt, &out[0]) {
+                        out.to_mut()[0] = typed;
+                    }
+                }
+                Ok((out, outside_tx && stmt.read_only && cmd != com::STMT_FETCH))
+            }
+            com::SET_OPTION | com::PROCESS_KILL | com::DEBUG => Ok((Cow::Borrowed(packets), false)),
+            _ => Err(PrepareError::Reply(
+                ER_PROXY,
+                "HY000".into(),
+                format!("goneaway proxy does not forward command 0x{cmd:02x}"),
+            )),
+        }
+    }
+
+    /// Remembers bound parameter types, and supplies them to a fresh backend when the
+    /// client executes with "new params bound" = 0: the packet to send instead, if any.
+    pub(super) fn fix_param_types(
+        &mut self,
+        client_id: u32,
+        stmt: &Statement,
+        p: &Packet,
+    ) -> Option<Packet> {
+        let n = stmt.params as usize;
+        let flag_at = 1 + 4 + 1 + 4 + n.div_ceil(8);
+        let &bound = p.payload.get(flag_at)?;
+        let types_at = flag_at + 1;
+        if bound == 1 {
+            if let (Some(types), Some(s)) = (
+                p.payload.get(types_at..types_at + 2 * n),
+                self.state.statements.get_mut(&client_id),
+            ) {
+                s.types = Some(Bytes::copy_from_slice(types));
+                s.typed = true;
+            }
+            return None;
+        }
+        match (&stmt.types, stmt.typed) {
+            (Some(types), false) => {
+                let mut out = BytesMut::with_capacity(p.payload.len() + types.len());
+                out.extend_from_slice(&p.payload[..flag_at]);
+                out.put_u8(1);
+                out.extend_from_slice(types);
+                out.extend_from_slice(&p.payload[types_at..]);
+                if let Some(s) = self.state.statements.get_mut(&client_id) {
+                    s.typed = true;
+                }
+                Some(Packet::new(p.seq, out.freeze()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends the command and relays the reply, holding it back (up to the reply buffer)
+    /// so that a backend dying mid-reply can be retried invisibly.
+    pub(super) async fn forward(
+        &mut self,
+        cmd: u8,
+        packets: &[Packet],
+        sql: Option<&str>,
+    ) -> Result<(), Failure> {
+        let reply_buffer = self.gen.config.reply_buffer;
+        let client_tracks = self.client_caps & caps::SESSION_TRACK != 0;
+        let backend = self
+            .backend
+            .as_mut()
+            .expect("a backend is connected before forward");
+        let io_failure = |e: &ProxyError, flushed: bool, seq: u8| Failure::Backend {
+            flushed,
+            // The server showed that it never received the command; `seq` 1: nothing of
+            // the reply (nor a LOCAL INFILE request) had come.
+            not_run: seq == 1 && matches!(e, ProxyError::Stalled { not_run: true, .. }),
+            seq,
+            cause: loss_of(e, None),
+            detail: e.to_string(),
+            server_err: None,
+        };
+        if let Err(e) = backend.send(packets).await {
+            return Err(io_failure(&e, false, 1));
+        }
+        let expect = Expect::of(cmd);
+        if expect == Expect::Nothing {
+            return Ok(());
+        }
+        // COM_STMT_EXECUTE: statement id (4 bytes), then the cursor flags.
+        let cursor = expect == Expect::Execute
+            && packets
+                .first()
+                .and_then(|p| p.payload.get(5))
+                .is_some_and(|&flags| flags != 0);
+        let mut tracker = ReplyTracker::new(expect, backend.capabilities).with_cursor(cursor);
+        let mut buf = std::mem::take(&mut self.reply_buf);
+        buf.clear();
+        let mut flushed = false;
+        let mut next_seq = 1u8;
+        let mut new_statement = None;
+        loop {
+            let p = match backend.recv().await {
+                Ok(p) => p,
+                Err(e) => return Err(io_failure(&e, flushed, next_seq)),
+            };
+            let step = tracker.feed(&p);
+            // An ERR in place of the reply may say that the connection is closing.
+            if let (1, Some(e)) = (tracker.packets, &tracker.err) {
+                if let Some(not_run) = fatal_error(e) {
+                    return Err(Failure::Backend {
+                        flushed: false,
+                        not_run,
+                        seq: 1,
+                        cause: Ok(cause_of_code(e.code, &e.sqlstate, &e.message)),
+                        detail: e.to_string(),
+                        server_err: Some(e.clone()),
+                    });
+                }
+                // In front of a cluster: a 1290 --read-only from a server that a
+                // switchover took the writer's place from ran nowhere. Outside a
+                // transaction, with nothing that lives only in this connection, the
+                // statement runs again on the new writer (taken as a backend proven not to
+                // have run it) instead of reaching the client (crate::router).
+                if e.code == goneaway_core::codes::ER_OPTION_PREVENTS_STATEMENT
+                    && !self.state.autocommit_off
+                    && self.state.unrestorable().is_none()
+                    && crate::router::refused_by_old_writer(&self.shared, &self.target, e).await
+                {
+                    return Err(Failure::Backend {
+                        flushed: false,
+                        not_run: true,
+                        seq: 1,
+                        cause: Ok(Cause::Unknown),
+                        detail: e.to_string(),
+                        server_err: None,
+                    });
+                }
+            }
+            next_seq = p.seq.wrapping_add(1);
+            if let Some(d) = self.digest.as_mut() {
+                d.feed(
+                    &p.payload,
+                    tracker.ok_packet,
+                    backend.capabilities & caps::SESSION_TRACK != 0,
+                );
+            }
+            let mut p = p;
+            if cmd == com::STMT_PREPARE
+                && tracker.packets == 1
+                && p.first() == Some(0)
+                && p.payload.len() >= 5
+            {
+                self.state.next_statement = self.state.next_statement.wrapping_add(1).max(1);
+                let client_id = self.state.next_statement;
+                let mut payload = BytesMut::from(&p.payload[..]);
+                payload[1..5].copy_from_slice(&client_id.to_le_bytes());
+                p = Packet::new(p.seq, payload.freeze());
+                new_statement = Some(client_id);
+            }
+            if !client_tracks && tracker.ok_packet {
+                p = Packet::new(p.seq, strip_session_track(&p.payload));
+            }
+            p.write_to(&mut buf);
+            if buf.len() >= reply_buffer && !self.holding {
+                if self.client.get_mut().write_all(&buf).await.is_err() {
+                    return Err(Failure::ClientGone);
+                }
+                buf.clear();
+                flushed = true;
+            }
+            match step {
+                Step::More => {}
+                Step::Done => break,
+                Step::LocalInfile => {
+                    self.reply_unreplayable =
+                        Some("LOAD DATA LOCAL INFILE (the file came from the client and is gone)");
+                    if self.client.get_mut().write_all(&buf).await.is_err() {
+                        return Err(Failure::ClientGone);
+                    }
+                    buf.clear();
+                    flushed = true;
+                    // Relay the file until the client's empty packet.
+                    loop {
+                        let Some(Ok(up)) = self.client.next().await else {
+                            return Err(Failure::ClientGone);
+                        };
+                        let last = up.payload.is_empty();
+                        if let Err(e) = backend.send(std::slice::from_ref(&up)).await {
+                            return Err(io_failure(&e, true, up.seq.wrapping_add(1)));
+                        }
+                        if last {
+                            break;
+                        }
+                    }
+                    tracker.infile_sent();
+                }
+            }
+        }
+        if self.holding {
+            self.held = Some(buf);
+        } else {
+            if !buf.is_empty() && self.client.get_mut().write_all(&buf).await.is_err() {
+                return Err(Failure::ClientGone);
+            }
+            if buf.capacity() <= 64 << 10 {
+                buf.clear();
+                self.reply_buf = buf;
+            }
+        }
+        backend.last_used = Instant::now();
+        if new_statement.is_some() && tracker.err.is_none() {
+            backend.prepared += 1;
+        }
+        // What the next command may read from this connection only.
+        if tracker.warnings > 0
+            || tracker.last_insert_id != 0
+            || sql.is_some_and(|s| {
+                s.as_bytes()
+                    .windows(19)
+                    .any(|w| w.eq_ignore_ascii_case(b"sql_calc_found_rows"))
+            })
+        {
+            self.hold_next = true;
+        }
+        if matches!(cmd, com::STMT_EXECUTE | com::STMT_RESET | com::STMT_FETCH) {
+            if let Some(id) = statement_id(&packets[0].payload) {
+                use crate::net::packet::status::{CURSOR_EXISTS, LAST_ROW_SENT};
+                let status = tracker.status.unwrap_or(0);
+                if cmd != com::STMT_FETCH {
+                    self.long_data.remove(&id);
+                }
+                if cmd == com::STMT_RESET
+                    || (cmd == com::STMT_FETCH && status & LAST_ROW_SENT != 0)
+                    || tracker.err.is_some()
+                {
+                    self.cursors.remove(&id);
+                } else if cursor && status & CURSOR_EXISTS != 0 {
+                    self.cursors.insert(id);
+                }
+            }
+        }
+        // Follow the session's state.
+        if let Some((backend_id, params)) = tracker.prepared.filter(|_| tracker.err.is_none()) {
+            if let Some(client_id) = new_statement {
+                let text = String::from_utf8_lossy(&packets[0].payload[1..]);
+                self.state.statements.insert(
+                    client_id,
+                    Statement {
+                        prepare: packets[0].payload.clone(),
+                        backend_id: Some(backend_id),
+                        params,
+                        types: None,
+                        typed: false,
+                        read_only: is_read_only(&text),
+                        control: txlog::control_word(&text),
+                    },
+                );
+            }
+        }
+        if tracker.err.is_none() {
+            match cmd {
+                com::RESET_CONNECTION => {
+                    self.state.reset();
+                    self.failed_tx = None;
+                    if let Some(b) = self.backend.as_mut() {
+                        if let Err(e) = b.retrack().await {
+                            tracing::warn!(session = self.id, error = %e, "could not re-enable session tracking after a reset");
+                        }
+                    }
+                }
+                com::INIT_DB => {
+                    self.state.database =
+                        Some(String::from_utf8_lossy(&packets[0].payload[1..]).into_owned());
+                }
+                _ => {}
+            }
+            // The session's own account set a new password: fresh backends log in with it.
+            if self.server_account {
+                // Borrowed, not copied: this runs after every command of such a session,
+                // and password_change looks at the first word before anything else.
+                let text = match cmd {
+                    com::QUERY => sql.map(std::borrow::Cow::Borrowed),
+                    com::STMT_EXECUTE => packets[0]
+                        .payload
+                        .get(1..5)
+                        .map(|id| u32::from_le_bytes(id.try_into().unwrap()))
+                        .and_then(|id| self.state.statements.get(&id))
+                        .map(|st| String::from_utf8_lossy(&st.prepare[1..])),
+                    _ => None,
+                };
+                let change =
+                    text.and_then(|t| crate::accounts::password_change(&t, &self.target.user));
+                if let Some(credential) = change {
+                    tracing::info!(session = self.id, user = %self.target.user, "the session's account set a new password; its next server logins use it");
+                    self.target.credential = credential;
+                    let watch = self.stall_watch();
+                    if let Some(b) = self.backend.as_mut() {
+                        b.watch_stalls(watch);
+                    }
+                }
+            }
+            // An expired password's sandbox: once the server accepts other statements
+            // (the client changed the password), the proxy's setup runs.
+            if let Some(b) = self.backend.as_mut().filter(|b| b.sandboxed) {
+                if let Err(e) = b.leave_sandbox().await {
+                    tracing::warn!(session = self.id, error = %e, "could not set up the backend after the password change");
+                }
+            }
+        }
+        let writes = match cmd {
+            com::QUERY => !sql.is_some_and(is_read_only),
+            com::STMT_EXECUTE => true,
+            _ => false,
+        };
+        let pins = self.state.pinned.len();
+        self.state
+            .apply(&tracker.changes, tracker.status, writes, sql);
+        if self.state.pinned.len() > pins {
+            self.pin_statement = sql.map(|s| s.chars().take(200).collect());
+        }
+        Ok(())
+    }
+}
