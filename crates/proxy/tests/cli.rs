@@ -1,6 +1,5 @@
 //! The `mariadb` command-line client through the proxy.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -9,24 +8,7 @@ use tokio::process::Command;
 use crate::common::*;
 
 fn mariadb(proxy: &goneaway_proxy::Proxy) -> Command {
-    let mut c = Command::new("/usr/bin/mariadb");
-    c.args([
-        "--no-defaults",
-        "--protocol=TCP",
-        "-h",
-        "127.0.0.1",
-        "--skip-ssl",
-        "-N",
-        "-B",
-    ])
-    .arg(format!("-P{}", proxy.local_addr().port()))
-    .arg(format!("-u{USER}"))
-    .arg(format!("-p{PASSWORD}"))
-    .arg("goneaway")
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    c
+    mariadb_as(proxy, USER, PASSWORD)
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@
 //! against what the new writer holds: every acknowledged write exactly once.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +15,8 @@ use goneaway_harness::{Galera, Replication, Server};
 use goneaway_proxy::{Account, BackendTarget, ClusterKind, Proxy, ProxyConfig, ServerAddr};
 use mysql_async::prelude::*;
 use tokio::io::AsyncWriteExt;
+
+use crate::common::{mariadb_as, wait_for_marks};
 
 /// The account the proxy logs in to the servers with: everything on the test's schemas and
 /// the right to read replication state, but not READ ONLY ADMIN, so that `read_only`
@@ -230,23 +231,7 @@ const CLI_WORKER: i64 = 100;
 /// The real `mariadb` client running `rows` autocommit inserts, 20 ms apart, in one
 /// session; it stops at the first error, as it does in batch mode.
 fn mariadb_client(proxy: &Proxy, rows: i64) -> tokio::process::Child {
-    let mut child = tokio::process::Command::new("/usr/bin/mariadb")
-        .args([
-            "--no-defaults",
-            "--protocol=TCP",
-            "-h",
-            "127.0.0.1",
-            "--skip-ssl",
-            "-N",
-            "-B",
-        ])
-        .arg(format!("-P{}", proxy.local_addr().port()))
-        .arg(format!("-u{CLIENT}"))
-        .arg(format!("-p{CLIENT_PASSWORD}"))
-        .arg("goneaway")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let mut child = mariadb_as(proxy, CLIENT, CLIENT_PASSWORD)
         .kill_on_drop(true)
         .spawn()
         .expect("the mariadb client runs");
@@ -469,11 +454,7 @@ async fn unplanned_failover_continues_on_the_promoted_replica() {
         .await;
         wait_writer(&proxy, set.member(0)).await;
         // The marks' table exists before the crash (made at start, on the writer).
-        let started = Instant::now();
-        while !proxy.commit_marks_ready() {
-            assert!(started.elapsed() < Duration::from_secs(10), "commit marks never ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_marks(&proxy).await;
 
         let stop = Arc::new(AtomicBool::new(false));
         let workers = clients(&proxy, 4, true, &stop);
@@ -534,11 +515,7 @@ async fn galera_writer_killed_sessions_continue_on_another_node() {
         .await;
         wait_writer(&proxy, cluster.node(0)).await;
         assert_eq!(proxy.cluster().kind, ClusterKind::Galera);
-        let started = Instant::now();
-        while !proxy.commit_marks_ready() {
-            assert!(started.elapsed() < Duration::from_secs(10), "commit marks never ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_marks(&proxy).await;
 
         let stop = Arc::new(AtomicBool::new(false));
         // Another node may not have applied a write certified a moment ago (Galera's reads

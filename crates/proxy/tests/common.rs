@@ -112,3 +112,38 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     out
 }
+
+/// Waits (at most 20 s) until the proxy's commit marks are in use.
+pub async fn wait_for_marks(proxy: &Proxy) {
+    let started = std::time::Instant::now();
+    while !proxy.commit_marks_ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the commit marks' table was never made"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The real `mariadb` client in batch mode (`-N -B`), through `proxy` as `user`, in the
+/// `goneaway` database, its standard streams piped.
+pub fn mariadb_as(proxy: &Proxy, user: &str, password: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("/usr/bin/mariadb");
+    c.args([
+        "--no-defaults",
+        "--protocol=TCP",
+        "-h",
+        "127.0.0.1",
+        "--skip-ssl",
+        "-N",
+        "-B",
+    ])
+    .arg(format!("-P{}", proxy.local_addr().port()))
+    .arg(format!("-u{user}"))
+    .arg(format!("-p{password}"))
+    .arg("goneaway")
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    c
+}

@@ -480,18 +480,6 @@ async fn an_autocommit_write_cut_in_its_commit_is_resolved_not_unknown() {
     }
 }
 
-/// Waits (at most 20 s) until the proxy's commit marks are in use.
-async fn wait_for_marks(proxy: &goneaway_proxy::Proxy) {
-    let started = std::time::Instant::now();
-    while !proxy.commit_marks_ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the commit marks' table was never made"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn named_locks_xa_and_local_files_are_not_replayed() {
     use futures_util::StreamExt;

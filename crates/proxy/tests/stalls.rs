@@ -116,11 +116,7 @@ async fn a_commit_whose_reply_is_lost_in_a_blackhole_is_resolved_by_its_mark() {
     conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB")
         .await
         .unwrap();
-    let started = Instant::now();
-    while !proxy.commit_marks_ready() {
-        assert!(started.elapsed() < Duration::from_secs(20), "commit marks");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_marks(&proxy).await;
     conn.query_drop("BEGIN").await.unwrap();
     conn.query_drop("INSERT INTO t VALUES (1), (2)")
         .await

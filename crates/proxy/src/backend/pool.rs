@@ -80,6 +80,16 @@ struct Idle {
     dead: Option<IdleEvent>,
 }
 
+/// The state a session wants a shared connection in, borrowed from the session (a take
+/// copies nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct Wants<'a> {
+    /// Its current database.
+    pub database: Option<&'a str>,
+    /// The session variables it changed.
+    pub variables: &'a BTreeMap<String, String>,
+}
+
 /// What [`BackendPool::take`] found.
 #[derive(Debug)]
 pub enum Taken {
@@ -121,8 +131,9 @@ pub type Handover = (Backend, u64, Carried);
 /// How a connection that `owner` used last, carrying `carried`, fits session `session`
 /// that wants `wants`; `None` when it cannot serve it at all (it is in a database and the
 /// session in none, which no statement can undo).
-pub fn fit(owner: u64, carried: &Carried, session: u64, wants: &Carried) -> Option<Fit> {
-    let same = carried.database == wants.database && carried.variables == wants.variables;
+pub fn fit(owner: u64, carried: &Carried, session: u64, wants: Wants<'_>) -> Option<Fit> {
+    let same =
+        carried.database.as_deref() == wants.database && &carried.variables == wants.variables;
     if owner == session && same {
         Some(Fit::Own)
     } else if carried.database.is_some() && wants.database.is_none() {
@@ -227,7 +238,7 @@ impl BackendPool {
     /// `wants` is the session's database and variables. A connection found closed is
     /// returned as [`Taken::Dead`], with what it said: the caller counts the loss under
     /// its cause.
-    pub fn take(&self, key: &PoolKey, session: u64, wants: &Carried) -> Taken {
+    pub fn take(&self, key: &PoolKey, session: u64, wants: Wants<'_>) -> Taken {
         let mut idle = self.idle.lock().unwrap();
         let Some(queue) = idle.get_mut(key) else {
             return Taken::None;

@@ -142,6 +142,10 @@ pub(super) async fn watched(
     id: u32,
     sent: Instant,
 ) -> Result<Packet, ProxyError> {
+    // Most packets of a reply are already buffered: those cost no timer.
+    if let Some(r) = futures_util::FutureExt::now_or_never(read_packet(framed)) {
+        return r;
+    }
     // A reply just written may still be on its way when the thread is seen idle: look
     // again after this much before calling it lost.
     let confirm = watch.every.min(Duration::from_millis(500));

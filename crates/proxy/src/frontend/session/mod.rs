@@ -618,16 +618,22 @@ impl Session {
         self.mark_lost(cause, &detail);
     }
 
-    /// Records a lost backend: absorbed if nothing is lost with it, else remembered for
-    /// the next command's error (a lost transaction: the failed-transaction state). The
-    /// cause is known, or `Err` with what the reconnection must complete.
-    fn mark_lost(&mut self, cause: Result<Cause, Unexplained>, detail: &str) {
+    /// Gives up a lost backend: remembers its server thread (the one a replay or a
+    /// COMMIT's resolution must see gone), and forgets what lived only in it.
+    fn forget_backend(&mut self) {
         self.lost_backend = (self.last_thread_id, self.last_backend_opened);
         self.backend = None;
         self.after_loss = true;
         self.cursors.clear();
         self.long_data.clear();
         self.state.backend_replaced();
+    }
+
+    /// Records a lost backend: absorbed if nothing is lost with it, else remembered for
+    /// the next command's error (a lost transaction: the failed-transaction state). The
+    /// cause is known, or `Err` with what the reconnection must complete.
+    fn mark_lost(&mut self, cause: Result<Cause, Unexplained>, detail: &str) {
+        self.forget_backend();
         let in_tx = self.state.in_transaction;
         let what = self.state.unrestorable();
         match (cause, what) {

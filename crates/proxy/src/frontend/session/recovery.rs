@@ -161,15 +161,10 @@ impl Session {
         Wrapped::Done(self.client.get_mut().write_all(&held).await.is_ok())
     }
 
-    /// Gives up a backend lost during a command: remembers its server thread (the one a
-    /// replay or a COMMIT's resolution must see gone), and forgets what died with it.
+    /// Gives up a backend lost during a command (see [`Session::forget_backend`]); the
+    /// client is told what died with it, so the pinned state is forgotten too.
     pub(super) fn drop_lost_backend(&mut self) {
-        self.lost_backend = (self.last_thread_id, self.last_backend_opened);
-        self.backend = None;
-        self.after_loss = true;
-        self.cursors.clear();
-        self.long_data.clear();
-        self.state.backend_replaced();
+        self.forget_backend();
         self.state.forget_pinned();
     }
 

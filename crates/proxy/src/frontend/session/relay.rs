@@ -318,14 +318,16 @@ impl Session {
         if new_statement.is_some() && tracker.err.is_none() {
             backend.prepared += 1;
         }
-        // What the next command may read from this connection only.
-        if tracker.warnings > 0
-            || tracker.last_insert_id != 0
-            || sql.is_some_and(|s| {
-                s.as_bytes()
-                    .windows(19)
-                    .any(|w| w.eq_ignore_ascii_case(b"sql_calc_found_rows"))
-            })
+        // What the next command may read from this connection only (it matters only when
+        // connections are shared; the text is not searched otherwise).
+        if self.gen.config.multiplex
+            && (tracker.warnings > 0
+                || tracker.last_insert_id != 0
+                || sql.is_some_and(|s| {
+                    s.as_bytes()
+                        .windows(19)
+                        .any(|w| w.eq_ignore_ascii_case(b"sql_calc_found_rows"))
+                }))
         {
             self.hold_next = true;
         }

@@ -3,6 +3,7 @@
 //! and the pins that are counted and logged (see [`crate::backend::pool`]).
 
 use super::*;
+use crate::backend::pool::Wants;
 
 impl Session {
     /// What makes a shared connection usable by this session (see [`PoolKey`]).
@@ -16,7 +17,7 @@ impl Session {
         }
     }
 
-    /// The state this session's connection carries, or wants a shared one to carry.
+    /// The state this session's connection carries when it goes back to the pool.
     pub(super) fn carried(&self, prepared: usize) -> Carried {
         Carried {
             database: self.state.database.clone(),
@@ -34,12 +35,16 @@ impl Session {
         mut handed: Option<crate::backend::pool::Handover>,
     ) -> Result<bool, ProxyError> {
         let key = self.pool_key();
-        let wants = self.carried(0);
         loop {
-            let (mut b, fit) = match handed.take() {
+            // What the session wants, borrowed for the choice only (a take copies nothing).
+            let wants = Wants {
+                database: self.state.database.as_deref(),
+                variables: &self.state.variables,
+            };
+            let taken = match handed.take() {
                 Some((b, owner, carried)) => {
-                    match crate::backend::pool::fit(owner, &carried, self.id, &wants) {
-                        Some(fit) => (b, fit),
+                    match crate::backend::pool::fit(owner, &carried, self.id, wants) {
+                        Some(fit) => Taken::Live(b, fit),
                         None => {
                             // It cannot serve this session; another may take it.
                             self.shared.pool.put(key.clone(), b, owner, carried);
@@ -47,24 +52,25 @@ impl Session {
                         }
                     }
                 }
-                None => match self.shared.pool.take(&key, self.id, &wants) {
-                    Taken::Live(b, fit) => (b, fit),
-                    Taken::None => return Ok(false),
-                    Taken::Dead(b, ev, _) => {
-                        // A loss like that of the session's own idle backend, explained
-                        // the same way (a fresh connection is the evidence), never seen
-                        // by the client.
-                        self.shared
-                            .stats
-                            .pool_closed
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.last_thread_id = Some(b.connection_id);
-                        self.last_backend_opened = Some(b.opened_unix);
-                        self.backend = Some(b);
-                        self.backend_lost_idle(ev);
-                        return Ok(false);
-                    }
-                },
+                None => self.shared.pool.take(&key, self.id, wants),
+            };
+            let (mut b, fit) = match taken {
+                Taken::Live(b, fit) => (b, fit),
+                Taken::None => return Ok(false),
+                Taken::Dead(b, ev, _) => {
+                    // A loss like that of the session's own idle backend, explained the
+                    // same way (a fresh connection is the evidence), never seen by the
+                    // client.
+                    self.shared
+                        .stats
+                        .pool_closed
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.last_thread_id = Some(b.connection_id);
+                    self.last_backend_opened = Some(b.opened_unix);
+                    self.backend = Some(b);
+                    self.backend_lost_idle(ev);
+                    return Ok(false);
+                }
             };
             match self.adopt(&mut b, fit).await {
                 Ok(()) => {
