@@ -3,13 +3,13 @@
 //! relay that parses nothing: the floor any proxy can reach on this machine), through
 //! goneaway proxy, and through goneaway proxy without transaction replay and commit marks
 //! (what they cost; `GONEAWAY_BENCH_WORKLOADS=oltp_read_write,oltp_write_only` shows it)
-//! — at 1, 8 and 32 threads. Prints throughput, p95 latency, the ratios
+//! — and with server connections shared (`multiplex`), at 1, 8, 32 and 128 threads. Prints throughput, p95 latency, the ratios
 //! goneaway/HAProxy and goneaway/direct, and the CPU each proxy process used.
 //!
 //! Run with `cargo bench -p goneaway-proxy --bench sysbench` (part of `make bench`).
 //! `GONEAWAY_BENCH_SECS` sets each run's length (default 5 s), `GONEAWAY_BENCH_ROUNDS` the
 //! interleaved rounds averaged (default 3), `GONEAWAY_BENCH_THREADS` the thread counts
-//! (default `1,8,32`), `GONEAWAY_BENCH_WORKLOADS` the sysbench tests. Needs `sysbench` and `haproxy` (`make bench-deps`).
+//! (default `1,8,32,128`; empty: only the many-clients part), `GONEAWAY_BENCH_WORKLOADS` the sysbench tests. Needs `sysbench` and `haproxy` (`make bench-deps`).
 //!
 //! The proxy runs in its own process (this binary, re-executed with
 //! `GONEAWAY_PROXY_BENCH_CHILD` set), so that its CPU use can be read from `/proc` apart
@@ -114,12 +114,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn run() -> Result<(), BoxError> {
     let secs: u64 = env_or("GONEAWAY_BENCH_SECS", "5").parse()?;
     let rounds: u32 = env_or("GONEAWAY_BENCH_ROUNDS", "3").parse::<u32>()?.max(1);
-    let threads: Vec<u32> = env_or("GONEAWAY_BENCH_THREADS", "1,8,32")
+    // An empty list skips this part (to run only the many-clients part).
+    let threads: Vec<u32> = env_or("GONEAWAY_BENCH_THREADS", "1,8,32,128")
         .split(',')
+        .filter(|t| !t.trim().is_empty())
         .map(|t| t.trim().parse())
         .collect::<Result<_, _>>()?;
     let server = Server::builder()
-        .var("max_connections", 300)
+        .var("max_connections", 600)
         .var("innodb_buffer_pool_size", "64M")
         .start()
         .await?;
@@ -132,11 +134,14 @@ async fn run() -> Result<(), BoxError> {
     let goneaway = GoneawayChild::start(&server.url(), false)?;
     // The same proxy without transaction replay and commit marks: what they cost.
     let plain = GoneawayChild::start(&server.url(), true)?;
+    // The defaults with server connections shared between sessions (`multiplex`).
+    let shared = GoneawayChild::start_with(&server.url(), false, &[(MULTIPLEX_ENV, "1")])?;
     let targets = [
         ("direct", direct, None),
         ("haproxy", haproxy.addr, Some(haproxy.child.id())),
         ("goneaway", goneaway.addr, Some(goneaway.child.id())),
         ("plain", plain.addr, Some(plain.child.id())),
+        ("shared", shared.addr, Some(shared.child.id())),
     ];
     // Warm the buffer pool and every path once, briefly.
     for (_, addr, _) in &targets {
@@ -151,7 +156,7 @@ async fn run() -> Result<(), BoxError> {
         for &n in &threads {
             // Rounds of direct, HAProxy, goneaway in turn: other load on the machine drifts,
             // and interleaving spreads that drift over the three alike.
-            let mut sums = [(0.0, 0.0, 0u64, 0.0); 4];
+            let mut sums = [(0.0, 0.0, 0u64, 0.0); 5];
             for round in 1..=rounds {
                 for (i, (name, addr, pid)) in targets.iter().enumerate() {
                     let cpu_before = pid.map(cpu_ticks).transpose()?;
@@ -194,33 +199,38 @@ async fn run() -> Result<(), BoxError> {
     }
     drop(goneaway);
     drop(plain);
+    drop(shared);
     drop(haproxy);
 
     println!();
     println!("load average at start / end: {load_start} / {}", loadavg());
     println!("sysbench {TABLES} tables × {TABLE_SIZE} rows, means of {rounds} interleaved rounds of {secs} s, MariaDB from the harness, {} cores", cores());
     println!();
-    println!("goneaway: the defaults (transaction replay and commit marks on); without: both off");
+    println!("goneaway: the defaults (transaction replay and commit marks on); without: both off; shared: the defaults with multiplex on");
     println!();
-    println!("| workload | threads | direct tps | HAProxy tps | goneaway tps | without tps | goneaway/HAProxy | goneaway/direct | goneaway/without | p95 ms direct / HAProxy / goneaway | proxy CPU HAProxy / goneaway | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|");
+    println!("| workload | threads | direct tps | HAProxy tps | goneaway tps | without tps | shared tps | goneaway/HAProxy | shared/HAProxy | goneaway/direct | goneaway/without | p95 ms direct / HAProxy / goneaway / shared | proxy CPU HAProxy / goneaway / shared | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|");
     for (workload, n, row) in &results {
-        let (d, h, g, w) = (&row[0].0, &row[1].0, &row[2].0, &row[3].0);
+        let (d, h, g, w, m) = (&row[0].0, &row[1].0, &row[2].0, &row[3].0, &row[4].0);
         println!(
-            "| {workload} | {n} | {:.0} | {:.0} | {:.0} | {:.0} | **{:.2}** | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.0}% / {:.0}% | {} |",
+            "| {workload} | {n} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | **{:.2}** | **{:.2}** | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} / {:.2} | {:.0}% / {:.0}% / {:.0}% | {} |",
             d.tps,
             h.tps,
             g.tps,
             w.tps,
+            m.tps,
             g.tps / h.tps,
+            m.tps / h.tps,
             g.tps / d.tps,
             g.tps / w.tps,
             d.p95_ms,
             h.p95_ms,
             g.p95_ms,
+            m.p95_ms,
             row[1].1,
             row[2].1,
-            d.errors + h.errors + g.errors + w.errors,
+            row[4].1,
+            d.errors + h.errors + g.errors + w.errors + m.errors,
         );
     }
     many_clients(&server, secs, rounds).await
@@ -257,6 +267,9 @@ async fn many_clients(server: &Server, secs: u64, rounds: u32) -> Result<(), Box
         ],
     )?;
     sysbench(shared.addr, "oltp_point_select", 8, 2, &["run"])?;
+    // A proxy hop's cost without sharing: HAProxy in front of the server that allows
+    // every client a connection of its own.
+    let relay = HaProxy::start(server.addr())?;
     let mut rows = Vec::new();
     for &n in &counts {
         let refused = match sysbench(small.addr(), "oltp_point_select", n, 2, &["run"]) {
@@ -270,7 +283,7 @@ async fn many_clients(server: &Server, secs: u64, rounds: u32) -> Result<(), Box
                 }
             }
         };
-        let (mut g, mut d) = ((0.0, 0.0, 0u64), (0.0, 0.0, 0u64));
+        let (mut g, mut d, mut h) = ((0.0, 0.0, 0u64), (0.0, 0.0, 0u64), (0.0, 0.0, 0u64));
         for round in 1..=rounds {
             let cpu_before = cpu_ticks(shared.child.id())?;
             let started = Instant::now();
@@ -292,32 +305,51 @@ async fn many_clients(server: &Server, secs: u64, rounds: u32) -> Result<(), Box
                 secs,
                 &["run"],
             )?)?;
+            let hop = Outcome::parse(&sysbench(
+                relay.addr,
+                "oltp_point_select",
+                n,
+                secs,
+                &["run"],
+            )?)?;
             eprintln!(
-                "many clients {n} round {round}: goneaway (100-connection server) {:.1} tps {:.2} ms p95 {} errors, proxy CPU {cpu:.0}%; direct ({n} connections) {:.1} tps {:.2} ms p95 {} errors",
-                out.tps, out.p95_ms, out.errors, direct.tps, direct.p95_ms, direct.errors
+                "many clients {n} round {round}: goneaway (100-connection server) {:.1} tps {:.2} ms p95 {} errors, proxy CPU {cpu:.0}%; direct ({n} connections) {:.1} tps {:.2} ms p95 {} errors; HAProxy ({n} connections) {:.1} tps {:.2} ms p95 {} errors",
+                out.tps, out.p95_ms, out.errors, direct.tps, direct.p95_ms, direct.errors, hop.tps, hop.p95_ms, hop.errors
             );
             g = (g.0 + out.tps, g.1 + out.p95_ms, g.2 + out.errors);
             d = (d.0 + direct.tps, d.1 + direct.p95_ms, d.2 + direct.errors);
+            h = (h.0 + hop.tps, h.1 + hop.p95_ms, h.2 + hop.errors);
         }
         let k = f64::from(rounds);
-        rows.push((n, refused, (g.0 / k, g.1 / k, g.2), (d.0 / k, d.1 / k, d.2)));
+        rows.push((
+            n,
+            refused,
+            (g.0 / k, g.1 / k, g.2),
+            (d.0 / k, d.1 / k, d.2),
+            (h.0 / k, h.1 / k, h.2),
+        ));
     }
     drop(shared);
+    drop(relay);
     println!();
-    println!("More clients than server connections: oltp_point_select, server max_connections = 100, goneaway max_backends = 90; baseline: the same clients directly on a server that allows them all");
+    println!("More clients than server connections: oltp_point_select, server max_connections = 100, goneaway max_backends = 90; baselines: the same clients directly, and through HAProxy, on a server that allows them all");
     println!();
-    println!("| threads | directly, max_connections = 100 | goneaway tps | direct tps (one connection per thread) | goneaway/direct | p95 ms goneaway / direct | errors goneaway / direct |");
-    println!("|---:|---|---:|---:|---:|---|---|");
-    for (n, refused, g, d) in rows {
+    println!("| threads | directly, max_connections = 100 | goneaway tps | direct tps (one connection per thread) | HAProxy tps (one connection per thread) | goneaway/direct | goneaway/HAProxy | p95 ms goneaway / direct / HAProxy | errors goneaway / direct / HAProxy |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---|---|");
+    for (n, refused, g, d, h) in rows {
         println!(
-            "| {n} | {refused} | {:.0} | {:.0} | **{:.2}** | {:.2} / {:.2} | {} / {} |",
+            "| {n} | {refused} | {:.0} | {:.0} | {:.0} | **{:.2}** | **{:.2}** | {:.2} / {:.2} / {:.2} | {} / {} / {} |",
             g.0,
             d.0,
+            h.0,
             g.0 / d.0,
+            g.0 / h.0,
             g.1,
             d.1,
+            h.1,
             g.2,
-            d.2
+            d.2,
+            h.2
         );
     }
     Ok(())
@@ -447,7 +479,7 @@ impl HaProxy {
         std::fs::write(
             &cfg,
             format!(
-                "global\n  maxconn 1000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n\
+                "global\n  maxconn 2500\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n\
                  listen mysql\n  bind {addr}\n  server db {upstream}\n"
             ),
         )?;

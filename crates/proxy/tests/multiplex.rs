@@ -263,3 +263,187 @@ async fn shared_connections_lost_while_unused_are_counted_under_their_cause() {
         proxy.stats().absorbed_by_cause()
     );
 }
+
+/// Reads `Prepared_stmt_count`, `Com_stmt_prepare` and `Com_stmt_execute` from the server.
+async fn statement_counts(server: &Server) -> (i64, i64, i64) {
+    let mut admin = server.admin_conn().await.unwrap();
+    let rows: Vec<(String, i64)> = admin
+        .query(
+            "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME IN ('PREPARED_STMT_COUNT', 'COM_STMT_PREPARE', 'COM_STMT_EXECUTE')",
+        )
+        .await
+        .unwrap();
+    let get = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+            .unwrap_or_default()
+    };
+    (
+        get("PREPARED_STMT_COUNT"),
+        get("COM_STMT_PREPARE"),
+        get("COM_STMT_EXECUTE"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_connection_prepares_each_statement_once_for_every_session() {
+    let server = server().await;
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = 2;
+    })
+    .await;
+    let mut setup = connect(&proxy).await;
+    setup
+        .query_drop("CREATE TABLE p (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    setup
+        .query_drop("INSERT INTO p SELECT seq, seq * 10 FROM seq_1_to_100")
+        .await
+        .unwrap();
+    drop(setup);
+    let (_, prepares_before, executes_before) = statement_counts(&server).await;
+    let mut tasks = Vec::new();
+    for who in 0..20i64 {
+        let opts = opts(&proxy);
+        tasks.push(tokio::spawn(async move {
+            let mut conn = mysql_async::Conn::new(opts).await?;
+            let stmt = conn.prep("SELECT v FROM p WHERE id = ?").await?;
+            for i in 0..25i64 {
+                let id = 1 + (who * 25 + i) % 100;
+                let v: Option<i64> = conn.exec_first(&stmt, (id,)).await?;
+                assert_eq!(v, Some(id * 10), "client {who}, row {id}");
+            }
+            Ok::<_, mysql_async::Error>(conn)
+        }));
+    }
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await.unwrap().expect("no client error"));
+    }
+    // Counted while the clients are still connected (a statement the connection shares
+    // outlives its session's close).
+    let (live, prepares_after, executes_after) = statement_counts(&server).await;
+    let (prepares, executes) = (
+        prepares_after - prepares_before,
+        executes_after - executes_before,
+    );
+    eprintln!(
+        "20 sessions x 25 executes over 2 connections: {prepares} prepares, {executes} executes, {live} statements live; takes own/same/reset {}/{}/{}",
+        proxy.stats().pool_own.load(Ordering::Relaxed),
+        proxy.stats().pool_same_state.load(Ordering::Relaxed),
+        proxy.stats().pool_reset.load(Ordering::Relaxed),
+    );
+    assert_eq!(executes, 500, "every execute ran once");
+    // Each client's own prepare reaches the server (a duplicate is closed at once); the
+    // executes then find the statement on whichever connection they run.
+    assert!(prepares <= 20 + 2, "prepares: {prepares}");
+    assert!(
+        live <= 2,
+        "one statement per connection, not one per session: {live}"
+    );
+    for c in conns {
+        c.disconnect().await.unwrap();
+    }
+}
+
+/// The same statements, in the same order, directly and through the proxy: one session
+/// prepares the same text in two databases and under two `sql_mode`s, on a connection it
+/// shares with another session.
+#[tokio::test]
+async fn the_same_text_prepared_in_another_database_or_sql_mode_is_another_statement() {
+    let server = server().await;
+    let mut admin = server.admin_conn().await.unwrap();
+    admin
+        .query_drop(
+            "CREATE DATABASE IF NOT EXISTS other; \
+             CREATE TABLE goneaway.c (v VARCHAR(10)); INSERT INTO goneaway.c VALUES ('home'); \
+             CREATE TABLE other.c (v VARCHAR(10)); INSERT INTO other.c VALUES ('other'); \
+             GRANT ALL ON other.* TO goneaway",
+        )
+        .await
+        .unwrap();
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = 1;
+    })
+    .await;
+    async fn run(a: &mut mysql_async::Conn, b: &mut mysql_async::Conn) -> Vec<String> {
+        let mut seen = Vec::new();
+        let home = a.prep("SELECT v FROM c").await.unwrap();
+        let quoted = a.prep(r#"SELECT "v" FROM c"#).await.unwrap();
+        // The other session uses the connection in between.
+        let _: Option<i64> = b.query_first("SELECT 1").await.unwrap();
+        a.query_drop("USE other").await.unwrap();
+        a.query_drop("SET sql_mode = 'ANSI_QUOTES'").await.unwrap();
+        // mysql_async caches statements by text: a new connection-side statement needs a
+        // new client-side one.
+        a.query_drop("SELECT 1").await.unwrap();
+        let there = a.prep("SELECT v FROM c /* again */").await.unwrap();
+        let quoted_there = a.prep(r#"SELECT "v" FROM c /* again */"#).await.unwrap();
+        for _ in 0..2 {
+            for s in [&home, &quoted, &there, &quoted_there] {
+                let v: Option<String> = a.exec_first(s, ()).await.unwrap();
+                seen.push(v.unwrap_or_default());
+            }
+            let _: Option<i64> = b.query_first("SELECT 2").await.unwrap();
+        }
+        seen
+    }
+    let direct_opts = mysql_async::OptsBuilder::from_opts(opts(&proxy))
+        .ip_or_hostname(server.addr().ip().to_string())
+        .tcp_port(server.addr().port());
+    let mut da = mysql_async::Conn::new(direct_opts.clone()).await.unwrap();
+    let mut db = mysql_async::Conn::new(direct_opts).await.unwrap();
+    let direct = run(&mut da, &mut db).await;
+    let mut pa = connect(&proxy).await;
+    let mut pb = connect(&proxy).await;
+    let proxied = run(&mut pa, &mut pb).await;
+    assert_eq!(proxied, direct, "same results as direct");
+    assert!(direct.contains(&"other".to_owned()) && direct.contains(&"home".to_owned()));
+}
+
+#[tokio::test]
+async fn long_data_reaches_its_statement_on_a_shared_connection() {
+    let server = Server::builder()
+        .var("max_allowed_packet", "64M")
+        .start()
+        .await
+        .expect("a harness server");
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = 1;
+    })
+    .await;
+    let mut a = connect(&proxy).await;
+    let mut b = connect(&proxy).await;
+    a.query_drop("CREATE TABLE l (id INT PRIMARY KEY, b LONGBLOB) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    let insert = a.prep("INSERT INTO l VALUES (?, ?)").await.unwrap();
+    // The other session uses the one connection between the prepare and the execute.
+    let _: Option<i64> = b.query_first("SELECT 1").await.unwrap();
+    // Over 16 MB: the driver sends the value as long data before the execute.
+    let blob: Vec<u8> = b"abcdefgh".repeat(17 << 17);
+    a.exec_drop(&insert, (1, blob.clone())).await.unwrap();
+    let _: Option<i64> = b.query_first("SELECT 2").await.unwrap();
+    let ok: Option<(i64, i64)> = b
+        .query_first(format!(
+            "SELECT LENGTH(b), b = REPEAT('abcdefgh', {}) FROM l WHERE id = 1",
+            blob.len() / 8
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ok, Some((blob.len() as i64, 1)), "the value arrived whole");
+    assert_eq!(
+        pins(&proxy, "long_data"),
+        1,
+        "the long data pinned its connection"
+    );
+    // Afterwards the connection is shared again.
+    let _: Option<i64> = a.query_first("SELECT 3").await.unwrap();
+    let _: Option<i64> = b.query_first("SELECT 4").await.unwrap();
+}

@@ -107,9 +107,12 @@ pub struct Backend {
     stall: Option<StallWatch>,
     /// When the last request went out (what a silent reply is measured from).
     sent_at: Instant,
-    /// Statements prepared on this connection (and not closed) since it opened or was
-    /// reset: a shared connection is reset before they pile up.
+    /// Statements prepared on this connection for one session only (and not closed)
+    /// since it opened or was reset: a shared connection is reset before they pile up.
     pub prepared: usize,
+    /// Statements prepared on this connection for every session that uses it, by text
+    /// (with `multiplex`; see [`crate::backend::statements`]).
+    pub statements: super::StatementCache,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -255,6 +258,7 @@ impl Backend {
                         stall: None,
                         sent_at: Instant::now(),
                         prepared: 0,
+                        statements: Default::default(),
                         _permit: None,
                     };
                     stats
@@ -407,7 +411,7 @@ impl Backend {
                 packet::parse_err(&p.payload).unwrap_or_else(unknown_err),
             ));
         }
-        self.prepared = 0;
+        self.forget_statements();
         self.retrack().await
     }
 
@@ -524,8 +528,23 @@ impl Backend {
         Ok(out)
     }
 
+    /// The server closed every statement of this connection (`COM_RESET_CONNECTION`).
+    pub fn forget_statements(&mut self) {
+        self.prepared = 0;
+        self.statements.clear();
+    }
+
+    /// Sends `COM_STMT_CLOSE` for the server's statement `id` (no reply comes).
+    pub async fn close_statement(&mut self, id: u32) -> Result<(), ProxyError> {
+        let mut payload = BytesMut::with_capacity(5);
+        payload.put_u8(com::STMT_CLOSE);
+        payload.put_u32_le(id);
+        self.send(&[Packet::new(0, payload.freeze())]).await
+    }
+
     /// Prepares a statement (the raw `COM_STMT_PREPARE` payload) and returns the server's
-    /// statement id.
+    /// statement id. The caller counts it: in [`Backend::prepared`] or
+    /// [`Backend::statements`].
     pub async fn prepare(&mut self, payload: &Bytes) -> Result<u32, ProxyError> {
         self.send(&[Packet::new(0, payload.clone())]).await?;
         let mut tracker = ReplyTracker::new(Expect::Prepare, self.capabilities);
@@ -539,7 +558,6 @@ impl Backend {
         if let Some(e) = tracker.err {
             return Err(ProxyError::Server(e));
         }
-        self.prepared += 1;
         tracker
             .prepared
             .map(|(id, _)| id)

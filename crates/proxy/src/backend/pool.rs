@@ -15,9 +15,10 @@
 //!    its prepared statements and variables are still there. With as many connections as
 //!    busy clients, sessions keep their own and multiplexing costs nothing.
 //! 2. [`Fit::SameState`]: one whose current database and session variables are the
-//!    session's, holding fewer than [`SAME_STATE_MAX_PREPARED`] prepared statements.
-//!    Nothing to do either, but the session's statements are prepared again on it when
-//!    executed.
+//!    session's, holding fewer than [`SAME_STATE_MAX_PREPARED`] statements of single
+//!    sessions (cursors, long data). Nothing to do either: the session's prepared
+//!    statements are those the connection keeps by text ([`super::statements`]), prepared
+//!    on it at the first execute of a text it lacks.
 //! 3. [`Fit::Reset`]: any other, most recently used first (its pages are warm). The
 //!    session resets it (`COM_RESET_CONNECTION`) and sets its own state on it.
 //!
@@ -106,8 +107,8 @@ pub enum Taken {
 pub enum Fit {
     /// The session's own connection: nothing to do.
     Own,
-    /// Another session's, in the same database with the same variables and no prepared
-    /// statements: nothing to do but prepare statements again.
+    /// Another session's, in the same database with the same variables: nothing to do
+    /// (statements it lacks are prepared at their first execute).
     SameState,
     /// Anything else: reset it, then set the session's state.
     Reset,
@@ -148,9 +149,10 @@ pub fn fit(owner: u64, carried: &Carried, session: u64, wants: Wants<'_>) -> Opt
 /// How long a connection found closed waits for a session to take it and count its loss.
 const DEAD_KEPT: Duration = Duration::from_secs(600);
 
-/// A connection that holds this many prepared statements (of earlier users) is reset
-/// before another session uses it, which releases them: statements re-prepared by each
-/// new user would otherwise pile up towards the server's `max_prepared_stmt_count`.
+/// A connection that holds this many prepared statements of single earlier users (not
+/// those it shares by text, which [`super::statements`] bounds) is reset before another
+/// session uses it, which releases them: they would otherwise pile up towards the
+/// server's `max_prepared_stmt_count`.
 pub const SAME_STATE_MAX_PREPARED: usize = 64;
 
 /// Idle server connections by [`PoolKey`], and the sessions waiting for one.

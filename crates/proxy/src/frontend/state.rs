@@ -2,10 +2,17 @@
 //! back.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::net::StateChange;
+
+/// Read-only session variables the server sets itself and reports through tracking:
+/// not state a session set up (never restored, no part of what makes connections
+/// interchangeable). `last_gtid` changes with every write; a session that reads it reads
+/// it on the connection that wrote (see `Session::forward`'s `hold_next`).
+pub const SERVER_SET: [&str; 1] = ["last_gtid"];
 
 /// Session variables the proxy sets itself on every backend; never restored from the
 /// client's changes.
@@ -20,16 +27,20 @@ const PROXY_OWNED: [&str; 3] = [
 pub struct Statement {
     /// The client's `COM_STMT_PREPARE` payload, to prepare it again on a fresh backend.
     pub prepare: Bytes,
-    /// The statement's id on the current backend; `None` after a replacement until it is
-    /// prepared again.
+    /// The id of the session's own statement on the current backend; `None` after a
+    /// replacement until it is prepared again, and with `multiplex` while the statement
+    /// is one the connection shares (see [`crate::backend::statements`]).
     pub backend_id: Option<u32>,
+    /// The database and variables it was prepared under: a server statement prepared
+    /// again is prepared there, where its text means what it meant to the client.
+    pub origin: Arc<Origin>,
     /// Parameter count.
     pub params: u16,
     /// The parameter types the client last bound (`2 × params` bytes), which a fresh
     /// backend needs when the client executes with "new params bound" = 0.
     pub types: Option<Bytes>,
-    /// Whether the current backend has seen parameter types for this statement.
-    pub typed: bool,
+    /// The parameter types the session's own server statement was last bound with.
+    pub backend_types: Option<Bytes>,
     /// Whether executing it is safe to replay (a read-only statement).
     pub read_only: bool,
     /// When it is transaction control (a driver may prepare BEGIN and COMMIT, as sysbench
@@ -87,8 +98,40 @@ impl SessionState {
     pub fn backend_replaced(&mut self) {
         for s in self.statements.values_mut() {
             s.backend_id = None;
-            s.typed = false;
+            s.backend_types = None;
         }
+    }
+
+    /// A hash of the database and the session variables, which decide how the server
+    /// resolves and parses a statement prepared now.
+    pub fn statement_context(&self) -> u64 {
+        context_of(self.database.as_deref(), &self.variables)
+    }
+
+    /// Where a statement prepared now is prepared (see [`Statement::origin`]).
+    pub fn origin(&self) -> Arc<Origin> {
+        Arc::new(Origin {
+            context: self.statement_context(),
+            database: self.database.clone(),
+            variables: self.variables.clone(),
+        })
+    }
+
+    /// The statements that take a connection in this session's state to `origin`'s
+    /// database and variables, and those that bring it back (both empty when they are
+    /// the same).
+    pub fn switch_to(&self, origin: &Origin) -> (Vec<String>, Vec<String>) {
+        let mut there = variable_changes(&self.variables, &origin.variables);
+        let mut back = variable_changes(&origin.variables, &self.variables);
+        if origin.database != self.database {
+            // A database cannot be left for none: such a statement is prepared where the
+            // session is.
+            if let (Some(then), Some(now)) = (&origin.database, &self.database) {
+                there.push(use_statement(then));
+                back.push(use_statement(now));
+            }
+        }
+        (there, back)
     }
 
     /// `COM_RESET_CONNECTION` or `COM_CHANGE_USER` succeeded: the server forgot everything.
@@ -130,7 +173,8 @@ impl SessionState {
                 StateChange::SystemVariable(name, value) => {
                     explained = true;
                     let name = name.to_ascii_lowercase();
-                    if !PROXY_OWNED.contains(&name.as_str()) {
+                    if !PROXY_OWNED.contains(&name.as_str()) && !SERVER_SET.contains(&name.as_str())
+                    {
                         self.variables.insert(name, value.clone());
                     }
                 }
@@ -200,18 +244,58 @@ impl SessionState {
     pub fn restore_statements(&self) -> Vec<String> {
         self.variables
             .iter()
-            .map(|(name, value)| {
-                let value = if value.is_empty() && name.starts_with("character_set_") {
-                    "NULL".to_owned()
-                } else if value.parse::<f64>().is_ok() {
-                    value.clone()
-                } else {
-                    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-                };
-                format!("SET SESSION {name} = {value}")
-            })
+            .map(|(name, value)| set_statement(name, value))
             .collect()
     }
+}
+
+/// Where a prepared statement was prepared: the session's database and changed variables
+/// then, and their hash (the key of a statement a connection shares, see
+/// [`crate::backend::statements`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// A hash of the other two.
+    pub context: u64,
+    /// The current database.
+    pub database: Option<String>,
+    /// The session variables changed from the server's defaults.
+    pub variables: BTreeMap<String, String>,
+}
+
+fn context_of(database: Option<&str>, variables: &BTreeMap<String, String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    database.hash(&mut h);
+    variables.hash(&mut h);
+    h.finish()
+}
+
+fn set_statement(name: &str, value: &str) -> String {
+    let value = if value.is_empty() && name.starts_with("character_set_") {
+        "NULL".to_owned()
+    } else if value.parse::<f64>().is_ok() {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+    };
+    format!("SET SESSION {name} = {value}")
+}
+
+fn use_statement(database: &str) -> String {
+    format!("USE `{}`", database.replace('`', "``"))
+}
+
+/// `SET SESSION` statements that take a connection with variables `from` to `to`.
+fn variable_changes(from: &BTreeMap<String, String>, to: &BTreeMap<String, String>) -> Vec<String> {
+    let set = to
+        .iter()
+        .filter(|(name, value)| from.get(*name) != Some(*value))
+        .map(|(name, value)| set_statement(name, value));
+    let reverted = from
+        .keys()
+        .filter(|name| !to.contains_key(*name))
+        .map(|name| format!("SET SESSION {name} = DEFAULT"));
+    set.chain(reverted).collect()
 }
 
 const USER_VARIABLES: &str = "user variables";

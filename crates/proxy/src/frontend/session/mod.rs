@@ -64,7 +64,7 @@ use tokio_util::codec::Framed;
 use crate::accounts::Verified;
 use crate::backend::{
     Backend, Carried, ConnectOptions, Expect, Fit, IdleEvent, PoolKey, ReplyTracker, StallWatch,
-    Step, Taken,
+    StatementKey, Step, Taken,
 };
 use crate::frontend::handshake::{self, Login, LoginError};
 use goneaway_core::sql::is_read_only;
@@ -260,6 +260,9 @@ pub struct Session {
     /// not yet executed: both live in the backend.
     cursors: std::collections::HashSet<u32>,
     long_data: std::collections::HashSet<u32>,
+    /// The client's id of the prepared statement the command being relayed runs (the
+    /// packets sent carry the server's).
+    executing: Option<u32>,
     /// Pin reasons this session has counted and logged.
     pins_told: std::collections::BTreeSet<&'static str>,
     /// The statement that last pinned state (for the pin's log line).
@@ -365,6 +368,7 @@ impl Session {
             after_loss: true,
             hold_next: false,
             cursors: Default::default(),
+            executing: None,
             long_data: Default::default(),
             pins_told: Default::default(),
             pin_statement: None,

@@ -237,9 +237,19 @@ impl Session {
                     }
                 }
             }
+            // On a Galera node the read is causal (wsrep_sync_wait): the node first applies
+            // every write set the cluster ordered before it, so a mark the lost writer
+            // replicated before it died is seen. A plain read could miss it, call the
+            // committed transaction lost, and run it again (a duplicate, or a 1213 when
+            // the node's applier then brute-force aborts the second run).
+            let causal = if self.shared.monitor.view().kind == crate::config::ClusterKind::Galera {
+                "SET STATEMENT wsrep_sync_wait = 1 FOR "
+            } else {
+                ""
+            };
             let backend = self.backend.as_mut().expect("connected");
             let sql = format!(
-                "SELECT COUNT(*) FROM `{schema}`.commit_marks WHERE token = X'{}'",
+                "{causal}SELECT COUNT(*) FROM `{schema}`.commit_marks WHERE token = X'{}'",
                 hex(&token)
             );
             match backend.simple(&sql).await {

@@ -31,10 +31,34 @@ impl Session {
         } else {
             self.state.statements.get(&client_id).cloned()
         };
-        let (Some(stmt), Some(backend)) = (stmt, self.backend.as_mut()) else {
+        let Some(stmt) = stmt else {
             return;
         };
-        let Some(backend_id) = stmt.backend_id else {
+        let mut own_id = stmt.backend_id;
+        if cmd == com::STMT_SEND_LONG_DATA && own_id.is_none() {
+            // Long data lives in one server statement until the execute: the session's own
+            // (never one the connection shares), on a connection the data pins. A session
+            // that holds none between statements (shared connections) takes one now. If
+            // that fails, the execute is refused rather than run without the data
+            // (prepare_packets).
+            if self.gen.config.multiplex && self.backend.is_none() {
+                if let Err(e) = self.fresh_backend().await {
+                    tracing::debug!(session = self.id, error = %e, "no server connection for long data");
+                    return;
+                }
+            }
+            if self.backend.is_some() {
+                own_id = match self.prepare_own(client_id, &stmt).await {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::debug!(session = self.id, error = %e, "could not prepare a statement for its long data");
+                        None
+                    }
+                };
+            }
+        }
+        let (Some(backend_id), Some(backend)) = (own_id, self.backend.as_mut()) else {
+            // A statement the connection shares is closed only when evicted.
             return;
         };
         if cmd == com::STMT_CLOSE {
@@ -50,6 +74,54 @@ impl Session {
         }
     }
 
+    /// Prepares the session's own server statement for `client_id` on the current backend
+    /// (see [`Session::prepare_in_origin`]) and returns its id.
+    async fn prepare_own(&mut self, client_id: u32, stmt: &Statement) -> Result<u32, ProxyError> {
+        let id = self.prepare_in_origin(stmt).await?;
+        let backend = self.backend.as_mut().expect("prepared on it");
+        backend.prepared += 1;
+        if let Some(s) = self.state.statements.get_mut(&client_id) {
+            s.backend_id = Some(id);
+            s.backend_types = None;
+        }
+        Ok(id)
+    }
+
+    /// Prepares `stmt` again on the current backend where the client prepared it: in the
+    /// database and under the variables of then (a text can mean another table in another
+    /// database, or parse otherwise under another `sql_mode`), the session's own state
+    /// set back afterwards. Returns the server's statement id.
+    pub(super) async fn prepare_in_origin(&mut self, stmt: &Statement) -> Result<u32, ProxyError> {
+        let (there, back) = if stmt.origin.context == self.state.statement_context() {
+            Default::default()
+        } else {
+            self.state.switch_to(&stmt.origin)
+        };
+        let backend = self.backend.as_mut().ok_or(ProxyError::Protocol(
+            "no server connection to prepare on".into(),
+        ))?;
+        for sql in &there {
+            if let Err(e) = backend.simple(sql).await {
+                if e.is_disconnect() {
+                    return Err(e);
+                }
+                tracing::debug!(session = self.id, error = %e, "could not set `{sql}` to prepare a statement where it was prepared");
+            }
+        }
+        let prepared = backend.prepare(&stmt.prepare).await;
+        for sql in &back {
+            // As when a fresh backend is given the session's state: a value the server
+            // will not take again is logged, the connection used on.
+            if let Err(e) = backend.simple(sql).await {
+                if e.is_disconnect() {
+                    return Err(e);
+                }
+                tracing::warn!(session = self.id, error = %e, "could not set `{sql}` back after preparing a statement where it was prepared");
+            }
+        }
+        prepared
+    }
+
     /// The packets to send for this command on the current backend (statement ids mapped,
     /// statements prepared again where needed), and whether the command may be replayed.
     pub(super) async fn prepare_packets<'p>(
@@ -59,6 +131,7 @@ impl Session {
         sql: Option<&str>,
     ) -> Result<(Cow<'p, [Packet]>, bool), PrepareError> {
         let outside_tx = !self.state.in_transaction;
+        self.executing = None;
         match cmd {
             // Outside a transaction a read, or the BEGIN that opens one, runs again safely.
             com::QUERY => Ok((
@@ -78,6 +151,7 @@ impl Session {
             )),
             com::STMT_EXECUTE | com::STMT_RESET | com::STMT_FETCH => {
                 let client_id = statement_id(&packets[0].payload).unwrap_or(u32::MAX);
+                self.executing = Some(client_id);
                 let Some(stmt) = self.state.statements.get(&client_id).cloned() else {
                     return Err(PrepareError::Reply(
                         ER_UNKNOWN_STMT_HANDLER,
@@ -88,28 +162,75 @@ impl Session {
                 if cmd == com::STMT_FETCH && stmt.backend_id.is_none() {
                     return Err(PrepareError::Reply(ER_PROXY, "HY000".into(), "goneaway proxy: the cursor was lost with the server connection; execute the statement again".into()));
                 }
+                if self.long_data.contains(&client_id) && stmt.backend_id.is_none() {
+                    // Run without it, the statement would write NULLs in its place.
+                    self.long_data.remove(&client_id);
+                    return Err(PrepareError::Reply(ER_PROXY, "HY000".into(), "goneaway proxy: the long data sent for this statement was lost with the server connection; the statement was not run. Send the data again, then execute".into()));
+                }
+                // COM_STMT_EXECUTE: statement id (4 bytes), then the cursor flags.
+                let cursor = cmd == com::STMT_EXECUTE
+                    && packets[0].payload.get(5).is_some_and(|&flags| flags != 0);
+                let multiplex = self.gen.config.multiplex;
                 let backend = self
                     .backend
                     .as_mut()
                     .expect("a backend is connected before prepare_packets");
-                let backend_id = match stmt.backend_id {
-                    Some(id) => id,
-                    None => match backend.prepare(&stmt.prepare).await {
-                        Ok(id) => {
-                            if let Some(s) = self.state.statements.get_mut(&client_id) {
-                                s.backend_id = Some(id);
-                            }
-                            id
+                // The server statement to run: the session's own, or with shared
+                // connections one the connection shares by text (crate::backend::statements)
+                // — never for a cursor, which lives in its statement.
+                let key = StatementKey {
+                    context: stmt.origin.context,
+                    prepare: stmt.prepare.clone(),
+                };
+                let as_reply = |e: ProxyError| match e {
+                    ProxyError::Server(e) => PrepareError::Reply(e.code, e.sqlstate, e.message),
+                    e => PrepareError::Backend(e),
+                };
+                let found = match stmt.backend_id {
+                    None if multiplex && !cursor => backend.statements.get(&key).map(|e| e.id),
+                    _ => None,
+                };
+                let shared = match (found, stmt.backend_id) {
+                    (Some(id), _) => Some(id),
+                    (None, None) if multiplex && !cursor => {
+                        let id = self.prepare_in_origin(&stmt).await.map_err(as_reply)?;
+                        let backend = self.backend.as_mut().expect("prepared on it");
+                        if let Some(evicted) = backend.statements.insert(key.clone(), id) {
+                            backend
+                                .close_statement(evicted)
+                                .await
+                                .map_err(PrepareError::Backend)?;
                         }
-                        Err(ProxyError::Server(e)) => {
-                            return Err(PrepareError::Reply(e.code, e.sqlstate, e.message))
-                        }
-                        Err(e) => return Err(PrepareError::Backend(e)),
-                    },
+                        Some(id)
+                    }
+                    _ => None,
+                };
+                let backend_id = match (shared, stmt.backend_id) {
+                    (Some(id), _) | (None, Some(id)) => id,
+                    (None, None) => self.prepare_own(client_id, &stmt).await.map_err(as_reply)?,
                 };
                 let mut out = rewrite_statement_id(packets, backend_id);
                 if cmd == com::STMT_EXECUTE && stmt.params > 0 && out.len() == 1 {
-                    if let Some(typed) = self.fix_param_types(client_id, &stmt, &out[0]) {
+                    // The types the server statement saw last: its own, or the shared one's.
+                    let (Some(s), Some(b)) = (
+                        self.state.statements.get_mut(&client_id),
+                        self.backend.as_mut(),
+                    ) else {
+                        unreachable!("the statement and backend were found above")
+                    };
+                    let server_types = match shared {
+                        Some(_) => {
+                            &mut b
+                                .statements
+                                .get(&key)
+                                .expect("prepared or found above")
+                                .types
+                        }
+                        None => &mut s.backend_types,
+                    };
+                    if let Some(typed) =
+                        bind_types(&out[0], stmt.params, &mut s.types, server_types)
+                    {
                         out.to_mut()[0] = typed;
                     }
                 }
@@ -121,44 +242,6 @@ impl Session {
                 "HY000".into(),
                 format!("goneaway proxy does not forward command 0x{cmd:02x}"),
             )),
-        }
-    }
-
-    /// Remembers bound parameter types, and supplies them to a fresh backend when the
-    /// client executes with "new params bound" = 0: the packet to send instead, if any.
-    pub(super) fn fix_param_types(
-        &mut self,
-        client_id: u32,
-        stmt: &Statement,
-        p: &Packet,
-    ) -> Option<Packet> {
-        let n = stmt.params as usize;
-        let flag_at = 1 + 4 + 1 + 4 + n.div_ceil(8);
-        let &bound = p.payload.get(flag_at)?;
-        let types_at = flag_at + 1;
-        if bound == 1 {
-            if let (Some(types), Some(s)) = (
-                p.payload.get(types_at..types_at + 2 * n),
-                self.state.statements.get_mut(&client_id),
-            ) {
-                s.types = Some(Bytes::copy_from_slice(types));
-                s.typed = true;
-            }
-            return None;
-        }
-        match (&stmt.types, stmt.typed) {
-            (Some(types), false) => {
-                let mut out = BytesMut::with_capacity(p.payload.len() + types.len());
-                out.extend_from_slice(&p.payload[..flag_at]);
-                out.put_u8(1);
-                out.extend_from_slice(types);
-                out.extend_from_slice(&p.payload[types_at..]);
-                if let Some(s) = self.state.statements.get_mut(&client_id) {
-                    s.typed = true;
-                }
-                Some(Packet::new(p.seq, out.freeze()))
-            }
-            _ => None,
         }
     }
 
@@ -315,14 +398,15 @@ impl Session {
             }
         }
         backend.last_used = Instant::now();
-        if new_statement.is_some() && tracker.err.is_none() {
-            backend.prepared += 1;
-        }
         // What the next command may read from this connection only (it matters only when
         // connections are shared; the text is not searched otherwise).
         if self.gen.config.multiplex
             && (tracker.warnings > 0
                 || tracker.last_insert_id != 0
+                || tracker.changes.iter().any(|c| {
+                    matches!(c, crate::net::StateChange::SystemVariable(name, _)
+                        if crate::frontend::state::SERVER_SET.iter().any(|v| name.eq_ignore_ascii_case(v)))
+                })
                 || sql.is_some_and(|s| {
                     s.as_bytes()
                         .windows(19)
@@ -332,7 +416,8 @@ impl Session {
             self.hold_next = true;
         }
         if matches!(cmd, com::STMT_EXECUTE | com::STMT_RESET | com::STMT_FETCH) {
-            if let Some(id) = statement_id(&packets[0].payload) {
+            // The client's id: the packets carry the server's.
+            if let Some(id) = self.executing {
                 use crate::net::packet::status::{CURSOR_EXISTS, LAST_ROW_SENT};
                 let status = tracker.status.unwrap_or(0);
                 if cmd != com::STMT_FETCH {
@@ -352,14 +437,37 @@ impl Session {
         if let Some((backend_id, params)) = tracker.prepared.filter(|_| tracker.err.is_none()) {
             if let Some(client_id) = new_statement {
                 let text = String::from_utf8_lossy(&packets[0].payload[1..]);
+                let origin = self.state.origin();
+                // With shared connections, the statement becomes the connection's, for
+                // every session that prepares the same text (crate::backend::statements);
+                // otherwise the session's own.
+                let mut own = Some(backend_id);
+                if let Some(b) = self.backend.as_mut() {
+                    if self.gen.config.multiplex {
+                        own = None;
+                        let key = StatementKey {
+                            context: origin.context,
+                            prepare: packets[0].payload.clone(),
+                        };
+                        if let Some(close) = b.statements.insert(key, backend_id) {
+                            if let Err(e) = b.close_statement(close).await {
+                                // Found dead at the next command.
+                                tracing::debug!(session = self.id, error = %e, "could not close a statement");
+                            }
+                        }
+                    } else {
+                        b.prepared += 1;
+                    }
+                }
                 self.state.statements.insert(
                     client_id,
                     Statement {
                         prepare: packets[0].payload.clone(),
-                        backend_id: Some(backend_id),
+                        backend_id: own,
+                        origin,
                         params,
                         types: None,
-                        typed: false,
+                        backend_types: None,
                         read_only: is_read_only(&text),
                         control: txlog::control_word(&text),
                     },
@@ -372,6 +480,7 @@ impl Session {
                     self.state.reset();
                     self.failed_tx = None;
                     if let Some(b) = self.backend.as_mut() {
+                        b.forget_statements();
                         if let Err(e) = b.retrack().await {
                             tracing::warn!(session = self.id, error = %e, "could not re-enable session tracking after a reset");
                         }
@@ -389,10 +498,8 @@ impl Session {
                 // and password_change looks at the first word before anything else.
                 let text = match cmd {
                     com::QUERY => sql.map(std::borrow::Cow::Borrowed),
-                    com::STMT_EXECUTE => packets[0]
-                        .payload
-                        .get(1..5)
-                        .map(|id| u32::from_le_bytes(id.try_into().unwrap()))
+                    com::STMT_EXECUTE => self
+                        .executing
                         .and_then(|id| self.state.statements.get(&id))
                         .map(|st| String::from_utf8_lossy(&st.prepare[1..])),
                     _ => None,
@@ -429,4 +536,39 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Remembers the parameter types an execute binds (`client`: the session's, `server`: the
+/// server statement's), and supplies the session's to a server statement that last saw
+/// others (a fresh backend, or another session's execute of a shared statement) when the
+/// execute binds none ("new params bound" = 0): the packet to send instead, if any.
+fn bind_types(
+    p: &Packet,
+    params: u16,
+    client: &mut Option<Bytes>,
+    server: &mut Option<Bytes>,
+) -> Option<Packet> {
+    let n = params as usize;
+    let flag_at = 1 + 4 + 1 + 4 + n.div_ceil(8);
+    let &bound = p.payload.get(flag_at)?;
+    let types_at = flag_at + 1;
+    if bound == 1 {
+        if let Some(types) = p.payload.get(types_at..types_at + 2 * n) {
+            let types = Bytes::copy_from_slice(types);
+            *client = Some(types.clone());
+            *server = Some(types);
+        }
+        return None;
+    }
+    let types = client.as_ref()?;
+    if server.as_ref() == Some(types) {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(p.payload.len() + types.len());
+    out.extend_from_slice(&p.payload[..flag_at]);
+    out.put_u8(1);
+    out.extend_from_slice(types);
+    out.extend_from_slice(&p.payload[types_at..]);
+    *server = Some(types.clone());
+    Some(Packet::new(p.seq, out.freeze()))
 }
