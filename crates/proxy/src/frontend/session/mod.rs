@@ -53,7 +53,7 @@ use futures_util::{SinkExt, StreamExt};
 use goneaway_core::codes::{
     CR_SERVER_LOST, ER_ACCESS_DENIED_ERROR, ER_CLIENT_INTERACTION_TIMEOUT, ER_CONNECTION_KILLED,
     ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_NEW_ABORTING_CONNECTION,
-    ER_SERVER_SHUTDOWN,
+    ER_OPTION_PREVENTS_STATEMENT, ER_SERVER_SHUTDOWN,
 };
 use goneaway_core::Cause;
 use tokio::io::AsyncWriteExt;
@@ -127,6 +127,27 @@ enum Failure {
     },
     /// The client went away.
     ClientGone,
+}
+
+/// What `Session::command` does after a failure is dealt with.
+enum Next {
+    /// Send the command again (on a fresh backend).
+    Retry,
+    /// The command is answered; `false` when the client is gone.
+    Done(bool),
+}
+
+/// A backend lost during a command: [`Failure::Backend`]'s fields, with whether the
+/// command may run again and when it was sent.
+struct LostDuring {
+    flushed: bool,
+    not_run: bool,
+    seq: u8,
+    cause: Result<Cause, Unexplained>,
+    detail: String,
+    server_err: Option<ErrInfo>,
+    replayable: bool,
+    sent: Instant,
 }
 
 /// What is known of a backend lost without an error packet, until the reconnection adds
@@ -1219,186 +1240,217 @@ impl Session {
                     detail,
                     server_err,
                 }) => {
-                    let mut cause = cause;
-                    let in_tx = self.state.in_transaction;
-                    let lost = self.state.unrestorable();
-                    let pinned_free = self.state.pinned.is_empty();
-                    self.drop_lost_backend();
-                    self.digest = None;
-                    self.reply_unreplayable = None;
-                    // A KILL that hit the running statement was aimed at it (a runaway
-                    // query stopped by an operator): it is never run again.
-                    let killed = server_err
-                        .as_ref()
-                        .is_some_and(|e| e.code == ER_CONNECTION_KILLED);
-                    // A transaction lost before its end: the server rolled all of it back,
-                    // this statement included, so all of it can run again (see txlog).
-                    // Not a statement that ends the transaction or may have committed it.
-                    let is_commit =
-                        in_tx && tx_sql.as_deref().is_some_and(|s| first_word(s) == "commit");
-                    if is_commit && !flushed {
-                        if let Err(u) = cause {
-                            self.unexplained = Some(u);
-                        }
-                        let outcome = if not_run {
-                            Some(false)
-                        } else if let Some(token) = self.pending_mark.take() {
-                            self.resolve_commit(token).await
-                        } else {
-                            None
-                        };
-                        let known = |s: &mut Self| match cause {
-                            Ok(c) => c,
-                            Err(_) => s.explained.take().unwrap_or(Cause::Unknown),
-                        };
-                        match outcome {
-                            Some(true) => {
-                                let c = known(self);
-                                self.shared.stats.commit_resolved("committed");
-                                self.shared.stats.absorbed(c.as_str());
-                                tracing::info!(session = self.id, cause = %c, "a COMMIT lost with its connection had committed (its mark is there)");
-                                self.tx_log = None;
-                                self.tx_wrote = false;
-                                return self.send_ok(1).await;
-                            }
-                            Some(false) => {
-                                self.shared.stats.commit_resolved("not_committed");
-                                if pinned_free && !killed {
-                                    match self.replay_transaction().await {
-                                        Ok(()) => {
-                                            let c = known(self);
-                                            self.shared.stats.absorbed(c.as_str());
-                                            self.shared
-                                                .stats
-                                                .retries
-                                                .fetch_add(1, Ordering::Relaxed);
-                                            continue;
-                                        }
-                                        Err(why) => self.replay_refusal = Some(why),
-                                    }
-                                }
-                                let c = known(self);
-                                self.tx_log = None;
-                                self.tx_wrote = false;
-                                let why = self
-                                    .replay_refusal
-                                    .take()
-                                    .map(|w| format!(" (it could not be replayed: {w})"))
-                                    .unwrap_or_default();
-                                let msg = format!(
-                                    "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost during this COMMIT (cause: {c}); \
-                                     goneaway checked that it did not commit: nothing of the transaction was committed{why}. The transaction has ended; run it again from its start)"
-                                );
-                                return self
-                                    .send_err(
-                                        1,
-                                        LOST_CODE,
-                                        SQLSTATE_LOST,
-                                        "commit_not_committed",
-                                        &msg,
-                                    )
-                                    .await;
-                            }
-                            None => {
-                                cause = match (self.unexplained.take(), self.explained.take()) {
-                                    (Some(u), _) => Err(u),
-                                    (None, Some(c)) => Ok(c),
-                                    (None, None) => cause,
-                                };
-                            }
-                        }
-                    }
-                    let ends = ends_transaction(tx_sql.as_deref())
-                        || tx_sql
-                            .as_deref()
-                            .is_some_and(|s| txlog::commits_implicitly(&first_word(s)));
-                    if in_tx && !flushed && pinned_free && !killed && !ends {
-                        if let Err(u) = cause {
-                            self.unexplained = Some(u);
-                        }
-                        match self.replay_transaction().await {
-                            Ok(()) => {
-                                let c = match cause {
-                                    Ok(c) => c,
-                                    Err(_) => self.explained.take().unwrap_or(Cause::Unknown),
-                                };
-                                self.shared.stats.absorbed(c.as_str());
-                                self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
-                            Err(why) => self.replay_refusal = Some(why),
-                        }
-                    } else {
-                        self.tx_log = None;
-                    }
-                    // The server closes a KILLed connection without a word, as it does on a
-                    // shutdown: a statement that had run long is replayed only once the
-                    // reconnection proves it was not a KILL (see killed_read_replay_limit).
-                    if let Err(u) = cause {
-                        if !flushed
-                            && !not_run
-                            && replayable
-                            && lost.is_none()
-                            && !u.reset
-                            && sent.elapsed() >= self.gen.config.killed_read_replay_limit
-                        {
-                            self.unexplained = Some(u);
-                            let c = self.explain_loss().await;
-                            if c == Cause::ConnectionKilled {
-                                tracing::info!(session = self.id, ran = ?sent.elapsed(), "a long read-only statement was killed; not running it again");
-                                let msg = format!(
-                                    "Lost connection to MySQL server during query (Connection was killed by goneaway proxy: the server connection was killed while this read-only statement ran (cause: {c}); \
-                                     it had run {:.1} s, and a statement killed after running {:?} or more is not run again. The session goes on with a fresh connection)",
-                                    sent.elapsed().as_secs_f64(),
-                                    self.gen.config.killed_read_replay_limit,
-                                );
-                                return self
-                                    .send_err(1, LOST_CODE, SQLSTATE_LOST, "statement_killed", &msg)
-                                    .await;
-                            }
-                            cause = Ok(c);
-                        }
-                    }
-                    if !flushed && lost.is_none() && !killed && (not_run || replayable) {
-                        self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        match cause {
-                            Ok(c) => self.shared.stats.absorbed(c.as_str()),
-                            Err(mut u) => {
-                                u.absorbed = true;
-                                self.unexplained = Some(u);
-                            }
-                        }
-                        continue;
-                    }
-                    let cause = match cause {
-                        Ok(c) => c,
-                        Err(u) => {
-                            self.unexplained = Some(u);
-                            self.explain_loss().await
-                        }
-                    };
-                    tracing::info!(
-                        session = self.id,
-                        %cause,
-                        detail,
+                    let lost_during = LostDuring {
                         flushed,
                         not_run,
-                        in_transaction = in_tx,
-                        "backend lost during a command"
-                    );
-                    return self
-                        .answer_loss(
-                            tx_sql.as_deref(),
-                            in_tx,
-                            lost,
-                            (flushed, not_run, seq),
-                            cause,
-                            server_err,
-                        )
-                        .await;
+                        seq,
+                        cause,
+                        detail,
+                        server_err,
+                        replayable,
+                        sent,
+                    };
+                    match self
+                        .after_backend_failure(lost_during, tx_sql.as_deref())
+                        .await
+                    {
+                        Next::Retry => continue,
+                        Next::Done(alive) => return alive,
+                    }
                 }
             }
         }
+    }
+
+    /// A backend failed during the command (see [`Failure::Backend`]): the COMMIT resolved
+    /// by its mark, the transaction replayed, the statement run again where that is safe
+    /// (`Next::Retry`), or the client told what was lost (`Next::Done`). `tx_sql` is the
+    /// text the transaction-control decisions read.
+    async fn after_backend_failure(&mut self, f: LostDuring, tx_sql: Option<&str>) -> Next {
+        let LostDuring {
+            flushed,
+            not_run,
+            seq,
+            cause,
+            detail,
+            server_err,
+            replayable,
+            sent,
+        } = f;
+        let mut cause = cause;
+        let in_tx = self.state.in_transaction;
+        let lost = self.state.unrestorable();
+        let pinned_free = self.state.pinned.is_empty();
+        self.drop_lost_backend();
+        self.digest = None;
+        self.reply_unreplayable = None;
+        // A KILL that hit the running statement was aimed at it (a runaway
+        // query stopped by an operator): it is never run again.
+        let killed = server_err
+            .as_ref()
+            .is_some_and(|e| e.code == ER_CONNECTION_KILLED);
+        // A transaction lost before its end: the server rolled all of it back,
+        // this statement included, so all of it can run again (see txlog).
+        // Not a statement that ends the transaction or may have committed it.
+        let is_commit = in_tx && tx_sql.is_some_and(|s| first_word(s) == "commit");
+        if is_commit && !flushed {
+            if let Err(u) = cause {
+                self.unexplained = Some(u);
+            }
+            let outcome = if not_run {
+                Some(false)
+            } else if let Some(token) = self.pending_mark.take() {
+                self.resolve_commit(token).await
+            } else {
+                None
+            };
+            let known = |s: &mut Self| match cause {
+                Ok(c) => c,
+                Err(_) => s.explained.take().unwrap_or(Cause::Unknown),
+            };
+            match outcome {
+                Some(true) => {
+                    let c = known(self);
+                    self.shared.stats.commit_resolved("committed");
+                    self.shared.stats.absorbed(c.as_str());
+                    tracing::info!(session = self.id, cause = %c, "a COMMIT lost with its connection had committed (its mark is there)");
+                    self.tx_log = None;
+                    self.tx_wrote = false;
+                    return Next::Done(self.send_ok(1).await);
+                }
+                Some(false) => {
+                    self.shared.stats.commit_resolved("not_committed");
+                    if pinned_free && !killed {
+                        match self.replay_transaction().await {
+                            Ok(()) => {
+                                let c = known(self);
+                                self.shared.stats.absorbed(c.as_str());
+                                self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                                return Next::Retry;
+                            }
+                            Err(why) => self.replay_refusal = Some(why),
+                        }
+                    }
+                    let c = known(self);
+                    self.tx_log = None;
+                    self.tx_wrote = false;
+                    let why = self
+                        .replay_refusal
+                        .take()
+                        .map(|w| format!(" (it could not be replayed: {w})"))
+                        .unwrap_or_default();
+                    let msg = format!(
+                        "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost during this COMMIT (cause: {c}); \
+                         goneaway checked that it did not commit: nothing of the transaction was committed{why}. The transaction has ended; run it again from its start)"
+                    );
+                    return Next::Done(
+                        self.send_err(1, LOST_CODE, SQLSTATE_LOST, "commit_not_committed", &msg)
+                            .await,
+                    );
+                }
+                None => {
+                    cause = match (self.unexplained.take(), self.explained.take()) {
+                        (Some(u), _) => Err(u),
+                        (None, Some(c)) => Ok(c),
+                        (None, None) => cause,
+                    };
+                }
+            }
+        }
+        let ends = ends_transaction(tx_sql)
+            || tx_sql.is_some_and(|s| txlog::commits_implicitly(&first_word(s)));
+        if in_tx && !flushed && pinned_free && !killed && !ends {
+            if let Err(u) = cause {
+                self.unexplained = Some(u);
+            }
+            match self.replay_transaction().await {
+                Ok(()) => {
+                    let c = match cause {
+                        Ok(c) => c,
+                        Err(_) => self.explained.take().unwrap_or(Cause::Unknown),
+                    };
+                    self.shared.stats.absorbed(c.as_str());
+                    self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    return Next::Retry;
+                }
+                Err(why) => self.replay_refusal = Some(why),
+            }
+        } else {
+            self.tx_log = None;
+        }
+        // The server closes a KILLed connection without a word, as it does on a
+        // shutdown: a statement that had run long is replayed only once the
+        // reconnection proves it was not a KILL (see killed_read_replay_limit).
+        if let Err(u) = cause {
+            if !flushed
+                && !not_run
+                && replayable
+                && lost.is_none()
+                && !u.reset
+                && sent.elapsed() >= self.gen.config.killed_read_replay_limit
+            {
+                self.unexplained = Some(u);
+                let c = self.explain_loss().await;
+                if c == Cause::ConnectionKilled {
+                    tracing::info!(session = self.id, ran = ?sent.elapsed(), "a long read-only statement was killed; not running it again");
+                    let msg = format!(
+                        "Lost connection to MySQL server during query (Connection was killed by goneaway proxy: the server connection was killed while this read-only statement ran (cause: {c}); \
+                         it had run {:.1} s, and a statement killed after running {:?} or more is not run again. The session goes on with a fresh connection)",
+                        sent.elapsed().as_secs_f64(),
+                        self.gen.config.killed_read_replay_limit,
+                    );
+                    return Next::Done(
+                        self.send_err(1, LOST_CODE, SQLSTATE_LOST, "statement_killed", &msg)
+                            .await,
+                    );
+                }
+                cause = Ok(c);
+            }
+        }
+        if !flushed && lost.is_none() && !killed && (not_run || replayable) {
+            self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+            // A statement refused by an old writer goes to the new one: counted
+            // in read_only_redirects_total (crate::router), no loss.
+            let redirected = server_err
+                .as_ref()
+                .is_some_and(|e| e.code == ER_OPTION_PREVENTS_STATEMENT);
+            match cause {
+                Ok(_) if redirected => {}
+                Ok(c) => self.shared.stats.absorbed(c.as_str()),
+                Err(mut u) => {
+                    u.absorbed = true;
+                    self.unexplained = Some(u);
+                }
+            }
+            return Next::Retry;
+        }
+        let cause = match cause {
+            Ok(c) => c,
+            Err(u) => {
+                self.unexplained = Some(u);
+                self.explain_loss().await
+            }
+        };
+        tracing::info!(
+            session = self.id,
+            %cause,
+            detail,
+            flushed,
+            not_run,
+            in_transaction = in_tx,
+            "backend lost during a command"
+        );
+        return Next::Done(
+            self.answer_loss(
+                tx_sql,
+                in_tx,
+                lost,
+                (flushed, not_run, seq),
+                cause,
+                server_err,
+            )
+            .await,
+        );
     }
 
     /// An OK for a command the proxy answers itself, with the session's status flags.

@@ -322,7 +322,8 @@ impl Session {
                         seq: 1,
                         cause: Ok(Cause::Unknown),
                         detail: e.to_string(),
-                        server_err: None,
+                        // The 1290 itself: a redirect, counted as such, not as a loss.
+                        server_err: Some(e.clone()),
                     });
                 }
             }
