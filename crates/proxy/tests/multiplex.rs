@@ -18,6 +18,15 @@ async fn server_with_connections(max_connections: u32) -> Server {
         .expect("a harness server")
 }
 
+/// A proxy in front of `server` that shares `max_backends` server connections.
+async fn shared_proxy(server: &Server, max_backends: usize) -> goneaway_proxy::Proxy {
+    proxy_with(server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = max_backends;
+    })
+    .await
+}
+
 fn pins(proxy: &goneaway_proxy::Proxy, reason: &str) -> u64 {
     proxy.stats().pins().get(reason).copied().unwrap_or(0)
 }
@@ -25,11 +34,7 @@ fn pins(proxy: &goneaway_proxy::Proxy, reason: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_share_ten_server_connections_without_an_error() {
     let server = server_with_connections(20).await;
-    let proxy = proxy_with(&server, server.addr(), |c| {
-        c.multiplex = true;
-        c.max_backends = 10;
-    })
-    .await;
+    let proxy = shared_proxy(&server, 10).await;
     let mut setup = connect(&proxy).await;
     setup
         .query_drop("CREATE TABLE m (id INT AUTO_INCREMENT PRIMARY KEY, who INT) ENGINE=InnoDB")
@@ -99,11 +104,7 @@ async fn state_moves_with_its_session_across_shared_connections() {
     let server = server().await;
     // One server connection for two clients: every statement of one runs on the
     // connection the other just used.
-    let proxy = proxy_with(&server, server.addr(), |c| {
-        c.multiplex = true;
-        c.max_backends = 1;
-    })
-    .await;
+    let proxy = shared_proxy(&server, 1).await;
     let mut a = connect(&proxy).await;
     let mut b = connect(&proxy).await;
     a.query_drop("SET time_zone = '+02:00'").await.unwrap();
@@ -158,11 +159,7 @@ async fn state_moves_with_its_session_across_shared_connections() {
 #[tokio::test]
 async fn a_pinned_session_keeps_its_connection_and_the_pin_is_counted() {
     let server = server().await;
-    let proxy = proxy_with(&server, server.addr(), |c| {
-        c.multiplex = true;
-        c.max_backends = 2;
-    })
-    .await;
+    let proxy = shared_proxy(&server, 2).await;
     let mut a = connect(&proxy).await;
     let mut b = connect(&proxy).await;
     // Logged in while connections are free; it holds none while idle.
@@ -197,11 +194,7 @@ async fn a_pinned_session_keeps_its_connection_and_the_pin_is_counted() {
 #[tokio::test]
 async fn a_client_gone_mid_statement_leaves_no_reply_for_the_next_session() {
     let server = server().await;
-    let proxy = proxy_with(&server, server.addr(), |c| {
-        c.multiplex = true;
-        c.max_backends = 1;
-    })
-    .await;
+    let proxy = shared_proxy(&server, 1).await;
     // The client reaches the proxy through a relay, which resets it mid-statement.
     let relay = goneaway_relay::Relay::start(goneaway_relay::RelayConfig::new(
         "127.0.0.1:0",
@@ -290,11 +283,7 @@ async fn statement_counts(server: &Server) -> (i64, i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_connection_prepares_each_statement_once_for_every_session() {
     let server = server().await;
-    let proxy = proxy_with(&server, server.addr(), |c| {
-        c.multiplex = true;
-        c.max_backends = 2;
-    })
-    .await;
+    let proxy = shared_proxy(&server, 2).await;
     let mut setup = connect(&proxy).await;
     setup
         .query_drop("CREATE TABLE p (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
@@ -366,11 +355,7 @@ async fn the_same_text_prepared_in_another_database_or_sql_mode_is_another_state
         )
         .await
         .unwrap();
-    let proxy = proxy_with(&server, server.addr(), |c| {
-        c.multiplex = true;
-        c.max_backends = 1;
-    })
-    .await;
+    let proxy = shared_proxy(&server, 1).await;
     async fn run(a: &mut mysql_async::Conn, b: &mut mysql_async::Conn) -> Vec<String> {
         let mut seen = Vec::new();
         let home = a.prep("SELECT v FROM c").await.unwrap();
@@ -413,11 +398,7 @@ async fn long_data_reaches_its_statement_on_a_shared_connection() {
         .start()
         .await
         .expect("a harness server");
-    let proxy = proxy_with(&server, server.addr(), |c| {
-        c.multiplex = true;
-        c.max_backends = 1;
-    })
-    .await;
+    let proxy = shared_proxy(&server, 1).await;
     let mut a = connect(&proxy).await;
     let mut b = connect(&proxy).await;
     a.query_drop("CREATE TABLE l (id INT PRIMARY KEY, b LONGBLOB) ENGINE=InnoDB")

@@ -113,20 +113,24 @@ fn fatal_error(e: &ErrInfo) -> Option<bool> {
 /// How a command attempt failed.
 #[derive(Debug)]
 enum Failure {
-    /// The backend failed. `flushed`: part of the reply already reached the client (then
-    /// `seq` is the next sequence id). `not_run`: the server proved it ran nothing.
-    /// `cause`: known, or what the reconnection must complete. `server_err`: the
-    /// server's own error packet, when it sent one.
-    Backend {
-        flushed: bool,
-        not_run: bool,
-        seq: u8,
-        cause: Result<Cause, Unexplained>,
-        detail: String,
-        server_err: Option<ErrInfo>,
-    },
+    /// The backend failed (see [`BackendLoss`]).
+    Backend(BackendLoss),
     /// The client went away.
     ClientGone,
+}
+
+/// A backend lost during a command. `flushed`: part of the reply already reached the
+/// client (then `seq` is the next sequence id). `not_run`: the server proved it ran
+/// nothing. `cause`: known, or what the reconnection must complete. `server_err`: the
+/// server's own error packet, when it sent one.
+#[derive(Debug)]
+struct BackendLoss {
+    flushed: bool,
+    not_run: bool,
+    seq: u8,
+    cause: Result<Cause, Unexplained>,
+    detail: String,
+    server_err: Option<ErrInfo>,
 }
 
 /// What `Session::command` does after a failure is dealt with.
@@ -135,19 +139,6 @@ enum Next {
     Retry,
     /// The command is answered; `false` when the client is gone.
     Done(bool),
-}
-
-/// A backend lost during a command: [`Failure::Backend`]'s fields, with whether the
-/// command may run again and when it was sent.
-struct LostDuring {
-    flushed: bool,
-    not_run: bool,
-    seq: u8,
-    cause: Result<Cause, Unexplained>,
-    detail: String,
-    server_err: Option<ErrInfo>,
-    replayable: bool,
-    sent: Instant,
 }
 
 /// What is known of a backend lost without an error packet, until the reconnection adds
@@ -1176,14 +1167,14 @@ impl Session {
                 match self.insert_commit_mark().await {
                     Ok(token) => self.pending_mark = token,
                     Err(e) => {
-                        mark_failure = Some(Failure::Backend {
+                        mark_failure = Some(Failure::Backend(BackendLoss {
                             flushed: false,
                             not_run: true,
                             seq: 1,
                             cause: loss_of(&e, None),
                             detail: e.to_string(),
                             server_err: None,
-                        })
+                        }))
                     }
                 }
             }
@@ -1232,26 +1223,9 @@ impl Session {
                     self.backend = None;
                     return false;
                 }
-                Err(Failure::Backend {
-                    flushed,
-                    not_run,
-                    seq,
-                    cause,
-                    detail,
-                    server_err,
-                }) => {
-                    let lost_during = LostDuring {
-                        flushed,
-                        not_run,
-                        seq,
-                        cause,
-                        detail,
-                        server_err,
-                        replayable,
-                        sent,
-                    };
+                Err(Failure::Backend(loss)) => {
                     match self
-                        .after_backend_failure(lost_during, tx_sql.as_deref())
+                        .after_backend_failure(loss, replayable, sent, tx_sql.as_deref())
                         .await
                     {
                         Next::Retry => continue,
@@ -1264,19 +1238,24 @@ impl Session {
 
     /// A backend failed during the command (see [`Failure::Backend`]): the COMMIT resolved
     /// by its mark, the transaction replayed, the statement run again where that is safe
-    /// (`Next::Retry`), or the client told what was lost (`Next::Done`). `tx_sql` is the
-    /// text the transaction-control decisions read.
-    async fn after_backend_failure(&mut self, f: LostDuring, tx_sql: Option<&str>) -> Next {
-        let LostDuring {
+    /// (`Next::Retry`), or the client told what was lost (`Next::Done`). `replayable`: the
+    /// command may run again; `sent`: when it went out; `tx_sql`: the text the
+    /// transaction-control decisions read.
+    async fn after_backend_failure(
+        &mut self,
+        loss: BackendLoss,
+        replayable: bool,
+        sent: Instant,
+        tx_sql: Option<&str>,
+    ) -> Next {
+        let BackendLoss {
             flushed,
             not_run,
             seq,
             cause,
             detail,
             server_err,
-            replayable,
-            sent,
-        } = f;
+        } = loss;
         let mut cause = cause;
         let in_tx = self.state.in_transaction;
         let lost = self.state.unrestorable();

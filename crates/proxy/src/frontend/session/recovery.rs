@@ -67,12 +67,12 @@ impl Session {
                 self.backend = None;
                 return Wrapped::Done(false);
             }
-            Err(Failure::Backend {
+            Err(Failure::Backend(BackendLoss {
                 cause,
                 detail,
                 server_err,
                 ..
-            }) => {
+            })) => {
                 // Inside the transaction: rolled back with the connection, never applied.
                 self.drop_lost_backend();
                 // A KILL aimed at the running statement: not run again.

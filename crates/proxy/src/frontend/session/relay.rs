@@ -259,15 +259,17 @@ impl Session {
             .backend
             .as_mut()
             .expect("a backend is connected before forward");
-        let io_failure = |e: &ProxyError, flushed: bool, seq: u8| Failure::Backend {
-            flushed,
-            // The server showed that it never received the command; `seq` 1: nothing of
-            // the reply (nor a LOCAL INFILE request) had come.
-            not_run: seq == 1 && matches!(e, ProxyError::Stalled { not_run: true, .. }),
-            seq,
-            cause: loss_of(e, None),
-            detail: e.to_string(),
-            server_err: None,
+        let io_failure = |e: &ProxyError, flushed: bool, seq: u8| {
+            Failure::Backend(BackendLoss {
+                flushed,
+                // The server showed that it never received the command; `seq` 1: nothing of
+                // the reply (nor a LOCAL INFILE request) had come.
+                not_run: seq == 1 && matches!(e, ProxyError::Stalled { not_run: true, .. }),
+                seq,
+                cause: loss_of(e, None),
+                detail: e.to_string(),
+                server_err: None,
+            })
         };
         if let Err(e) = backend.send(packets).await {
             return Err(io_failure(&e, false, 1));
@@ -297,14 +299,14 @@ impl Session {
             // An ERR in place of the reply may say that the connection is closing.
             if let (1, Some(e)) = (tracker.packets, &tracker.err) {
                 if let Some(not_run) = fatal_error(e) {
-                    return Err(Failure::Backend {
+                    return Err(Failure::Backend(BackendLoss {
                         flushed: false,
                         not_run,
                         seq: 1,
                         cause: Ok(cause_of_code(e.code, &e.sqlstate, &e.message)),
                         detail: e.to_string(),
                         server_err: Some(e.clone()),
-                    });
+                    }));
                 }
                 // In front of a cluster: a 1290 --read-only from a server that a
                 // switchover took the writer's place from ran nowhere. Outside a
@@ -316,7 +318,7 @@ impl Session {
                     && self.state.unrestorable().is_none()
                     && crate::router::refused_by_old_writer(&self.shared, &self.target, e).await
                 {
-                    return Err(Failure::Backend {
+                    return Err(Failure::Backend(BackendLoss {
                         flushed: false,
                         not_run: true,
                         seq: 1,
@@ -324,7 +326,7 @@ impl Session {
                         detail: e.to_string(),
                         // The 1290 itself: a redirect, counted as such, not as a loss.
                         server_err: Some(e.clone()),
-                    });
+                    }));
                 }
             }
             next_seq = p.seq.wrapping_add(1);
