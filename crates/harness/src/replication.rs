@@ -470,6 +470,97 @@ impl Replication {
         Ok(())
     }
 
+    /// A planned switchover to replica `i`, as an operator runs one: the primary turns
+    /// read-only (`SET GLOBAL read_only = ON` waits for the commits in progress, and no
+    /// write commits after it), every running replica applies what it wrote, and replica `i`
+    /// is promoted ([`Replication::promote`]); the old primary follows it. No acknowledged
+    /// write is lost, and the time between the first step and the last is the time with
+    /// no writable server.
+    pub async fn switchover(&self, i: usize) -> Result<(), HarnessError> {
+        self.get(i)?;
+        if i == self.primary_index() {
+            return Ok(());
+        }
+        self.primary().admin("SET GLOBAL read_only = ON").await?;
+        self.wait_caught_up().await?;
+        self.promote(i).await
+    }
+
+    /// Makes replica `i` acknowledge every transaction of the current primary before the
+    /// primary answers its COMMIT (lossless semi-synchronous replication, the
+    /// `AFTER_SYNC` wait point), so that a crash of the primary loses no acknowledged
+    /// write once `i` is promoted after [`Replication::apply_relay_log`]. Waits (at most
+    /// 20 s) until the primary counts the replica as a semi-synchronous client. The
+    /// primary waits up to 10 s (MariaDB's default, set explicitly) for an acknowledgement
+    /// before it falls back to asynchronous replication: far longer than a replica on
+    /// loopback takes, so a test never sees the fallback.
+    pub async fn semi_sync(&self, i: usize) -> Result<(), HarnessError> {
+        let replica = self.get(i)?;
+        let primary = self.primary();
+        primary
+            .admin(
+                "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC, \
+                 GLOBAL rpl_semi_sync_master_timeout = 10000, \
+                 GLOBAL rpl_semi_sync_master_enabled = ON",
+            )
+            .await?;
+        // The replica announces itself as semi-synchronous when its IO thread connects:
+        // restart that thread (the SQL thread goes on).
+        replica
+            .admin("SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
+            .await?;
+        let started = Instant::now();
+        loop {
+            let clients = primary.status("Rpl_semi_sync_master_clients").await?;
+            if clients
+                .as_deref()
+                .and_then(|c| c.parse::<u32>().ok())
+                .is_some_and(|n| n >= 1)
+            {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err(HarnessError::Cluster {
+                    what: format!("replica {i} never acknowledged semi-synchronously"),
+                    seconds: started.elapsed().as_secs(),
+                    seen: format!("Rpl_semi_sync_master_clients = {clients:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (at most 60 s) until replica `i` has applied every event it received
+    /// (`Gtid_IO_Pos`), as a failover tool does before it promotes a replica whose primary
+    /// is gone: with [`Replication::semi_sync`], that is every acknowledged write.
+    pub async fn apply_relay_log(&self, i: usize) -> Result<(), HarnessError> {
+        let started = Instant::now();
+        let mut conn = self.get(i)?.admin_conn().await?;
+        let status: Option<Row> = conn.query_first("SHOW SLAVE STATUS").await?;
+        let received: String = status
+            .as_ref()
+            .and_then(|r| r.get_opt::<Option<String>, _>("Gtid_IO_Pos"))
+            .and_then(Result::ok)
+            .flatten()
+            .unwrap_or_default();
+        let reached: Option<i64> = conn
+            .exec_first(
+                "SELECT MASTER_GTID_WAIT(?, ?)",
+                (received.as_str(), CATCH_UP_TIMEOUT.as_secs_f64()),
+            )
+            .await?;
+        conn.disconnect().await?;
+        if reached == Some(0) {
+            Ok(())
+        } else {
+            Err(HarnessError::Cluster {
+                what: format!("replica {i} did not apply its relay log up to {received:?}"),
+                seconds: started.elapsed().as_secs(),
+                seen: format!("MASTER_GTID_WAIT returned {reached:?}"),
+            })
+        }
+    }
+
     /// Makes member `j` a read-only replica of the current primary, from where it stands:
     /// a replica keeps its applied position; a member that has never replicated (an old
     /// primary back after a failover) starts after its own last write.

@@ -160,6 +160,44 @@ async fn a_promotion_repoints_the_other_replicas() {
     );
 }
 
+/// A planned switchover and, with semi-synchronous replication, a crash of the new primary
+/// and a promotion once the other member applied its relay log: each time every
+/// acknowledged write is on the new primary, and the old one follows it read-only.
+#[tokio::test]
+async fn a_switchover_and_a_failover_keep_every_acknowledged_write() {
+    let set = Replication::start(1).await.unwrap();
+    let mut p = conn(set.primary()).await;
+    p.query_drop("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    drop(p);
+    set.switchover(1).await.unwrap();
+    assert_eq!(set.primary_index(), 1);
+    assert_eq!(
+        set.member(0).global("read_only").await.unwrap().as_deref(),
+        Some("ON")
+    );
+    let s = set.replica_status(0).await.unwrap().unwrap();
+    assert_eq!(s.master_port, set.member(1).port(), "{s:?}");
+
+    // Lossless semi-synchronous replication towards the old primary, writes, a crash.
+    set.semi_sync(0).await.unwrap();
+    let mut new = conn(set.primary()).await;
+    for id in 2..=50 {
+        new.query_drop(format!("INSERT INTO t VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    drop(new);
+    set.member(1).crash().await.unwrap();
+    set.apply_relay_log(0).await.unwrap();
+    set.promote(0).await.unwrap();
+    let mut back = conn(set.member(0)).await;
+    let n: Option<u64> = back.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+    assert_eq!(n, Some(50), "every acknowledged write after the failover");
+    back.query_drop("INSERT INTO t VALUES (51)").await.unwrap();
+}
+
 #[tokio::test]
 async fn galera_cluster_forms_replicates_and_survives_a_killed_node() {
     let started = Instant::now();

@@ -5,7 +5,8 @@
 //!   again, stop, clean-up on drop, several servers side by side.
 //! - `faults`: each operation makes a real client's connection go away.
 //! - `cluster`: a GTID replication set (a write replicated, lag, a broken SQL thread, the
-//!   primary restarted and killed, promotions) and a three-node Galera cluster (formed, a
+//!   primary restarted and killed, promotions, a planned switchover and a
+//!   semi-synchronous failover) and a three-node Galera cluster (formed, a
 //!   write read on another node, a node killed and the survivors at size 2, rejoins by SST
 //!   and by IST).
 

@@ -333,9 +333,7 @@ async fn planned_switchover_is_invisible_to_clients() {
 
         // What an operator does.
         let switch = Instant::now();
-        set.member(0).admin("SET GLOBAL read_only = ON").await.unwrap();
-        set.wait_caught_up().await.unwrap();
-        set.promote(1).await.unwrap();
+        set.switchover(1).await.unwrap();
         let switched = switch.elapsed();
         wait_writer(&proxy, set.member(1)).await;
 
@@ -385,52 +383,6 @@ async fn planned_switchover_is_invisible_to_clients() {
     .expect("the test finished in time");
 }
 
-/// Makes replica `replica` acknowledge every transaction of `primary` before the primary
-/// answers its COMMIT (lossless semi-synchronous replication), so that a crash loses no
-/// acknowledged write.
-async fn semi_sync(primary: &Server, replica: &Server) {
-    primary
-        .admin("SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC, GLOBAL rpl_semi_sync_master_timeout = 10000, GLOBAL rpl_semi_sync_master_enabled = ON")
-        .await
-        .unwrap();
-    replica
-        .admin("SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
-        .await
-        .unwrap();
-    let started = Instant::now();
-    while primary
-        .status("Rpl_semi_sync_master_clients")
-        .await
-        .unwrap()
-        .as_deref()
-        != Some("1")
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the replica never acknowledged semi-synchronously"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until `replica` has applied everything it received from its (dead) primary, as a
-/// failover tool does before it promotes.
-async fn apply_relay_log(replica: &Server) {
-    let mut conn = replica.admin_conn().await.unwrap();
-    let status: mysql_async::Row = conn
-        .query_first("SHOW SLAVE STATUS")
-        .await
-        .unwrap()
-        .unwrap();
-    let received: String = status.get("Gtid_IO_Pos").unwrap();
-    let reached: Option<i64> = conn
-        .exec_first("SELECT MASTER_GTID_WAIT(?, 30)", (received.as_str(),))
-        .await
-        .unwrap();
-    assert_eq!(reached, Some(0), "the replica applied {received}");
-    conn.disconnect().await.unwrap();
-}
-
 /// The primary crashes under the clients; the replica is promoted once it has applied what
 /// it received. The clients' statements wait for the new writer and go on there: reads
 /// replayed, autocommit writes resolved by their commit marks (so none is "outcome
@@ -444,7 +396,7 @@ async fn unplanned_failover_continues_on_the_promoted_replica() {
             .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
             .await
             .unwrap();
-        semi_sync(set.member(0), set.member(1)).await;
+        set.semi_sync(1).await.unwrap();
         set.wait_caught_up().await.unwrap();
         let proxy = cluster_proxy(
             &[set.member(0), set.member(1)],
@@ -464,7 +416,7 @@ async fn unplanned_failover_continues_on_the_promoted_replica() {
         set.member(0).crash().await.unwrap();
         // A failover tool's detection time, then the promotion.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        apply_relay_log(set.member(1)).await;
+        set.apply_relay_log(1).await.unwrap();
         set.promote(1).await.unwrap();
         let promoted = crash.elapsed();
         wait_writer(&proxy, set.member(1)).await;
