@@ -20,6 +20,28 @@ fn demo_shows_the_real_error_and_its_explanation() {
         "{text}"
     );
     assert!(text.contains("errors the client saw: 0"), "{text}");
+    // A planned switchover under a client writing through the proxy: the writer moved, the
+    // client saw no error, and every row it was told was written is on the new primary.
+    let switchover = text
+        .split("a switchover under a running client")
+        .nth(1)
+        .expect("the switchover step");
+    assert!(
+        switchover.contains("  the writer moved: 127.0.0.1:"),
+        "{switchover}"
+    );
+    assert!(
+        switchover.contains(" and saw 0 errors across the switchover"),
+        "{switchover}"
+    );
+    assert!(
+        switchover.contains("  longest statement wait: "),
+        "{switchover}"
+    );
+    assert!(
+        switchover.contains("  every acknowledged row is on the new primary: "),
+        "{switchover}"
+    );
     // The doctor's report on the throwaway server puts the idle timeout first.
     let verdict = text.split("Verdict").nth(1).expect("the doctor's verdict");
     assert!(

@@ -12,6 +12,7 @@ mod doctor;
 mod library;
 mod plain;
 mod proxy;
+mod switchover;
 
 /// See "MySQL server has gone away" happen, explained, on a throwaway local MariaDB.
 ///
@@ -19,7 +20,8 @@ mod proxy;
 /// temporary directory is touched, and everything is removed at the end), lets a plain
 /// connection idle past it, shows the real error a client gets, and explains it; then runs
 /// the same idle work through the goneaway pool and through goneaway proxy without an
-/// error, and ends with the doctor's report on the server.
+/// error, switches a replication pair's primary over under a client writing through the
+/// proxy, and ends with the doctor's report on the server.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Exit codes:
@@ -67,7 +69,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     library::run(&server).await?;
     tour.heading("4. goneaway proxy: a plain client, unchanged, survives");
     proxy::run(&server).await?;
-    tour.heading("5. goneaway doctor: what happened on this server?");
+    tour.heading(
+        "5. goneaway proxy in front of a replication pair: a switchover under a running client",
+    );
+    switchover::run().await?;
+    tour.heading("6. goneaway doctor: what happened on this server?");
     doctor::run(&server).await?;
 
     tour.heading("Done");
