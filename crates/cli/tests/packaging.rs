@@ -328,7 +328,11 @@ fn systemd_units_pass_systemd_analyze_verify() {
     let man = dir.path().join("man");
     let out = crate::util::run(&["man", "--out-dir", man.join("man1").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for name in ["goneaway-proxy.service", "goneaway-watch.service"] {
+    for name in [
+        "goneaway-proxy.service",
+        "goneaway-proxy@.service",
+        "goneaway-watch.service",
+    ] {
         let unit = std::fs::read_to_string(dist().join("systemd").join(name)).unwrap();
         // Passwords come from a file, never from the command line.
         for line in unit.lines().filter(|l| l.starts_with("Exec")) {
@@ -359,8 +363,9 @@ fn systemd_units_pass_systemd_analyze_verify() {
             unit.contains(&format!("ExecStart={INSTALLED_BINARY} ")),
             "{name}"
         );
-        // verify needs the binary to exist: the one under test stands in for it.
-        let copy = dir.path().join(name);
+        // verify needs the binary to exist: the one under test stands in for it. A template
+        // is checked as one of its instances, the way systemd loads it.
+        let copy = dir.path().join(name.replace("@.", "@example."));
         std::fs::write(
             &copy,
             unit.replace(INSTALLED_BINARY, env!("CARGO_BIN_EXE_goneaway")),
@@ -401,6 +406,21 @@ fn systemd_units_pass_systemd_analyze_verify() {
     assert!(proxy.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     assert!(proxy.contains("LimitNOFILE=65536"));
     assert!(proxy.contains("--config /etc/goneaway/proxy.toml"));
+    // The template: one instance per configuration file, otherwise the same unit.
+    let template = std::fs::read_to_string(dist().join("systemd/goneaway-proxy@.service")).unwrap();
+    assert!(template.contains("--config /etc/goneaway/%i.toml"));
+    let settings = |unit: &str| -> Vec<String> {
+        unit.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter(|l| !l.starts_with("Description=") && !l.starts_with("ExecStart="))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        settings(&template),
+        settings(&proxy),
+        "goneaway-proxy@.service differs from goneaway-proxy.service beyond the instance"
+    );
     let watch = std::fs::read_to_string(dist().join("systemd/goneaway-watch.service")).unwrap();
     assert!(watch.contains("EnvironmentFile=/etc/goneaway/watch.env"));
 
@@ -523,6 +543,39 @@ fn example_proxy_config_documents_every_key_and_parses() {
         )
     );
     assert_eq!(on.server_accounts, default.server_accounts);
+}
+
+/// The example for a cluster (`dist/goneaway-proxy-cluster.toml`, one instance of
+/// `goneaway-proxy@.service`) parses, names a replication pair, and sets only keys the proxy
+/// reads (the parser refuses unknown ones).
+#[test]
+fn example_cluster_config_parses() {
+    let example = std::fs::read_to_string(dist().join("goneaway-proxy-cluster.toml")).unwrap();
+    let config =
+        goneaway_proxy::ProxyConfig::from_toml(&example).expect("the cluster example parses");
+    let members: Vec<String> = config.members().iter().map(ToString::to_string).collect();
+    assert_eq!(members, ["db1.example:3306", "db2.example:3306"]);
+    assert!(config.is_cluster());
+    assert_eq!(config.cluster, goneaway_proxy::ClusterKind::Replication);
+    assert_eq!(config.switchover_wait, Duration::from_secs(30));
+    assert_eq!(config.monitor_interval, Duration::from_millis(500));
+    assert_eq!(config.listen.to_string(), "127.0.0.1:6033");
+    assert_eq!(
+        config.metrics_listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9633")
+    );
+    assert!(!config.server_accounts);
+    assert_eq!(config.effective_accounts()[0].user, "app");
+    // Every key it sets is one the proxy reads (config.rs's FileConfig).
+    let keys = proxy_config_keys();
+    for line in example.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((key, _)) = line.split_once(" = ") {
+            assert!(
+                keys.iter().any(|k| k == key) || ["user", "password"].contains(&key),
+                "{key}"
+            );
+        }
+    }
 }
 
 /// The password the test's client logs in to the proxy with, in place of the example's.

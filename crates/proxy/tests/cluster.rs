@@ -1,6 +1,7 @@
 //! The proxy in front of a cluster: a planned switchover and an unplanned failover of a
-//! real GTID replication pair, the Galera node that serves as writer killed, and a single
-//! read-only server that still answers 1290 as it does directly.
+//! real GTID replication pair, two proxies in front of one pair through a switchover, the
+//! Galera node that serves as writer killed, and a single read-only server that still
+//! answers 1290 as it does directly.
 //!
 //! Clients are real (mysql_async connections, text and prepared, and the `mariadb`
 //! client); every write carries a unique id, so that what the clients were told is checked
@@ -101,9 +102,14 @@ async fn wait_writer(proxy: &Proxy, server: &Server) {
 }
 
 fn client_opts(proxy: &Proxy) -> mysql_async::OptsBuilder {
+    client_opts_at(proxy.local_addr().port())
+}
+
+/// A client's options towards whatever listens on `port` (a proxy, a load balancer).
+fn client_opts_at(port: u16) -> mysql_async::OptsBuilder {
     mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
-        .tcp_port(proxy.local_addr().port())
+        .tcp_port(port)
         .user(Some(CLIENT))
         .pass(Some(CLIENT_PASSWORD))
         .db_name(Some("goneaway"))
@@ -443,6 +449,162 @@ async fn unplanned_failover_continues_on_the_promoted_replica() {
         assert!(seen.errors.is_empty(), "clients saw errors: {:?}", seen.errors);
         check_ledger(&ledger(set.member(1), false).await, &seen.acked);
         assert!(stats.switchover_waits.load(Ordering::Relaxed) >= 1);
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+/// A TCP round-robin in front of several proxies, as any load balancer in front of a fleet of
+/// them: each new client connection goes to the next proxy, its bytes copied both ways.
+struct RoundRobin {
+    addr: std::net::SocketAddr,
+    /// Connections each upstream got, in the order of `upstreams`.
+    counts: Arc<Vec<std::sync::atomic::AtomicU64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RoundRobin {
+    async fn start(upstreams: Vec<std::net::SocketAddr>) -> RoundRobin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts: Arc<Vec<_>> = Arc::new(
+            upstreams
+                .iter()
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        );
+        let task = {
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                // A test opens a handful of connections; the bound is for a runaway client.
+                for n in 0..1000 {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let i = n % upstreams.len();
+                    counts[i].fetch_add(1, Ordering::Relaxed);
+                    let upstream = upstreams[i];
+                    tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                }
+            })
+        };
+        RoundRobin { addr, counts, task }
+    }
+}
+
+impl Drop for RoundRobin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The newest id each worker has on `server`.
+async fn newest_by_worker(server: &Server) -> std::collections::BTreeMap<i64, i64> {
+    let mut conn = server.admin_conn().await.unwrap();
+    let rows: Vec<(i64, i64)> = conn
+        .query("SELECT worker, MAX(id) FROM goneaway.ledger GROUP BY worker")
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    rows.into_iter().collect()
+}
+
+/// Two goneaway proxies front the same replication pair behind a TCP round-robin, each
+/// with its own monitor, while an operator switches the primary over. No client sees an error, every acknowledged write is on the new primary exactly
+/// once, both proxies name the new writer, and every client, whichever proxy it went
+/// through, goes on writing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_follow_one_switchover() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let set = Replication::builder().replicas(1).start().await.expect("a replication pair");
+        app_account(set.member(0)).await;
+        set.member(0)
+            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
+            .await
+            .unwrap();
+        set.wait_caught_up().await.unwrap();
+        let members = [set.member(0), set.member(1)];
+        // Not autocommit_write_marks: a wrapped write whose COMMIT the old primary refuses
+        // (read_only set between the INSERT and the COMMIT) reaches the client as that
+        // 1290 today, with one proxy as with two.
+        let a = cluster_proxy(&members, ClusterKind::Replication, |_| {}).await;
+        let b = cluster_proxy(&members, ClusterKind::Replication, |_| {}).await;
+        for proxy in [&a, &b] {
+            wait_writer(proxy, set.member(0)).await;
+        }
+        let balancer = RoundRobin::start(vec![a.local_addr(), b.local_addr()]).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for w in 1..=6 {
+            workers.push(tokio::spawn(client(
+                client_opts_at(balancer.addr.port()),
+                w,
+                w % 2 == 0,
+                true,
+                stop.clone(),
+            )));
+            // One login at a time, so that the round-robin alternates the proxies in order.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let switch = Instant::now();
+        set.switchover(1).await.unwrap();
+        let switched = switch.elapsed();
+        for proxy in [&a, &b] {
+            wait_writer(proxy, set.member(1)).await;
+        }
+        let at_switch = newest_by_worker(set.member(1)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let seen = collect(workers).await;
+        for (name, proxy) in [("a", &a), ("b", &b)] {
+            let stats = proxy.stats();
+            println!(
+                "two proxies, proxy {name}: {} clients, writer changes {}, backends that waited {} ({:.3} s), \
+                 read-only refusals redirected {}, errors sent {:?} (the switchover took {switched:?})",
+                stats.logins.load(Ordering::Relaxed),
+                stats.writer_changes.load(Ordering::Relaxed),
+                stats.switchover_waits.load(Ordering::Relaxed),
+                stats.switchover_wait_seconds(),
+                stats.read_only_redirects.load(Ordering::Relaxed),
+                stats.errors_by_kind(),
+            );
+            assert!(stats.writer_changes.load(Ordering::Relaxed) >= 1, "proxy {name}");
+        }
+        println!(
+            "two proxies: {} statements, {} acknowledged writes, {} errors, longest statement {:?}",
+            seen.statements,
+            seen.acked.len(),
+            seen.errors.len(),
+            seen.longest
+        );
+        let counts: Vec<u64> = balancer
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(counts, [3, 3], "the round-robin gave each proxy half the clients");
+        assert!(seen.errors.is_empty(), "clients saw errors: {:?}", seen.errors);
+        check_ledger(&ledger(set.member(1), false).await, &seen.acked);
+        // Every client wrote on the new primary after the switchover, through either proxy.
+        let at_end = newest_by_worker(set.member(1)).await;
+        for w in 1..=6 {
+            assert!(
+                at_end.get(&w) > at_switch.get(&w),
+                "worker {w} wrote nothing after the switchover: {:?} then {:?}",
+                at_switch.get(&w),
+                at_end.get(&w)
+            );
+        }
+        drop(balancer);
+        a.shutdown().await;
+        b.shutdown().await;
     })
     .await
     .expect("the test finished in time");

@@ -36,5 +36,6 @@ mod multiplex;
 // The soak: seeded writers through KILLs, restarts, crashes and resets, checked by a ledger.
 mod soak;
 // In front of a cluster: a planned switchover and a failover of a real replication pair,
-// a Galera writer killed, and a single read-only server's 1290 kept as it is.
+// two proxies in front of one pair through a switchover, a Galera writer killed, and a
+// single read-only server's 1290 kept as it is.
 mod cluster;
