@@ -211,6 +211,56 @@ async fn client(
     seen
 }
 
+/// One client through the proxy until `stop`, as sysbench's read-write test: transactions
+/// of prepared statements only (BEGIN, a read, a write with a unique id, COMMIT, all
+/// executed as prepared statements), so that it never sends a text query.
+async fn transaction_client(
+    proxy_opts: mysql_async::OptsBuilder,
+    worker: i64,
+    stop: Arc<AtomicBool>,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut conn = mysql_async::Conn::new(proxy_opts)
+        .await
+        .expect("a client connects through the proxy");
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) && i < 100_000 {
+        i += 1;
+        let id = worker * 1_000_000 + i;
+        let started = Instant::now();
+        let tx = async {
+            conn.exec_drop("BEGIN", ()).await?;
+            let _: Option<i64> = conn
+                .exec_first("SELECT COUNT(*) FROM ledger WHERE worker = ?", (worker,))
+                .await?;
+            conn.exec_drop(
+                "INSERT INTO ledger (id, worker) VALUES (?, ?)",
+                (id, worker),
+            )
+            .await?;
+            conn.exec_drop("COMMIT", ()).await
+        };
+        let r = tokio::time::timeout(STATEMENT_BOUND * 4, tx).await;
+        seen.longest = seen.longest.max(started.elapsed());
+        seen.statements += 4;
+        match r {
+            Ok(Ok(())) => seen.acked.push(id),
+            Ok(Err(e)) => {
+                seen.errors.push(format!("transaction {id}: {e}"));
+                let _ = conn.query_drop("ROLLBACK").await;
+            }
+            Err(_) => {
+                seen.errors
+                    .push(format!("transaction {id}: no answer in time"));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = conn.disconnect().await;
+    seen
+}
+
 /// Several clients, half of them with prepared statements.
 fn clients(
     proxy: &Proxy,
@@ -389,6 +439,72 @@ async fn planned_switchover_is_invisible_to_clients() {
     .expect("the test finished in time");
 }
 
+/// A planned switchover under clients that only execute prepared statements, in
+/// transactions (sysbench's read-write pattern): they move to the new writer at their next
+/// BEGIN, and a transaction the old writer refuses as read-only (1290 at its write or its
+/// COMMIT) is replayed on the new writer instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_moves_transactions_of_prepared_statements() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let set = Replication::builder().replicas(1).start().await.expect("a replication pair");
+        app_account(set.member(0)).await;
+        set.member(0)
+            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
+            .await
+            .unwrap();
+        set.wait_caught_up().await.unwrap();
+        let proxy = cluster_proxy(
+            &[set.member(0), set.member(1)],
+            ClusterKind::Replication,
+            |_| {},
+        )
+        .await;
+        wait_writer(&proxy, set.member(0)).await;
+        wait_for_marks(&proxy).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (1..=4)
+            .map(|w| tokio::spawn(transaction_client(client_opts(&proxy), w, stop.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        set.switchover(1).await.unwrap();
+        let mut new = set.member(1).admin_conn().await.unwrap();
+        let at_switch: Option<i64> = new
+            .query_first("SELECT COUNT(*) FROM goneaway.ledger")
+            .await
+            .unwrap();
+        wait_writer(&proxy, set.member(1)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let seen = collect(workers).await;
+        let stats = proxy.stats();
+        println!(
+            "switchover under prepared transactions: {} acknowledged, {} errors, longest transaction {:?}; \
+             read-only refusals redirected {}, absorbed {:?}, commits resolved {:?}",
+            seen.acked.len(),
+            seen.errors.len(),
+            seen.longest,
+            stats.read_only_redirects.load(Ordering::Relaxed),
+            stats.absorbed_by_cause(),
+            stats.commits_resolved(),
+        );
+        assert!(seen.errors.is_empty(), "clients saw errors: {:?}", seen.errors);
+        check_ledger(&ledger(set.member(1), false).await, &seen.acked);
+        // The sessions moved: transactions committed on the new primary after the switch.
+        assert!(
+            seen.acked.len() as i64 > at_switch.unwrap_or(0) + 20,
+            "{} acknowledged, {at_switch:?} at the switch",
+            seen.acked.len()
+        );
+        assert!(
+            !stats.absorbed_by_cause().contains_key("unknown"),
+            "a redirect is no loss: {:?}",
+            stats.absorbed_by_cause()
+        );
+    })
+    .await
+    .expect("the test finished in time");
+}
+
 /// The primary crashes under the clients; the replica is promoted once it has applied what
 /// it received. The clients' statements wait for the new writer and go on there: reads
 /// replayed, autocommit writes resolved by their commit marks (so none is "outcome
@@ -528,13 +644,15 @@ async fn two_proxies_follow_one_switchover() {
             .unwrap();
         set.wait_caught_up().await.unwrap();
         let members = [set.member(0), set.member(1)];
-        // Not autocommit_write_marks: a wrapped write whose COMMIT the old primary refuses
-        // (read_only set between the INSERT and the COMMIT) reaches the client as that
-        // 1290 today, with one proxy as with two.
-        let a = cluster_proxy(&members, ClusterKind::Replication, |_| {}).await;
-        let b = cluster_proxy(&members, ClusterKind::Replication, |_| {}).await;
+        // With autocommit_write_marks, a wrapped write whose COMMIT the old primary
+        // refuses (read_only set between the INSERT and the COMMIT) runs again on the new
+        // writer: each proxy's marks are its own (a per-run id in every token).
+        let marks = |c: &mut ProxyConfig| c.autocommit_write_marks = true;
+        let a = cluster_proxy(&members, ClusterKind::Replication, marks).await;
+        let b = cluster_proxy(&members, ClusterKind::Replication, marks).await;
         for proxy in [&a, &b] {
             wait_writer(proxy, set.member(0)).await;
+            wait_for_marks(proxy).await;
         }
         let balancer = RoundRobin::start(vec![a.local_addr(), b.local_addr()]).await;
 

@@ -953,10 +953,21 @@ impl Session {
     /// (no transaction, temporary table, lock, pending long data…). The state is restored
     /// on the new server as after any replacement.
     async fn follow_backend_move(&mut self, cmd: u8) {
+        // A prepared statement moves too (prepared again on the new server), unless a
+        // cursor or long data of the session lives in the old one. Clients that only
+        // execute prepared statements (sysbench prepares even BEGIN and COMMIT) would
+        // otherwise never move.
         let movable = matches!(
             cmd,
-            com::QUERY | com::PING | com::INIT_DB | com::STMT_PREPARE | com::FIELD_LIST
-        );
+            com::QUERY
+                | com::PING
+                | com::INIT_DB
+                | com::STMT_PREPARE
+                | com::FIELD_LIST
+                | com::STMT_EXECUTE
+                | com::STMT_RESET
+        ) && self.cursors.is_empty()
+            && self.long_data.is_empty();
         if !movable || self.failed_tx.is_some() || self.state.unrestorable().is_some() {
             return;
         }
@@ -1257,6 +1268,16 @@ impl Session {
             server_err,
         } = loss;
         let mut cause = cause;
+        // A statement refused by an old writer goes to the new one: counted in
+        // read_only_redirects_total (crate::router), not as a loss.
+        let redirected = server_err
+            .as_ref()
+            .is_some_and(|e| e.code == ER_OPTION_PREVENTS_STATEMENT);
+        let absorbed = |s: &Self, c: Cause| {
+            if !redirected {
+                s.shared.stats.absorbed(c.as_str());
+            }
+        };
         let in_tx = self.state.in_transaction;
         let lost = self.state.unrestorable();
         let pinned_free = self.state.pinned.is_empty();
@@ -1291,7 +1312,7 @@ impl Session {
                 Some(true) => {
                     let c = known(self);
                     self.shared.stats.commit_resolved("committed");
-                    self.shared.stats.absorbed(c.as_str());
+                    absorbed(self, c);
                     tracing::info!(session = self.id, cause = %c, "a COMMIT lost with its connection had committed (its mark is there)");
                     self.tx_log = None;
                     self.tx_wrote = false;
@@ -1303,7 +1324,7 @@ impl Session {
                         match self.replay_transaction().await {
                             Ok(()) => {
                                 let c = known(self);
-                                self.shared.stats.absorbed(c.as_str());
+                                absorbed(self, c);
                                 self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
                                 return Next::Retry;
                             }
@@ -1348,7 +1369,7 @@ impl Session {
                         Ok(c) => c,
                         Err(_) => self.explained.take().unwrap_or(Cause::Unknown),
                     };
-                    self.shared.stats.absorbed(c.as_str());
+                    absorbed(self, c);
                     self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
                     return Next::Retry;
                 }
@@ -1388,14 +1409,8 @@ impl Session {
         }
         if !flushed && lost.is_none() && !killed && (not_run || replayable) {
             self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-            // A statement refused by an old writer goes to the new one: counted
-            // in read_only_redirects_total (crate::router), no loss.
-            let redirected = server_err
-                .as_ref()
-                .is_some_and(|e| e.code == ER_OPTION_PREVENTS_STATEMENT);
             match cause {
-                Ok(_) if redirected => {}
-                Ok(c) => self.shared.stats.absorbed(c.as_str()),
+                Ok(c) => absorbed(self, c),
                 Err(mut u) => {
                     u.absorbed = true;
                     self.unexplained = Some(u);

@@ -113,6 +113,16 @@ impl Session {
         match backend.simple("COMMIT").await {
             Ok(_) => {}
             Err(ProxyError::Server(e)) => {
+                // A switchover made this server read-only between the write and its
+                // COMMIT: nothing committed, and the write runs again on the new writer
+                // once this connection (and with it the transaction) is given up.
+                if e.code == goneaway_core::codes::ER_OPTION_PREVENTS_STATEMENT
+                    && crate::router::refused_by_old_writer(&self.shared, &self.target, &e).await
+                {
+                    self.forget_backend();
+                    end_transaction(self);
+                    return Wrapped::Retry;
+                }
                 end_transaction(self);
                 let alive = self
                     .send_err(1, e.code, &e.sqlstate, "server_closed", &e.message)

@@ -309,13 +309,21 @@ impl Session {
                     }));
                 }
                 // In front of a cluster: a 1290 --read-only from a server that a
-                // switchover took the writer's place from ran nowhere. Outside a
-                // transaction, with nothing that lives only in this connection, the
-                // statement runs again on the new writer (taken as a backend proven not to
-                // have run it) instead of reaching the client (crate::router).
+                // switchover took the writer's place from ran nowhere. With nothing that
+                // lives only in this connection, the statement runs again on the new
+                // writer (taken as a backend proven not to have run it) instead of
+                // reaching the client (crate::router). Inside a transaction that can be
+                // replayed, the transaction moves with it: the old server rolls it back
+                // with its connection, and it is replayed on the new writer before the
+                // statement — a COMMIT refused so included (it committed nothing).
+                let movable_tx = !(self.state.in_transaction || self.state.autocommit_off)
+                    || self
+                        .tx_log
+                        .as_ref()
+                        .is_some_and(|l| l.unreplayable.is_none());
                 if e.code == goneaway_core::codes::ER_OPTION_PREVENTS_STATEMENT
-                    && !self.state.autocommit_off
-                    && self.state.unrestorable().is_none()
+                    && self.state.pinned.is_empty()
+                    && movable_tx
                     && crate::router::refused_by_old_writer(&self.shared, &self.target, e).await
                 {
                     return Err(Failure::Backend(BackendLoss {
