@@ -1441,7 +1441,9 @@ impl Session {
                 lost,
                 (flushed, not_run, seq),
                 cause,
-                server_err,
+                // A transaction moved off an old writer and not replayed was rolled back
+                // with the old connection: the client is told that, not the 1290.
+                server_err.filter(|_| !(redirected && in_tx)),
             )
             .await,
         );
