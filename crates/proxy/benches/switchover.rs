@@ -69,10 +69,11 @@ fn main() {
         .with_env_filter(log)
         .with_writer(std::io::stderr)
         .init();
-    // As `goneaway proxy` runs by default (half the cores), plus one for the harness and
-    // for reading sysbench, so that neither waits behind the proxy's sessions.
+    // The proxy's sessions run on their own threads (ProxyConfig::session_threads, as
+    // `goneaway proxy` runs them); two workers for its monitor, the harness and reading
+    // sysbench.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(goneaway_proxy::default_worker_threads() + 1)
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");

@@ -63,12 +63,13 @@ fn main() {
 /// The child: a goneaway proxy in front of `backend`; prints its address, runs until its
 /// stdin closes.
 fn run_child(backend: &str) {
-    // As `goneaway proxy` runs it (its --threads default), unless
-    // GONEAWAY_BENCH_PROXY_WORKERS says otherwise (to compare settings).
+    // As `goneaway proxy` runs it: one worker for the accept loop and the monitor, the
+    // sessions on their own threads (config.session_threads), unless
+    // GONEAWAY_BENCH_PROXY_WORKERS says otherwise (0: a current-thread runtime).
     let workers = std::env::var("GONEAWAY_BENCH_PROXY_WORKERS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(goneaway_proxy::default_worker_threads);
+        .unwrap_or(1);
     let rt = if workers == 0 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -92,6 +93,11 @@ fn run_child(backend: &str) {
         config.max_clients = env(MAX_CLIENTS_ENV, 200);
         config.max_backends = env(MAX_BACKENDS_ENV, 150);
         config.multiplex = std::env::var_os(MULTIPLEX_ENV).is_some();
+        // GONEAWAY_BENCH_SESSION_THREADS: 0 runs the sessions on the runtime above.
+        config.session_threads = env(
+            "GONEAWAY_BENCH_SESSION_THREADS",
+            goneaway_proxy::default_session_threads(),
+        );
         if std::env::var_os(PLAIN_ENV).is_some() {
             config.transaction_replay = false;
             config.commit_marks = false;

@@ -367,6 +367,13 @@ pub struct ProxyConfig {
     /// (temporary tables, locks, user variables…; each such pin is counted and logged), so
     /// idle clients cost no server connection (see `backend::pool`). Off by default.
     pub multiplex: bool,
+    /// Threads that run client sessions, each its own single-threaded runtime; a session
+    /// (its client and its own server connection) stays on one thread for its whole
+    /// life, as an event-loop proxy's does (HAProxy's `nbthread`), so that relaying takes
+    /// no wake-up across threads. Default: one per core ([`crate::default_session_threads`]);
+    /// 0: sessions run on the runtime that called [`crate::Proxy::start`]. Takes effect at
+    /// start only.
+    pub session_threads: usize,
     /// How long a shared server connection may wait unused before it is closed (at most
     /// half the server's `wait_timeout`).
     pub pool_idle_limit: Duration,
@@ -407,6 +414,7 @@ impl ProxyConfig {
             metrics_listen: None,
             // Plenty for an application fleet on one host; each costs one task and buffers.
             max_clients: 1000,
+            session_threads: crate::default_session_threads(),
             // A login takes milliseconds and a pending one costs a task and a few KiB; a
             // thousand covers any burst of reconnecting pools, and past it the oldest
             // pending login makes room for a newer one.
@@ -571,6 +579,9 @@ impl ProxyConfig {
         if let Some(v) = file.max_clients {
             c.max_clients = v;
         }
+        if let Some(v) = file.threads {
+            c.session_threads = v.max(1);
+        }
         if let Some(v) = file.max_backends {
             c.max_backends = v;
         }
@@ -686,6 +697,7 @@ struct FileConfig {
     accounts: Vec<Account>,
     metrics_listen: Option<String>,
     max_clients: Option<usize>,
+    threads: Option<usize>,
     max_backends: Option<usize>,
     max_pending_logins: Option<usize>,
     max_pending_logins_per_address: Option<usize>,

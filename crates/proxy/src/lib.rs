@@ -58,14 +58,15 @@ pub use error::ProxyError;
 pub use server::{Proxy, Reloaded};
 pub use stats::Stats;
 
-/// How many runtime worker threads a proxy process should run by default: half the cores,
-/// at least one. A proxy shares its machine with the application or the server; on a
-/// small one, a second worker mostly adds cross-thread wake-ups (measured with sysbench on
-/// two cores: one worker relayed 0.86–0.97 of HAProxy's throughput, two 0.82–0.86; see
-/// BENCHMARKS.md).
-pub fn default_worker_threads() -> usize {
+/// How many session threads ([`ProxyConfig::session_threads`]) a proxy runs by default:
+/// one per core, as an event-loop proxy runs one loop per core (HAProxy's `nbthread`). A
+/// session keeps its thread, so a second thread costs no wake-up across threads and lets
+/// one half of the sessions go on while the kernel preempts the other's thread (measured
+/// with sysbench on two cores: one multi-threaded runtime worker relayed 0.75–0.97 of
+/// HAProxy's throughput, two session threads 0.93–1.03; see BENCHMARKS.md).
+pub fn default_session_threads() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get() / 2)
+        .map(|n| n.get())
         .unwrap_or(1)
         .max(1)
 }

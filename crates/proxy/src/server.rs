@@ -1,7 +1,9 @@
 //! The listener: accepts clients, runs one session task each, reloads its configuration
 //! without dropping sessions, and shuts down gracefully.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -113,6 +115,10 @@ pub struct Proxy {
     /// Closed when every session has ended (each session holds a sender).
     done: mpsc::Receiver<()>,
     grace: Duration,
+    /// Lets the session threads end (once their sessions have): sent when the proxy is
+    /// dropped, after [`Proxy::shutdown`] closed the pooled connections, whose sockets
+    /// live in those threads' runtimes.
+    threads_stop: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -187,7 +193,16 @@ impl Proxy {
         let sweeper = tokio::spawn(sweep_commit_marks(shared.clone()));
         let pool_sweeper = tokio::spawn(sweep_pool(shared.clone()));
         let (done_tx, done) = mpsc::channel::<()>(1);
-        let accept_task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx, done_tx));
+        let (threads_stop, threads_stop_rx) = watch::channel(false);
+        let runners = session_threads(config.session_threads, threads_stop_rx)
+            .map_err(|e| ProxyError::io("starting the session threads", e))?;
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            shutdown_rx,
+            done_tx,
+            runners,
+        ));
         tracing::info!(%local_addr, backend = %config.backend.addr(), tls = config.tls_cert.is_some(), "goneaway proxy listening");
         Ok(Proxy {
             local_addr,
@@ -203,6 +218,7 @@ impl Proxy {
             metrics_stop,
             done,
             grace: config.shutdown_grace,
+            threads_stop,
         })
     }
 
@@ -272,6 +288,10 @@ impl Proxy {
         if config.metrics_listen != old.config.metrics_listen {
             report.need_restart.push("metrics_listen");
             config.metrics_listen = old.config.metrics_listen;
+        }
+        if config.session_threads != old.config.session_threads {
+            report.need_restart.push("threads");
+            config.session_threads = old.config.session_threads;
         }
         report.changed = changed_settings(&old.config, &config);
         // Certificates are re-read even when their paths did not change: a reload is how a
@@ -344,6 +364,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+        let _ = self.threads_stop.send(true);
         self.accept_task.abort();
         let _ = self.metrics_stop.send(true);
         if let Some(t) = self.metrics_task.take() {
@@ -495,11 +516,62 @@ async fn probe(config: &ProxyConfig, stats: &Arc<Stats>) -> ServerInfo {
     }
 }
 
+/// A session to run, sent to a session thread.
+type SessionJob = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts `n` session threads ([`ProxyConfig::session_threads`]), each a single-threaded
+/// runtime that runs the sessions sent to it. A thread ends when the accept loop is gone
+/// (its sender dropped), every session of every thread has ended and the proxy is
+/// dropped (`stop`): a server connection lives in the runtime that opened it, and with
+/// shared connections (`multiplex`) a session on one thread may be using a connection
+/// another thread opened, or the pool may hold it until the shutdown closes it.
+fn session_threads(
+    n: usize,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<Vec<mpsc::UnboundedSender<SessionJob>>> {
+    let draining = Arc::new(watch::Sender::new(n));
+    let mut senders = Vec::with_capacity(n);
+    for i in 0..n {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<SessionJob>();
+        let draining = draining.clone();
+        let mut stop = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("goneaway-sessions-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut running = tokio::task::JoinSet::new();
+                    loop {
+                        tokio::select! {
+                            job = rx.recv() => match job {
+                                Some(job) => {
+                                    running.spawn(job);
+                                }
+                                None => break,
+                            },
+                            // Reaps ended sessions, so that the set holds only live ones.
+                            Some(_) = running.join_next(), if !running.is_empty() => {}
+                        }
+                    }
+                    while running.join_next().await.is_some() {}
+                    draining.send_modify(|n| *n -= 1);
+                    let _ = draining.subscribe().wait_for(|n| *n == 0).await;
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                });
+            })?;
+        senders.push(tx);
+    }
+    Ok(senders)
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
+    runners: Vec<mpsc::UnboundedSender<SessionJob>>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -518,10 +590,33 @@ async fn accept_loop(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         let done = done.clone();
-        tokio::spawn(async move {
-            Session::run(id, stream, peer, shared.clone(), shutdown, over_limit).await;
+        // The socket is registered with the runtime that runs the session (see
+        // ProxyConfig::session_threads): its readiness then wakes the session on its own
+        // thread, not this one's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand a client connection to its session");
+                continue;
+            }
+        };
+        let session: SessionJob = Box::pin(async move {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    Session::run(id, stream, peer, shared.clone(), shutdown, over_limit).await
+                }
+                Err(e) => tracing::warn!(error = %e, "could not register a client connection"),
+            }
             drop(done);
         });
+        if runners.is_empty() {
+            tokio::spawn(session);
+        } else if let Err(mpsc::error::SendError(session)) =
+            runners[id as usize % runners.len()].send(session)
+        {
+            // Its thread is gone (it panicked): the session runs here instead.
+            tokio::spawn(session);
+        }
     }
 }
 

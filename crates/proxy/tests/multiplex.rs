@@ -428,3 +428,90 @@ async fn long_data_reaches_its_statement_on_a_shared_connection() {
     let _: Option<i64> = a.query_first("SELECT 3").await.unwrap();
     let _: Option<i64> = b.query_first("SELECT 4").await.unwrap();
 }
+
+async fn aborted_clients(server: &Server) -> i64 {
+    let mut admin = server.admin_conn().await.unwrap();
+    let (_, n): (String, i64) = admin
+        .query_first("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+        .await
+        .unwrap()
+        .unwrap();
+    admin.disconnect().await.unwrap();
+    n
+}
+
+/// Sessions run on the session threads (`session_threads`), each on one; with shared
+/// connections a session may take one another thread opened. Every client is served, the
+/// connections stay within `max_backends`, and the shutdown closes each of them politely
+/// (the server counts no aborted client) although their sockets live in the threads'
+/// runtimes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_on_every_session_thread_share_connections_and_a_shutdown_closes_them_politely() {
+    let server = server_with_connections(30).await;
+    let aborted_before = aborted_clients(&server).await;
+    let proxy = proxy_with(&server, server.addr(), |c| {
+        c.multiplex = true;
+        c.max_backends = 4;
+        c.session_threads = 3;
+    })
+    .await;
+    let mut tasks = Vec::new();
+    for who in 0..12i64 {
+        let opts = opts(&proxy);
+        tasks.push(tokio::spawn(async move {
+            let mut conn = mysql_async::Conn::new(opts).await?;
+            for i in 0..30i64 {
+                let got: Option<i64> = conn
+                    .query_first(format!("SELECT {who} * 100 + {i}"))
+                    .await?;
+                assert_eq!(got, Some(who * 100 + i), "client {who} gets its own result");
+                let stmt = conn.prep("SELECT ? + 1").await?;
+                let got: Option<i64> = conn.exec_first(&stmt, (who,)).await?;
+                assert_eq!(got, Some(who + 1), "client {who} gets its own result");
+            }
+            conn.disconnect().await?;
+            Ok::<_, mysql_async::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every client is served");
+    }
+    let mut admin = server.admin_conn().await.unwrap();
+    let opened: Option<i64> = admin
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND ID <> CONNECTION_ID()",
+            goneaway_harness::APP_USER
+        ))
+        .await
+        .unwrap();
+    assert!(
+        opened.unwrap_or(0) <= 4,
+        "at most max_backends server connections: {opened:?}"
+    );
+    admin.disconnect().await.unwrap();
+
+    proxy.shutdown().await;
+    // The server ends each connection's thread after its COM_QUIT; give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut admin = server.admin_conn().await.unwrap();
+        let left: Option<i64> = admin
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND ID <> CONNECTION_ID()",
+                goneaway_harness::APP_USER
+            ))
+            .await
+            .unwrap();
+        admin.disconnect().await.unwrap();
+        if left == Some(0) || Instant::now() > deadline {
+            assert_eq!(left, Some(0), "the shutdown closed every server connection");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        aborted_clients(&server).await,
+        aborted_before,
+        "every server connection was closed with COM_QUIT"
+    );
+}

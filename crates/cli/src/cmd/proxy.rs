@@ -146,9 +146,8 @@ pub struct Args {
     /// 0 waits as long as the connection stays open).
     #[arg(long, value_name = "SECS")]
     stall_check: Option<f64>,
-    /// Worker threads for the proxy (default: half the cores, at least one; a proxy
-    /// shares the machine with the application or the server, and on few cores a single
-    /// worker relays faster than several).
+    /// Threads that relay client sessions, each session staying on one (default: one per
+    /// core, as HAProxy's nbthread).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 }
@@ -263,6 +262,9 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     if let Some(s) = args.client_idle_timeout {
         config.client_idle_timeout = (s > 0.0).then(|| Duration::from_secs_f64(s));
     }
+    if let Some(n) = args.threads {
+        config.session_threads = n.max(1);
+    }
     if let Some(s) = args.stall_check {
         config.stall_check = (s > 0.0).then(|| Duration::from_secs_f64(s));
     }
@@ -275,14 +277,11 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = build_config(&args)?;
     raise_open_files_limit();
-    // The proxy runs on its own runtime, sized for relaying (see --threads); this one only
-    // waits for the signal.
-    let threads = args
-        .threads
-        .unwrap_or_else(goneaway_proxy::default_worker_threads)
-        .max(1);
+    // The proxy runs on its own runtime: one worker accepts clients and runs the monitor,
+    // the sessions run on their own threads (--threads, config.session_threads); this
+    // runtime only waits for the signal.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(1)
         .thread_name("goneaway-proxy")
         .enable_all()
         .build()

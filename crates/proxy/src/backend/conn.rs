@@ -92,6 +92,10 @@ pub struct Backend {
     pub server_started: Option<i64>,
     /// When the connection was opened.
     pub opened: Instant,
+    /// The thread that opened it: its socket wakes that thread's runtime (see
+    /// `ProxyConfig::session_threads`), so a session on the same thread uses it without
+    /// a wake-up across threads.
+    pub home: std::thread::ThreadId,
     /// The same, on the proxy's clock (seconds since the epoch), to compare with the
     /// server's start ([`Backend::server_started`]).
     pub opened_unix: i64,
@@ -251,6 +255,7 @@ impl Backend {
                         packet_limit: 16 << 20,
                         server_started: None,
                         opened: Instant::now(),
+                        home: std::thread::current().id(),
                         opened_unix: unix_now(),
                         last_used: Instant::now(),
                         stats: stats.clone(),

@@ -22,6 +22,9 @@
 //! 3. [`Fit::Reset`]: any other, most recently used first (its pages are warm). The
 //!    session resets it (`COM_RESET_CONNECTION`) and sets its own state on it.
 //!
+//! Among connections that fit alike, one opened on the session's own thread comes first
+//! (see `ProxyConfig::session_threads`): its socket wakes that thread.
+//!
 //! **Invariants:** a connection in the pool has no reply pending, no transaction open and
 //! nothing pinned (the session checks before putting it back); a connection found closed
 //! or speaking unasked (the server's `wait_timeout`, a KILL, a restart) when taken is
@@ -246,16 +249,27 @@ impl BackendPool {
             return Taken::None;
         };
         {
-            // Best fit; among equals the most recently used (the back of the queue).
-            let Some((index, fit)) = queue
+            // Best fit; among equals one opened on this thread (its socket wakes this
+            // thread), then the most recently used (the back of the queue).
+            let here = std::thread::current().id();
+            let Some((index, fit, _)) = queue
                 .iter()
                 .enumerate()
                 .rev()
-                .filter_map(|(i, e)| Some((i, fit(e.owner, &e.carried, session, wants)?)))
-                .min_by_key(|(_, f)| match f {
-                    Fit::Own => 0,
-                    Fit::SameState => 1,
-                    Fit::Reset => 2,
+                .filter_map(|(i, e)| {
+                    Some((
+                        i,
+                        fit(e.owner, &e.carried, session, wants)?,
+                        e.backend.home != here,
+                    ))
+                })
+                .min_by_key(|(_, f, elsewhere)| {
+                    let rank = match f {
+                        Fit::Own => 0,
+                        Fit::SameState => 1,
+                        Fit::Reset => 2,
+                    };
+                    (rank, *elsewhere)
                 })
             else {
                 return Taken::None;
