@@ -447,52 +447,6 @@ impl Backend {
             .map_err(io_err("sending to the server"))
     }
 
-    /// Relays the complete rows at the front of what was already read from the server:
-    /// appends them, headers included, to `out` in one copy (until `out` holds `limit`
-    /// bytes), hands each payload to `each`, and returns how many there were and the
-    /// sequence id of the last. Stops before any packet that is not plainly a row — one
-    /// that starts with 0xfe or 0xff (the terminator, an ERR), one of 16 MiB (a row
-    /// continued) — and before one not yet complete: the caller reads those with
-    /// [`Backend::recv`]. For a reply whose [`ReplyTracker::in_rows`] holds: there a
-    /// packet that starts otherwise is a row, text or binary, and nothing is done with it
-    /// but to count it and pass it on — making a [`Packet`] of each row of a large result
-    /// was most of the proxy's own work on range selects.
-    pub fn pass_rows(
-        &mut self,
-        out: &mut BytesMut,
-        limit: usize,
-        mut each: impl FnMut(&[u8]),
-    ) -> (usize, u8) {
-        let buf = self.framed.read_buffer_mut();
-        let (mut at, mut n, mut seq) = (0usize, 0usize, 0u8);
-        while out.len() + at < limit {
-            let Some(header) = buf.get(at..at + 4) else {
-                break;
-            };
-            let len = usize::from(header[0])
-                | usize::from(header[1]) << 8
-                | usize::from(header[2]) << 16;
-            if len == crate::net::codec::MAX_PAYLOAD {
-                break;
-            }
-            let Some(payload) = buf.get(at + 4..at + 4 + len) else {
-                break;
-            };
-            if matches!(payload.first(), None | Some(0xfe | 0xff)) {
-                break;
-            }
-            each(payload);
-            seq = header[3];
-            n += 1;
-            at += 4 + len;
-        }
-        if at > 0 {
-            out.extend_from_slice(&buf[..at]);
-            bytes::Buf::advance(buf, at);
-        }
-        (n, seq)
-    }
-
     /// From now on, a reply that stays silent is checked on a second connection (see
     /// [`stall`](super::stall)); `None` stops that.
     pub fn watch_stalls(&mut self, watch: Option<StallWatch>) {

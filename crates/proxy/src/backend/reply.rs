@@ -129,20 +129,6 @@ impl ReplyTracker {
         self.state == State::Done
     }
 
-    /// Whether rows of a result set come next: packets that [`Backend::pass_rows`]
-    /// (crate::backend::Backend::pass_rows) may relay without a [`Packet`] each.
-    pub fn in_rows(&self) -> bool {
-        self.state == State::Rows && !self.continuing
-    }
-
-    /// Counts `n` rows relayed by [`crate::backend::Backend::pass_rows`]: what
-    /// [`ReplyTracker::feed`] does with a row (nothing but count it).
-    pub fn rows_passed(&mut self, n: usize) {
-        debug_assert!(self.in_rows());
-        self.packets += n;
-        self.ok_packet = false;
-    }
-
     /// Call after relaying a `LOCAL INFILE` upload: the server's OK or ERR comes next.
     pub fn infile_sent(&mut self) {
         self.state = State::First;

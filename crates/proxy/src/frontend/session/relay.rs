@@ -369,33 +369,6 @@ impl Session {
                 buf.clear();
                 flushed = true;
             }
-            if step == Step::More && tracker.in_rows() {
-                // The rows already read go to the client in one copy, not a packet each
-                // (crate::backend::Backend::pass_rows); inside a transaction each is still
-                // digested for a replay to compare.
-                let limit = if self.holding {
-                    usize::MAX
-                } else {
-                    reply_buffer
-                };
-                let digest = &mut self.digest;
-                let (rows, last) = backend.pass_rows(&mut buf, limit, |row| {
-                    if let Some(d) = digest.as_mut() {
-                        d.feed(row, false, false);
-                    }
-                });
-                if rows > 0 {
-                    tracker.rows_passed(rows);
-                    next_seq = last.wrapping_add(1);
-                    if buf.len() >= reply_buffer && !self.holding {
-                        if self.client.get_mut().write_all(&buf).await.is_err() {
-                            return Err(Failure::ClientGone);
-                        }
-                        buf.clear();
-                        flushed = true;
-                    }
-                }
-            }
             match step {
                 Step::More => {}
                 Step::Done => break,
