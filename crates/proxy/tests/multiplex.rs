@@ -429,6 +429,21 @@ async fn long_data_reaches_its_statement_on_a_shared_connection() {
     let _: Option<i64> = b.query_first("SELECT 4").await.unwrap();
 }
 
+/// The server connections of the proxy's account (the application's; the harness's admin
+/// logs in as root).
+async fn proxy_connections(server: &Server) -> i64 {
+    let mut admin = server.admin_conn().await.unwrap();
+    let n: Option<i64> = admin
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}'",
+            goneaway_harness::APP_USER
+        ))
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
+    n.unwrap_or(0)
+}
+
 async fn aborted_clients(server: &Server) -> i64 {
     let mut admin = server.admin_conn().await.unwrap();
     let (_, n): (String, i64) = admin
@@ -476,35 +491,19 @@ async fn sessions_on_every_session_thread_share_connections_and_a_shutdown_close
     for t in tasks {
         t.await.unwrap().expect("every client is served");
     }
-    let mut admin = server.admin_conn().await.unwrap();
-    let opened: Option<i64> = admin
-        .query_first(format!(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND ID <> CONNECTION_ID()",
-            goneaway_harness::APP_USER
-        ))
-        .await
-        .unwrap();
+    let opened = proxy_connections(&server).await;
     assert!(
-        opened.unwrap_or(0) <= 4,
-        "at most max_backends server connections: {opened:?}"
+        opened <= 4,
+        "at most max_backends server connections: {opened}"
     );
-    admin.disconnect().await.unwrap();
 
     proxy.shutdown().await;
     // The server ends each connection's thread after its COM_QUIT; give it a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut admin = server.admin_conn().await.unwrap();
-        let left: Option<i64> = admin
-            .query_first(format!(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}' AND ID <> CONNECTION_ID()",
-                goneaway_harness::APP_USER
-            ))
-            .await
-            .unwrap();
-        admin.disconnect().await.unwrap();
-        if left == Some(0) || Instant::now() > deadline {
-            assert_eq!(left, Some(0), "the shutdown closed every server connection");
+        let left = proxy_connections(&server).await;
+        if left == 0 || Instant::now() > deadline {
+            assert_eq!(left, 0, "the shutdown closed every server connection");
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
