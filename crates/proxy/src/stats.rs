@@ -160,6 +160,7 @@ impl Default for Labelled {
                 "statement_killed",
                 "too_many_clients",
                 "transaction_lost",
+                "transaction_moved",
             ]),
             replays: zeros(&["failed", "mismatch", "replayed", "unreplayable"]),
             commits: zeros(&[

@@ -1,7 +1,8 @@
 //! The proxy in front of a cluster: a planned switchover and an unplanned failover of a
 //! real GTID replication pair, two proxies in front of one pair through a switchover, the
-//! Galera node that serves as writer killed, and a single read-only server that still
-//! answers 1290 as it does directly.
+//! Galera node that serves as writer killed, a moved transaction that cannot be replayed
+//! told so in words, and a single read-only server that still answers 1290 as it does
+//! directly.
 //!
 //! Clients are real (mysql_async connections, text and prepared, and the `mariadb`
 //! client); every write carries a unique id, so that what the clients were told is checked
@@ -843,6 +844,123 @@ async fn single_read_only_server_answers_1290_as_directly() {
         assert_eq!(n, Some(0));
         assert_eq!(proxy.stats().read_only_redirects.load(Ordering::Relaxed), 0);
         assert!(proxy.cluster().servers.is_empty(), "a single server is not polled");
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+/// A transaction a switchover moves that cannot be replayed on the new writer (it read
+/// `@@server_id`, which differs there): the client is told in words that the writer moved
+/// and that the transaction was rolled back, not a bare 1290 nor a lost connection of
+/// unknown cause; every statement is refused until ROLLBACK, and the next transaction runs
+/// on the new writer. Nothing of the moved transaction is anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_transaction_that_cannot_be_replayed_is_told_the_writer_moved() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let set = Replication::builder()
+            .replicas(1)
+            .start()
+            .await
+            .expect("a replication pair");
+        app_account(set.member(0)).await;
+        set.member(0)
+            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
+            .await
+            .unwrap();
+        set.wait_caught_up().await.unwrap();
+        let proxy = cluster_proxy(
+            &[set.member(0), set.member(1)],
+            ClusterKind::Replication,
+            |_| {},
+        )
+        .await;
+        wait_writer(&proxy, set.member(0)).await;
+        wait_for_marks(&proxy).await;
+        let mut conn = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
+        conn.query_drop("BEGIN").await.unwrap();
+        let old_id: Option<u32> = conn.query_first("SELECT @@server_id").await.unwrap();
+        conn.query_drop("INSERT INTO ledger (id, worker) VALUES (1, 1)")
+            .await
+            .unwrap();
+        // A second session whose COMMIT is the statement the old writer refuses.
+        let mut committing = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
+        committing.query_drop("BEGIN").await.unwrap();
+        let _: Option<u32> = committing.query_first("SELECT @@server_id").await.unwrap();
+        committing
+            .query_drop("INSERT INTO ledger (id, worker) VALUES (4, 2)")
+            .await
+            .unwrap();
+        set.switchover(1).await.unwrap();
+        wait_writer(&proxy, set.member(1)).await;
+        let server_error = |e: mysql_async::Error| match e {
+            mysql_async::Error::Server(s) => (s.code, s.state, s.message),
+            other => panic!("expected an error packet, got {other}"),
+        };
+        let (code, state, message) = server_error(
+            conn.query_drop("INSERT INTO ledger (id, worker) VALUES (2, 1)")
+                .await
+                .unwrap_err(),
+        );
+        println!("the moved transaction: {code} ({state}) {message}");
+        assert_eq!((code, state.as_str()), (1927, "08S01"), "{message}");
+        let old = format!("127.0.0.1:{}", set.member(0).port());
+        for words in [
+            "switchover",
+            old.as_str(),
+            "read-only",
+            "rolled the open transaction back",
+            "@@server_id",
+            "until the client sends ROLLBACK",
+        ] {
+            assert!(message.contains(words), "{words:?} missing from: {message}");
+        }
+        assert!(!message.contains("cause: unknown"), "{message}");
+        // The failed-transaction state says the same, until ROLLBACK ends it.
+        let (code, _, refused) = server_error(conn.query_drop("SELECT 1").await.unwrap_err());
+        assert_eq!(code, 1927, "{refused}");
+        assert!(refused.contains("switchover"), "{refused}");
+        assert!(!refused.contains("cause: unknown"), "{refused}");
+        conn.query_drop("ROLLBACK").await.unwrap();
+        let (code, _, commit) = server_error(committing.query_drop("COMMIT").await.unwrap_err());
+        println!("the moved COMMIT: {code} {commit}");
+        assert_eq!(code, 1927, "{commit}");
+        for words in [
+            "switchover",
+            old.as_str(),
+            "refused this COMMIT",
+            "nothing of the transaction was committed",
+        ] {
+            assert!(commit.contains(words), "{words:?} missing from: {commit}");
+        }
+        assert!(!commit.contains("cause: unknown"), "{commit}");
+        // The COMMIT ended the transaction: the session goes on outside one.
+        let n: Option<i64> = committing
+            .query_first("SELECT COUNT(*) FROM ledger")
+            .await
+            .unwrap();
+        assert_eq!(
+            n,
+            Some(0),
+            "nothing of either moved transaction is on the new writer"
+        );
+        committing.disconnect().await.unwrap();
+        // The next transaction runs on the new writer.
+        conn.query_drop("BEGIN").await.unwrap();
+        let new_id: Option<u32> = conn.query_first("SELECT @@server_id").await.unwrap();
+        assert_ne!(new_id, old_id, "the session moved to the new writer");
+        conn.query_drop("INSERT INTO ledger (id, worker) VALUES (3, 1)")
+            .await
+            .unwrap();
+        conn.query_drop("COMMIT").await.unwrap();
+        assert_eq!(ledger(set.member(1), false).await, vec![3]);
+        let stats = proxy.stats();
+        assert!(stats.read_only_redirects.load(Ordering::Relaxed) >= 1);
+        assert!(
+            !stats.absorbed_by_cause().contains_key("unknown"),
+            "a redirect is no loss: {:?}",
+            stats.absorbed_by_cause()
+        );
+        conn.disconnect().await.unwrap();
     })
     .await
     .expect("the test finished in time");

@@ -15,6 +15,7 @@ impl Session {
         (flushed, not_run, seq): (bool, bool, u8),
         cause: Cause,
         server_err: Option<ErrInfo>,
+        moved_from: Option<String>,
     ) -> bool {
         // The statement that ends the transaction decides its fate itself: a lost
         // ROLLBACK rolled back (the server rolls back a connection it loses), a lost
@@ -22,12 +23,15 @@ impl Session {
         let ending = (in_tx && ends_transaction(sql))
             .then(|| sql.map(first_word).is_some_and(|w| w == "rollback"));
         let refusal = self.replay_refusal.take();
+        if let (Some(old), Some(e)) = (moved_from, &server_err) {
+            return self.answer_moved(old, e, refusal, ending.is_some()).await;
+        }
         if in_tx && ending.is_none() {
             let how = match &refusal {
                 Some(why) => format!("during a statement (not replayed: {why})"),
                 None => "during a statement".to_owned(),
             };
-            self.failed_tx = Some((Some(cause), how));
+            self.failed_tx = Some((TxEnd::Lost(Some(cause)), how));
         }
         if ending == Some(true) && !flushed {
             return self.send_ok(1).await;
@@ -98,19 +102,68 @@ impl Session {
             .await
     }
 
+    /// A transaction moved off an old writer and not replayed on the new one: the old
+    /// writer refused this statement with `refused` (its 1290), and the proxy gave that
+    /// connection up, which rolled the transaction back. The client is told so in words,
+    /// and the session enters the failed-transaction state (unless this statement ended
+    /// the transaction). Not a lost connection: no cause of the vocabulary is named.
+    async fn answer_moved(
+        &mut self,
+        old: String,
+        refused: &ErrInfo,
+        refusal: Option<String>,
+        ending: bool,
+    ) -> bool {
+        let not_replayed = refusal
+            .map(|w| format!("it could not be replayed on the new writer: {w}"))
+            .unwrap_or_else(|| "it was not replayed on the new writer".to_owned());
+        tracing::info!(session = self.id, server = %old, not_replayed, "a transaction moved off the old writer was rolled back");
+        let after = if ending {
+            "The transaction has ended; run it again from its start"
+        } else {
+            self.failed_tx = Some((
+                TxEnd::Moved(old.clone()),
+                format!("refused a statement of it ({not_replayed})"),
+            ));
+            "This statement was not run; every statement is refused until the client sends ROLLBACK, then run the transaction again from its start"
+        };
+        let msg = format!(
+            "MySQL server has gone away (Connection was killed by goneaway proxy: the writer moved: a switchover made {old}, the server this transaction ran on, read-only, \
+             and it refused this statement ({}: {}); goneaway gave that connection up, so the server rolled the open transaction back and nothing of it was committed, \
+             and {not_replayed}. {after})",
+            refused.code, refused.message
+        );
+        self.send_err(1, LOST_CODE, SQLSTATE_LOST, "transaction_moved", &msg)
+            .await
+    }
+
     /// A command in the failed-transaction state: ROLLBACK ends it with OK, COMMIT ends it
     /// with an error, anything else is refused and runs nowhere.
     pub(super) async fn refuse_in_failed_tx(&mut self, sql: Option<&str>) -> bool {
-        let Some((cause, mut how)) = self.failed_tx.take() else {
+        let Some((end, mut how)) = self.failed_tx.take() else {
             return true;
         };
         self.tx_log = None;
         if let Some(why) = self.replay_refusal.take() {
             how = format!("{how} (not replayed: {why})");
         }
-        let cause = match cause {
-            Some(c) => c,
-            None => self.explain_loss().await,
+        let (what, end) = match end {
+            TxEnd::Lost(cause) => {
+                let cause = match cause {
+                    Some(c) => c,
+                    None => self.explain_loss().await,
+                };
+                (
+                    format!("the connection to the server was lost {how} (cause: {cause})"),
+                    TxEnd::Lost(Some(cause)),
+                )
+            }
+            TxEnd::Moved(old) => (
+                format!(
+                    "the writer moved: a switchover made {old}, the server the transaction ran on, read-only, and it {how}; goneaway gave that connection up"
+                ),
+                TxEnd::Moved(old),
+            ),
         };
         if ends_transaction(sql) {
             if sql.map(first_word).is_some_and(|w| w == "rollback") {
@@ -121,7 +174,7 @@ impl Session {
                 return self.send_ok(1).await;
             }
             let msg = format!(
-                "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost {how} (cause: {cause}) and the server rolled the open transaction back: \
+                "MySQL server has gone away (Connection was killed by goneaway proxy: {what}, and the server rolled the open transaction back: \
                  this COMMIT committed nothing. The transaction has ended; run it again from its start)"
             );
             return self
@@ -129,10 +182,10 @@ impl Session {
                 .await;
         }
         let msg = format!(
-            "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost {how} (cause: {cause}) and the server rolled the open transaction back; \
+            "MySQL server has gone away (Connection was killed by goneaway proxy: {what}, and the server rolled the open transaction back; \
              nothing of it was committed. This statement was not run: send ROLLBACK to end the lost transaction, then start it again)"
         );
-        self.failed_tx = Some((Some(cause), how));
+        self.failed_tx = Some((end, how));
         self.send_err(1, LOST_CODE, SQLSTATE_LOST, "transaction_lost", &msg)
             .await
     }

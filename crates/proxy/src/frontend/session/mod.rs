@@ -133,6 +133,16 @@ struct BackendLoss {
     server_err: Option<ErrInfo>,
 }
 
+/// How a transaction in the failed-transaction state ended (see the module docs).
+enum TxEnd {
+    /// Its server connection was lost: the cause, `None` until the reconnection tells it.
+    Lost(Option<Cause>),
+    /// A switchover made the server it ran on (this address) read-only: the old writer
+    /// refused a statement of it, the proxy gave that connection up (which rolled it back),
+    /// and it could not be replayed on the new writer.
+    Moved(String),
+}
+
 /// What `Session::command` does after a failure is dealt with.
 enum Next {
     /// Send the command again (on a fresh backend).
@@ -211,9 +221,8 @@ pub struct Session {
     /// The server's thread id of the last backend.
     last_thread_id: Option<u32>,
     /// The failed-transaction state: the open transaction was lost with its backend (see
-    /// the module docs), with the cause (`None` until the reconnection tells it) and what
-    /// happened.
-    failed_tx: Option<(Option<Cause>, String)>,
+    /// the module docs), with how it ended and what happened.
+    failed_tx: Option<(TxEnd, String)>,
     /// The nonce of the client's login, which `COM_CHANGE_USER` scrambles with again.
     scramble: Vec<u8>,
     /// The server and the account this session logs in to it with (see
@@ -674,7 +683,7 @@ impl Session {
                 }
                 if in_tx {
                     self.failed_tx = Some((
-                        known,
+                        TxEnd::Lost(known),
                         format!("while the session was idle, and with it {what}"),
                     ));
                 } else {
@@ -1098,11 +1107,14 @@ impl Session {
         {
             match self.replay_transaction().await {
                 Ok(()) => {
-                    let (cause, _) = self.failed_tx.take().expect("checked above");
-                    let c = cause
-                        .or_else(|| self.explained.take())
-                        .unwrap_or(Cause::Unknown);
-                    self.shared.stats.absorbed(c.as_str());
+                    let (end, _) = self.failed_tx.take().expect("checked above");
+                    // A moved transaction is counted as a redirect (crate::router).
+                    if let TxEnd::Lost(cause) = end {
+                        let c = cause
+                            .or_else(|| self.explained.take())
+                            .unwrap_or(Cause::Unknown);
+                        self.shared.stats.absorbed(c.as_str());
+                    }
                 }
                 Err(why) => self.replay_refusal = Some(why),
             }
@@ -1208,12 +1220,21 @@ impl Session {
                                 (false, false, 1),
                                 cause,
                                 None,
+                                None,
                             )
                             .await;
                     }
                     Wrapped::NotRun(cause) => {
                         return self
-                            .answer_loss(sql.as_deref(), false, None, (false, true, 1), cause, None)
+                            .answer_loss(
+                                sql.as_deref(),
+                                false,
+                                None,
+                                (false, true, 1),
+                                cause,
+                                None,
+                                None,
+                            )
                             .await;
                     }
                     Wrapped::Plain => {}
@@ -1279,6 +1300,9 @@ impl Session {
             }
         };
         let in_tx = self.state.in_transaction;
+        // A transaction moved off the old writer: if it is not replayed, the client is
+        // told that, in words, with the server it ran on (it was not a lost connection).
+        let moved_from = (redirected && in_tx).then(|| self.target.addr().to_string());
         let lost = self.state.unrestorable();
         let pinned_free = self.state.pinned.is_empty();
         self.drop_lost_backend();
@@ -1339,10 +1363,16 @@ impl Session {
                         .take()
                         .map(|w| format!(" (it could not be replayed: {w})"))
                         .unwrap_or_default();
-                    let msg = format!(
-                        "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost during this COMMIT (cause: {c}); \
-                         goneaway checked that it did not commit: nothing of the transaction was committed{why}. The transaction has ended; run it again from its start)"
-                    );
+                    let msg = match &moved_from {
+                        Some(old) => format!(
+                            "MySQL server has gone away (Connection was killed by goneaway proxy: the writer moved: a switchover made {old}, the server this transaction ran on, read-only, and it refused this COMMIT; \
+                             goneaway gave that connection up, so nothing of the transaction was committed{why}. The transaction has ended; run it again from its start)"
+                        ),
+                        None => format!(
+                            "MySQL server has gone away (Connection was killed by goneaway proxy: the connection to the server was lost during this COMMIT (cause: {c}); \
+                             goneaway checked that it did not commit: nothing of the transaction was committed{why}. The transaction has ended; run it again from its start)"
+                        ),
+                    };
                     return Next::Done(
                         self.send_err(1, LOST_CODE, SQLSTATE_LOST, "commit_not_committed", &msg)
                             .await,
@@ -1441,9 +1471,8 @@ impl Session {
                 lost,
                 (flushed, not_run, seq),
                 cause,
-                // A transaction moved off an old writer and not replayed was rolled back
-                // with the old connection: the client is told that, not the 1290.
-                server_err.filter(|_| !(redirected && in_tx)),
+                server_err,
+                moved_from,
             )
             .await,
         );
@@ -1604,7 +1633,7 @@ struct OldSession {
     backend: Option<Backend>,
     state: SessionState,
     lost: Option<(String, Cause)>,
-    failed_tx: Option<(Option<Cause>, String)>,
+    failed_tx: Option<(TxEnd, String)>,
     unexplained: Option<Unexplained>,
     charset: u8,
     target: BackendTarget,
