@@ -514,3 +514,78 @@ async fn sessions_on_every_session_thread_share_connections_and_a_shutdown_close
         "every server connection was closed with COM_QUIT"
     );
 }
+
+/// `init_connect` runs when a server connection logs in, not when the proxy resets that
+/// connection for another session (`COM_RESET_CONNECTION` sets variables back to their
+/// global values): a shared connection gets back what `init_connect` set after each reset,
+/// so that every session reads what a direct client of the same account reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_connect_settings_survive_the_reset_of_a_shared_connection() {
+    let server = server().await;
+    // init_connect applies to accounts without SUPER, as applications' accounts are.
+    server
+        .admin(
+            r#"CREATE USER 'limited'@'%' IDENTIFIED BY 'limited-password';
+               GRANT ALL ON goneaway.* TO 'limited'@'%';
+               SET GLOBAL init_connect = 'SET SESSION sql_mode = ''ANSI_QUOTES'', SESSION time_zone = ''+03:00''';"#,
+        )
+        .await
+        .unwrap();
+    let limited = |port: u16| {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("limited"))
+            .pass(Some("limited-password"))
+            .db_name(Some("goneaway"))
+            .prefer_socket(false)
+    };
+    let mut direct = mysql_async::Conn::new(limited(server.port()))
+        .await
+        .unwrap();
+    // The harness server's wait_timeout is 2 s: the direct client must outlive the test.
+    direct
+        .query_drop("SET SESSION wait_timeout = 600")
+        .await
+        .unwrap();
+    let direct_mode = one(&mut direct, "SELECT @@sql_mode").await.unwrap();
+    assert_eq!(
+        direct_mode, "ANSI_QUOTES",
+        "init_connect ran for the account"
+    );
+    assert_eq!(
+        one(&mut direct, "SELECT @@time_zone").await.unwrap(),
+        "+03:00"
+    );
+    // One server connection for two clients: each turn of one follows a turn of the other,
+    // whose own time zone makes the connection reset between them.
+    let proxy = shared_proxy(&server, 1).await;
+    let mut a = mysql_async::Conn::new(limited(proxy.local_addr().port()))
+        .await
+        .unwrap();
+    let mut b = mysql_async::Conn::new(limited(proxy.local_addr().port()))
+        .await
+        .unwrap();
+    a.query_drop("SET time_zone = '+05:00'").await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(one(&mut b, "SELECT @@sql_mode").await.unwrap(), direct_mode);
+        assert_eq!(one(&mut b, "SELECT @@time_zone").await.unwrap(), "+03:00");
+        assert_eq!(one(&mut a, "SELECT @@time_zone").await.unwrap(), "+05:00");
+        assert_eq!(one(&mut a, "SELECT @@sql_mode").await.unwrap(), direct_mode);
+    }
+    // A variable set back to DEFAULT is the global value, through the proxy as directly.
+    direct.query_drop("SET sql_mode = DEFAULT").await.unwrap();
+    b.query_drop("SET sql_mode = DEFAULT").await.unwrap();
+    let global_mode = one(&mut direct, "SELECT @@sql_mode").await.unwrap();
+    assert_ne!(global_mode, direct_mode);
+    assert_eq!(one(&mut a, "SELECT @@sql_mode").await.unwrap(), direct_mode);
+    assert_eq!(one(&mut b, "SELECT @@sql_mode").await.unwrap(), global_mode);
+    assert_eq!(one(&mut b, "SELECT @@time_zone").await.unwrap(), "+03:00");
+    assert!(
+        proxy.stats().pool_reset.load(Ordering::Relaxed) >= 3,
+        "the sessions took turns on the one connection, reset between them"
+    );
+    for c in [direct, a, b] {
+        c.disconnect().await.unwrap();
+    }
+}

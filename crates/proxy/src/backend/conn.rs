@@ -37,6 +37,9 @@ pub struct ConnectOptions {
     /// own change of user does, and leaves the server's Com_select alone (MariaDB's
     /// main.change_user checks that).
     pub known_limits: Option<(Duration, usize)>,
+    /// Read what the server's `init_connect` set on the connection at login (see
+    /// [`Backend::login_state`]): for connections that are reset for other sessions.
+    pub login_state: bool,
 }
 
 impl ConnectOptions {
@@ -50,6 +53,7 @@ impl ConnectOptions {
             database: None,
             timeout,
             known_limits: None,
+            login_state: false,
         }
     }
 }
@@ -69,6 +73,13 @@ pub enum IdleEvent {
 #[derive(Debug)]
 pub struct Backend {
     framed: Framed<TcpStream, PacketCodec>,
+    /// The session variables the server's `init_connect` left other than their global
+    /// values when this connection logged in (lower-case names; read only with
+    /// [`ConnectOptions::login_state`] and a non-empty `init_connect`). A
+    /// `COM_RESET_CONNECTION` sets variables back to the global values without running
+    /// `init_connect` again: [`Backend::reset_connection`] sets these back, so that a
+    /// reset connection is as it was logged in, as a direct client's connection is.
+    pub login_state: std::collections::BTreeMap<String, String>,
     /// The server's thread id for this connection (what `KILL` takes).
     pub connection_id: u32,
     /// Capabilities in effect on this connection.
@@ -264,6 +275,7 @@ impl Backend {
                         sent_at: Instant::now(),
                         prepared: 0,
                         statements: Default::default(),
+                        login_state: Default::default(),
                         _permit: None,
                     };
                     stats
@@ -272,7 +284,7 @@ impl Backend {
                     stats
                         .backend_connects
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    backend.setup(opts.known_limits).await?;
+                    backend.setup(opts.known_limits, opts.login_state).await?;
                     return Ok(backend);
                 }
                 Some(0xff) => {
@@ -326,8 +338,12 @@ impl Backend {
     /// in the sandbox of an expired password refuses that with 1820 (`SET` is allowed
     /// there, `SELECT` is not): the connection is marked [`Backend::sandboxed`] and
     /// serves the client all the same.
-    async fn setup(&mut self, known_limits: Option<(Duration, usize)>) -> Result<(), ProxyError> {
-        match self.read_setup(known_limits).await {
+    async fn setup(
+        &mut self,
+        known_limits: Option<(Duration, usize)>,
+        login_state: bool,
+    ) -> Result<(), ProxyError> {
+        match self.read_setup(known_limits, login_state).await {
             Err(ProxyError::Server(e)) if e.code == ER_MUST_CHANGE_PASSWORD => {
                 self.sandboxed = true;
                 Ok(())
@@ -342,6 +358,7 @@ impl Backend {
     async fn read_setup(
         &mut self,
         known_limits: Option<(Duration, usize)>,
+        login_state: bool,
     ) -> Result<(), ProxyError> {
         self.simple(TRACKING_SETUP).await?;
         if let Some((wait_timeout, packet_limit)) = known_limits {
@@ -354,7 +371,11 @@ impl Backend {
         // main.status counts temporary tables and SHOW STATUS; the server's start time is
         // read only when it is evidence, see `read_server_started`).
         let rows = self
-            .simple("SELECT @@wait_timeout, @@max_allowed_packet, @@net_buffer_length")
+            .simple(if login_state {
+                "SELECT @@wait_timeout, @@max_allowed_packet, @@net_buffer_length, @@global.init_connect <> ''"
+            } else {
+                "SELECT @@wait_timeout, @@max_allowed_packet, @@net_buffer_length"
+            })
             .await?;
         let row = rows.first();
         let num = |i: usize| {
@@ -367,6 +388,36 @@ impl Backend {
         }
         if let Some(m) = num(1) {
             self.packet_limit = (m as usize).max(num(2).unwrap_or(0.0) as usize);
+        }
+        if num(3) == Some(1.0) {
+            self.read_login_state().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads what `init_connect` set (see [`Backend::login_state`]): the session variables
+    /// whose values differ from the global ones, but for the character set the handshake
+    /// chose and the tracking the proxy turned on. Only when the server has an
+    /// `init_connect`: the query reads `information_schema`, which costs a temporary
+    /// table per login.
+    async fn read_login_state(&mut self) -> Result<(), ProxyError> {
+        let rows = self
+            .simple(
+                "SELECT LOWER(s.VARIABLE_NAME), s.VARIABLE_VALUE FROM information_schema.SESSION_VARIABLES s \
+                 JOIN information_schema.GLOBAL_VARIABLES g USING (VARIABLE_NAME) \
+                 WHERE NOT (s.VARIABLE_VALUE <=> g.VARIABLE_VALUE)",
+            )
+            .await?;
+        self.login_state = rows
+            .into_iter()
+            .filter_map(|r| {
+                let mut r = r.into_iter();
+                Some((r.next()??, r.next()?.unwrap_or_default()))
+            })
+            .filter(|(name, _)| !crate::frontend::state::set_by_login(name))
+            .collect();
+        if !self.login_state.is_empty() {
+            tracing::debug!(variables = ?self.login_state, "init_connect set session variables at login");
         }
         Ok(())
     }
@@ -389,7 +440,7 @@ impl Backend {
     /// has been changed, the setup the sandbox refused runs now.
     pub async fn leave_sandbox(&mut self) -> Result<(), ProxyError> {
         if self.sandboxed {
-            self.setup(None).await?;
+            self.setup(None, false).await?;
         }
         Ok(())
     }
@@ -417,7 +468,21 @@ impl Backend {
             ));
         }
         self.forget_statements();
-        self.retrack().await
+        self.retrack().await?;
+        let login: Vec<String> = self
+            .login_state
+            .iter()
+            .map(|(name, value)| crate::frontend::state::set_statement(name, value))
+            .collect();
+        for sql in login {
+            if let Err(e) = self.simple(&sql).await {
+                if e.is_disconnect() {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "could not set `{sql}` back after a reset");
+            }
+        }
+        Ok(())
     }
 
     /// What an idle connection has said unasked or how it closed (the server's

@@ -119,10 +119,15 @@ impl SessionState {
 
     /// The statements that take a connection in this session's state to `origin`'s
     /// database and variables, and those that bring it back (both empty when they are
-    /// the same).
-    pub fn switch_to(&self, origin: &Origin) -> (Vec<String>, Vec<String>) {
-        let mut there = variable_changes(&self.variables, &origin.variables);
-        let mut back = variable_changes(&origin.variables, &self.variables);
+    /// the same). `login`: the connection's variables as it logged in (see
+    /// `Backend::login_state`), which a variable the session has not changed goes back to.
+    pub fn switch_to(
+        &self,
+        origin: &Origin,
+        login: &BTreeMap<String, String>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut there = variable_changes(&self.variables, &origin.variables, login);
+        let mut back = variable_changes(&origin.variables, &self.variables, login);
         if origin.database != self.database {
             // A database cannot be left for none: such a statement is prepared where the
             // session is.
@@ -270,7 +275,17 @@ fn context_of(database: Option<&str>, variables: &BTreeMap<String, String>) -> u
     h.finish()
 }
 
-fn set_statement(name: &str, value: &str) -> String {
+/// Session variables a login sets other than their global values whatever `init_connect`
+/// does: the character set the handshake chose (the session restores it itself) and the
+/// proxy's own tracking.
+pub(crate) fn set_by_login(name: &str) -> bool {
+    name.starts_with("character_set_")
+        || name == "collation_connection"
+        || PROXY_OWNED.contains(&name)
+        || SERVER_SET.contains(&name)
+}
+
+pub(crate) fn set_statement(name: &str, value: &str) -> String {
     let value = if value.is_empty() && name.starts_with("character_set_") {
         "NULL".to_owned()
     } else if value.parse::<f64>().is_ok() {
@@ -285,8 +300,13 @@ fn use_statement(database: &str) -> String {
     format!("USE `{}`", database.replace('`', "``"))
 }
 
-/// `SET SESSION` statements that take a connection with variables `from` to `to`.
-fn variable_changes(from: &BTreeMap<String, String>, to: &BTreeMap<String, String>) -> Vec<String> {
+/// `SET SESSION` statements that take a connection with variables `from` to `to`; a
+/// variable `to` leaves as it was goes back to its value at `login`, or its default.
+fn variable_changes(
+    from: &BTreeMap<String, String>,
+    to: &BTreeMap<String, String>,
+    login: &BTreeMap<String, String>,
+) -> Vec<String> {
     let set = to
         .iter()
         .filter(|(name, value)| from.get(*name) != Some(*value))
@@ -294,7 +314,10 @@ fn variable_changes(from: &BTreeMap<String, String>, to: &BTreeMap<String, Strin
     let reverted = from
         .keys()
         .filter(|name| !to.contains_key(*name))
-        .map(|name| format!("SET SESSION {name} = DEFAULT"));
+        .map(|name| match login.get(name) {
+            Some(value) => set_statement(name, value),
+            None => format!("SET SESSION {name} = DEFAULT"),
+        });
     set.chain(reverted).collect()
 }
 

@@ -805,6 +805,7 @@ impl Session {
             database: self.state.database.clone(),
             timeout: config.connect_timeout,
             known_limits: self.known_limits.take(),
+            login_state: config.multiplex,
         };
         let mut delay = Duration::from_millis(50);
         let mut refused = false;

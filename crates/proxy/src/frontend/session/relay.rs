@@ -92,14 +92,14 @@ impl Session {
     /// database, or parse otherwise under another `sql_mode`), the session's own state
     /// set back afterwards. Returns the server's statement id.
     pub(super) async fn prepare_in_origin(&mut self, stmt: &Statement) -> Result<u32, ProxyError> {
-        let (there, back) = if stmt.origin.context == self.state.statement_context() {
-            Default::default()
-        } else {
-            self.state.switch_to(&stmt.origin)
-        };
         let backend = self.backend.as_mut().ok_or(ProxyError::Protocol(
             "no server connection to prepare on".into(),
         ))?;
+        let (there, back) = if stmt.origin.context == self.state.statement_context() {
+            Default::default()
+        } else {
+            self.state.switch_to(&stmt.origin, &backend.login_state)
+        };
         for sql in &there {
             if let Err(e) = backend.simple(sql).await {
                 if e.is_disconnect() {
