@@ -48,6 +48,45 @@ async fn app_account(server: &Server) {
         .expect("the application account");
 }
 
+/// A primary and a replica with the application account and an empty ledger, the replica
+/// caught up.
+async fn ledger_pair() -> Replication {
+    let set = Replication::builder()
+        .replicas(1)
+        .start()
+        .await
+        .expect("a replication pair");
+    app_account(set.member(0)).await;
+    set.member(0)
+        .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
+        .await
+        .unwrap();
+    set.wait_caught_up().await.unwrap();
+    set
+}
+
+/// A proxy with the defaults in front of `set`, once it names the primary the writer and
+/// has made its commit marks' table there.
+async fn pair_proxy(set: &Replication) -> Proxy {
+    let proxy = cluster_proxy(
+        &[set.member(0), set.member(1)],
+        ClusterKind::Replication,
+        |_| {},
+    )
+    .await;
+    wait_writer(&proxy, set.member(0)).await;
+    wait_for_marks(&proxy).await;
+    proxy
+}
+
+/// The code, SQLSTATE and message of the error packet a statement got.
+fn server_error(e: mysql_async::Error) -> (u16, String, String) {
+    match e {
+        mysql_async::Error::Server(s) => (s.code, s.state, s.message),
+        other => panic!("expected an error packet, got {other}"),
+    }
+}
+
 fn addr(server: &Server) -> ServerAddr {
     ServerAddr {
         host: "127.0.0.1".into(),
@@ -368,20 +407,8 @@ async fn collect(handles: Vec<tokio::task::JoinHandle<Seen>>) -> Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planned_switchover_is_invisible_to_clients() {
     tokio::time::timeout(TEST_BOUND, async {
-        let set = Replication::builder().replicas(1).start().await.expect("a replication pair");
-        app_account(set.member(0)).await;
-        set.member(0)
-            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
-            .await
-            .unwrap();
-        set.wait_caught_up().await.unwrap();
-        let proxy = cluster_proxy(
-            &[set.member(0), set.member(1)],
-            ClusterKind::Replication,
-            |_| {},
-        )
-        .await;
-        wait_writer(&proxy, set.member(0)).await;
+        let set = ledger_pair().await;
+        let proxy = pair_proxy(&set).await;
 
         let stop = Arc::new(AtomicBool::new(false));
         let workers = clients(&proxy, 4, true, &stop);
@@ -447,21 +474,8 @@ async fn planned_switchover_is_invisible_to_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_moves_transactions_of_prepared_statements() {
     tokio::time::timeout(TEST_BOUND, async {
-        let set = Replication::builder().replicas(1).start().await.expect("a replication pair");
-        app_account(set.member(0)).await;
-        set.member(0)
-            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
-            .await
-            .unwrap();
-        set.wait_caught_up().await.unwrap();
-        let proxy = cluster_proxy(
-            &[set.member(0), set.member(1)],
-            ClusterKind::Replication,
-            |_| {},
-        )
-        .await;
-        wait_writer(&proxy, set.member(0)).await;
-        wait_for_marks(&proxy).await;
+        let set = ledger_pair().await;
+        let proxy = pair_proxy(&set).await;
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (1..=4)
             .map(|w| tokio::spawn(transaction_client(client_opts(&proxy), w, stop.clone())))
@@ -637,13 +651,7 @@ async fn newest_by_worker(server: &Server) -> std::collections::BTreeMap<i64, i6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxies_follow_one_switchover() {
     tokio::time::timeout(TEST_BOUND, async {
-        let set = Replication::builder().replicas(1).start().await.expect("a replication pair");
-        app_account(set.member(0)).await;
-        set.member(0)
-            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
-            .await
-            .unwrap();
-        set.wait_caught_up().await.unwrap();
+        let set = ledger_pair().await;
         let members = [set.member(0), set.member(1)];
         // With autocommit_write_marks, a wrapped write whose COMMIT the old primary
         // refuses (read_only set between the INSERT and the COMMIT) runs again on the new
@@ -827,10 +835,6 @@ async fn single_read_only_server_answers_1290_as_directly() {
         .unwrap();
         let mut through = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
         let insert = "INSERT INTO ledger (id, worker) VALUES (1, 1)";
-        let server_error = |e: mysql_async::Error| match e {
-            mysql_async::Error::Server(s) => (s.code, s.state, s.message),
-            other => panic!("expected the server's error, got {other}"),
-        };
         let d = server_error(direct.query_drop(insert).await.unwrap_err());
         let started = Instant::now();
         let p = server_error(through.query_drop(insert).await.unwrap_err());
@@ -857,25 +861,8 @@ async fn single_read_only_server_answers_1290_as_directly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_transaction_that_cannot_be_replayed_is_told_the_writer_moved() {
     tokio::time::timeout(TEST_BOUND, async {
-        let set = Replication::builder()
-            .replicas(1)
-            .start()
-            .await
-            .expect("a replication pair");
-        app_account(set.member(0)).await;
-        set.member(0)
-            .admin("CREATE TABLE goneaway.ledger (id BIGINT PRIMARY KEY, worker INT NOT NULL)")
-            .await
-            .unwrap();
-        set.wait_caught_up().await.unwrap();
-        let proxy = cluster_proxy(
-            &[set.member(0), set.member(1)],
-            ClusterKind::Replication,
-            |_| {},
-        )
-        .await;
-        wait_writer(&proxy, set.member(0)).await;
-        wait_for_marks(&proxy).await;
+        let set = ledger_pair().await;
+        let proxy = pair_proxy(&set).await;
         let mut conn = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
         conn.query_drop("BEGIN").await.unwrap();
         let old_id: Option<u32> = conn.query_first("SELECT @@server_id").await.unwrap();
@@ -892,10 +879,6 @@ async fn a_moved_transaction_that_cannot_be_replayed_is_told_the_writer_moved() 
             .unwrap();
         set.switchover(1).await.unwrap();
         wait_writer(&proxy, set.member(1)).await;
-        let server_error = |e: mysql_async::Error| match e {
-            mysql_async::Error::Server(s) => (s.code, s.state, s.message),
-            other => panic!("expected an error packet, got {other}"),
-        };
         let (code, state, message) = server_error(
             conn.query_drop("INSERT INTO ledger (id, worker) VALUES (2, 1)")
                 .await
