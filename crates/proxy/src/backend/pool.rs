@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::stats::Stats;
 
@@ -164,7 +164,8 @@ pub struct BackendPool {
     idle: Mutex<HashMap<PoolKey, VecDeque<Idle>>>,
     /// Sessions waiting for a connection of their key, oldest first: a connection put back
     /// goes to the first of them before the pool, so that no session starves while
-    /// others take their own connection back between statements.
+    /// others take their own connection back between statements. Lock order: `waiters`
+    /// before `idle`, never the other way.
     waiters: Mutex<HashMap<PoolKey, VecDeque<oneshot::Sender<Handover>>>>,
     /// Sessions waiting for a backend slot to open a new connection (a login): while
     /// there are any, a connection put back is closed to free its slot, so that logins
@@ -173,8 +174,6 @@ pub struct BackendPool {
     /// Connections in the pool now (all keys): the `goneaway_proxy_pool_idle_connections`
     /// gauge.
     stats: Arc<Stats>,
-    /// Woken when a connection is put back.
-    returned: Notify,
 }
 
 impl BackendPool {
@@ -185,7 +184,6 @@ impl BackendPool {
             waiters: Mutex::default(),
             slot_waiters: AtomicUsize::new(0),
             stats,
-            returned: Notify::new(),
         }
     }
 
@@ -212,21 +210,32 @@ impl BackendPool {
             return;
         }
         let mut handover = (backend, owner, carried);
-        {
-            let mut waiters = self.waiters.lock().unwrap();
-            if let Some(queue) = waiters.get_mut(&key) {
-                while let Some(waiter) = queue.pop_front() {
-                    match waiter.send(handover) {
-                        Ok(()) => return,
-                        // That session stopped waiting.
-                        Err(back) => handover = back,
-                    }
+        // The waiters stay locked until the connection is in the pool: a session that
+        // registers its wait ([`BackendPool::wait_for`]) then looks into the pool either
+        // is handed this connection or finds it there, never neither (a session on another
+        // thread would otherwise wait out `backend_slot_wait` beside an idle connection).
+        let mut waiters = self.waiters.lock().unwrap();
+        if let Some(queue) = waiters.get_mut(&key) {
+            while let Some(waiter) = queue.pop_front() {
+                match waiter.send(handover) {
+                    Ok(()) => return,
+                    // That session stopped waiting.
+                    Err(back) => handover = back,
                 }
-                waiters.remove(&key);
             }
+            waiters.remove(&key);
         }
         let (backend, owner, carried) = handover;
         let mut idle = self.idle.lock().unwrap();
+        // Asked again under the pool's lock, which a login takes to evict after it counts
+        // itself ([`BackendPool::wait_for_slot`]): it either is counted here or finds this
+        // connection to evict.
+        if self.slot_waiters.load(Ordering::Acquire) > 0 {
+            drop(idle);
+            drop(waiters);
+            tokio::spawn(backend.quit());
+            return;
+        }
         idle.entry(key).or_default().push_back(Idle {
             backend,
             owner,
@@ -236,7 +245,7 @@ impl BackendPool {
         });
         self.count(1);
         drop(idle);
-        self.returned.notify_one();
+        drop(waiters);
     }
 
     /// Takes the connection that fits session `session` best (see the module docs).
@@ -338,14 +347,10 @@ impl BackendPool {
         out
     }
 
-    /// Completes when a connection is put back (or at once if one was put back since the
-    /// last wait).
-    pub async fn returned(&self) {
-        self.returned.notified().await
-    }
-
     /// Counts the caller as waiting for a slot while the guard lives (see
-    /// [`BackendPool::slot_waiters`]).
+    /// [`BackendPool::slot_waiters`]). Evict ([`BackendPool::evict_oldest`]) after this,
+    /// not before: a connection put back in between is then closed for the caller or
+    /// found.
     pub fn wait_for_slot(&self) -> SlotWait<'_> {
         self.slot_waiters.fetch_add(1, Ordering::AcqRel);
         SlotWait(self)
@@ -353,7 +358,8 @@ impl BackendPool {
 
     /// Queues the caller for the next connection of `key` put back. Drop the receiver to
     /// stop waiting (after `close` and a last `try_recv`, so that a connection handed over
-    /// meanwhile is not lost).
+    /// meanwhile is not lost). Look into the pool ([`BackendPool::take`]) after this, not
+    /// before: a connection put back in between is then handed over or found.
     pub fn wait_for(&self, key: &PoolKey) -> oneshot::Receiver<Handover> {
         let (tx, rx) = oneshot::channel();
         self.waiters

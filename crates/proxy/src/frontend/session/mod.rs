@@ -725,6 +725,22 @@ impl Session {
         self.explained.take().unwrap_or(Cause::Unknown)
     }
 
+    /// Ends a wait for a shared connection (see [`BackendPool::wait_for`]): one handed over
+    /// meanwhile goes back to the pool, for the next session.
+    ///
+    /// [`BackendPool::wait_for`]: crate::backend::pool::BackendPool::wait_for
+    fn stop_waiting(
+        &self,
+        handover: Option<tokio::sync::oneshot::Receiver<crate::backend::pool::Handover>>,
+    ) {
+        if let Some(mut rx) = handover {
+            rx.close();
+            if let Ok((b, owner, carried)) = rx.try_recv() {
+                self.shared.pool.put(self.pool_key(), b, owner, carried);
+            }
+        }
+    }
+
     /// Connects a backend for this session and restores its state, waiting for a
     /// restarting server up to the configured time.
     async fn fresh_backend(&mut self) -> Result<(), ProxyError> {
@@ -751,25 +767,43 @@ impl Session {
             }
         }
         // A shared connection found closed: the next one is opened, as after any loss.
-        let pooled = pooled && !self.after_loss;
+        let mut pooled = pooled && !self.after_loss;
         let slots = self.shared.backend_slots.clone();
         let slot_deadline = tokio::time::Instant::now() + config.backend_slot_wait;
         let permit = loop {
             if let Ok(p) = slots.clone().try_acquire_owned() {
                 break p;
             }
+            // Wait for a slot, or (sharing) for a connection of this key put back. A session
+            // that must open a new one (a login) has connections put back closed for it.
+            // The wait is registered before the pool is looked at again: a connection put
+            // back by a session on another thread between this session's last look and its
+            // registration would otherwise sit in the pool while this session waits for a
+            // slot that never frees.
+            let mut handover = pooled.then(|| self.shared.pool.wait_for(&self.pool_key()));
+            let shared = self.shared.clone();
+            let _slot_wait = (config.multiplex && !pooled).then(|| shared.pool.wait_for_slot());
+            if pooled {
+                let taken = self.take_pooled(None).await;
+                if !matches!(taken, Ok(false)) {
+                    self.stop_waiting(handover);
+                    return taken.map(|_| ());
+                }
+                if self.after_loss {
+                    // It found one closed: the next is opened, as after any loss.
+                    pooled = false;
+                    self.stop_waiting(handover);
+                    continue;
+                }
+            }
             if config.multiplex {
                 // A connection of another account or shape, unused: its slot serves better.
                 if let Some(old) = self.shared.pool.evict_oldest() {
+                    self.stop_waiting(handover);
                     old.quit().await;
                     continue;
                 }
             }
-            // Wait for a slot, or (sharing) for a connection of this key put back. A session
-            // that must open a new one (a login) has connections put back closed for it.
-            let mut handover = pooled.then(|| self.shared.pool.wait_for(&self.pool_key()));
-            let shared = self.shared.clone();
-            let _slot_wait = (config.multiplex && !pooled).then(|| shared.pool.wait_for_slot());
             let got = tokio::select! {
                 p = slots.clone().acquire_owned() => Some(p),
                 h = async { match handover.as_mut() { Some(rx) => rx.await.ok(), None => std::future::pending().await } }, if pooled => {
@@ -780,6 +814,7 @@ impl Session {
                     None
                 }
                 () = tokio::time::sleep_until(slot_deadline) => {
+                    self.stop_waiting(handover);
                     return Err(ProxyError::Busy(format!(
                         "Too many connections (goneaway proxy: all max_backends = {} server connections stayed in use for {:?}; \
                          raise max_backends or lower the number of clients)",
@@ -788,12 +823,7 @@ impl Session {
                 }
             };
             // No longer waiting: a connection handed over meanwhile goes back.
-            if let Some(mut rx) = handover {
-                rx.close();
-                if let Ok((b, owner, carried)) = rx.try_recv() {
-                    self.shared.pool.put(self.pool_key(), b, owner, carried);
-                }
-            }
+            self.stop_waiting(handover);
             if let Some(p) = got {
                 break p.map_err(|_| ProxyError::Timeout("the proxy is shutting down".into()))?;
             }
