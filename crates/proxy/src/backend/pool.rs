@@ -362,12 +362,13 @@ impl BackendPool {
     /// before: a connection put back in between is then handed over or found.
     pub fn wait_for(&self, key: &PoolKey) -> oneshot::Receiver<Handover> {
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap()
-            .entry(key.clone())
-            .or_default()
-            .push_back(tx);
+        let mut waiters = self.waiters.lock().unwrap();
+        let queue = waiters.entry(key.clone()).or_default();
+        // Waits that ended without a connection put back (a slot came free, the wait
+        // timed out) leave their closed senders behind: dropped here, so that the queue
+        // holds no more than the sessions waiting now even when nothing is put back.
+        queue.retain(|w| !w.is_closed());
+        queue.push_back(tx);
         rx
     }
 }
