@@ -9,9 +9,11 @@
 //! - `SHOW GLOBAL VARIABLES` for `read_only` and `wsrep_on`;
 //! - on a Galera node (`wsrep_on = ON`), `wsrep_local_state` (4 = Synced), `wsrep_ready`
 //!   and `wsrep_cluster_status` (`Primary`);
-//! - otherwise `SHOW SLAVE STATUS`: a row means the server replicates from another. Without
-//!   the privilege to ask (`SLAVE MONITOR`, or `REPLICATION CLIENT` before MariaDB 10.5),
-//!   `read_only` alone decides.
+//! - otherwise `SHOW SLAVE STATUS`: a row means the server replicates from another, and
+//!   its `Seconds_Behind_Master` is the replica's lag (logged with each change of writer,
+//!   named in the error of a session that found no writer, and exported as
+//!   `goneaway_proxy_replica_lag_seconds`). Without the privilege to ask (`SLAVE MONITOR`,
+//!   or `REPLICATION CLIENT` before MariaDB 10.5), `read_only` alone decides.
 //!
 //! The writer, for replication: the one reachable server with `read_only = OFF` that
 //! replicates from nobody. Two such servers are a split brain: the current writer is kept
@@ -73,6 +75,10 @@ pub struct ServerView {
     /// Whether `SHOW SLAVE STATUS` has a row; `None` when not asked (Galera, down) or not
     /// allowed.
     pub replica: Option<bool>,
+    /// A replica's `Seconds_Behind_Master`; `None` when it is no replica or the server
+    /// cannot tell (`NULL`: a replication thread stopped, or not connected to its primary).
+    /// How far a switchover to it would wait for it to catch up.
+    pub lag: Option<u64>,
     /// For a Galera node (`wsrep_on = ON`), its state.
     pub galera: Option<GaleraView>,
     /// What the server said, in words, for the log and for the error a client gets when
@@ -87,6 +93,7 @@ impl ServerView {
             up: false,
             read_only: None,
             replica: None,
+            lag: None,
             galera: None,
             evidence: format!("down ({why})"),
         }
@@ -410,6 +417,7 @@ fn decide(
                 server: s.addr.to_string(),
                 up: s.up,
                 role: s.role(view.writer.as_ref() == Some(&s.addr)),
+                lag: s.lag,
             })
             .collect(),
     );
@@ -498,6 +506,9 @@ async fn poll(
     }
 }
 
+/// The column of `Seconds_Behind_Master` in a `SHOW SLAVE STATUS` row.
+const SECONDS_BEHIND_MASTER: usize = 32;
+
 /// The queries of one poll (see the module docs).
 async fn read(
     addr: &ServerAddr,
@@ -546,29 +557,39 @@ async fn read(
             up: true,
             read_only,
             replica: None,
+            lag: None,
             galera: Some(g),
             evidence,
         });
     }
-    let (replica, evidence) = match b.simple("SHOW SLAVE STATUS").await {
+    let (replica, lag, evidence) = match b.simple("SHOW SLAVE STATUS").await {
         Ok(rows) => match rows.first() {
-            None => (Some(false), format!("{ro}, replicates from nobody")),
+            None => (Some(false), None, format!("{ro}, replicates from nobody")),
             Some(r) => {
-                let col = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                // Master_Host, Master_Port, Slave_IO_Running, Slave_SQL_Running.
+                let col = |i: usize| r.get(i).cloned().flatten();
+                let text = |i: usize| col(i).unwrap_or_default();
+                // Master_Host, Master_Port, Slave_IO_Running, Slave_SQL_Running and
+                // Seconds_Behind_Master: the same places in MariaDB's and MySQL's rows.
+                let lag = col(SECONDS_BEHIND_MASTER).and_then(|v| v.parse::<u64>().ok());
+                let behind = match lag {
+                    Some(s) => format!("{s} s behind"),
+                    None => "lag unknown".to_owned(),
+                };
                 (
                     Some(true),
+                    lag,
                     format!(
-                        "{ro}, replica of {}:{} (IO {}, SQL {})",
-                        col(1),
-                        col(3),
-                        col(10),
-                        col(11)
+                        "{ro}, replica of {}:{} (IO {}, SQL {}, {behind})",
+                        text(1),
+                        text(3),
+                        text(10),
+                        text(11)
                     ),
                 )
             }
         },
         Err(ProxyError::Server(e)) => (
+            None,
             None,
             format!("{ro}, replication state unreadable ({e}; grant SLAVE MONITOR to the backend account)"),
         ),
@@ -579,6 +600,7 @@ async fn read(
         up: true,
         read_only,
         replica,
+        lag,
         galera: None,
         evidence,
     })
@@ -597,6 +619,7 @@ mod tests {
             up,
             read_only: up.then_some(read_only),
             replica: up.then_some(replica),
+            lag: None,
             galera: None,
             evidence: String::new(),
         }

@@ -99,6 +99,8 @@ pub struct ServerGauge {
     pub up: bool,
     /// One of [`crate::monitor::ROLES`].
     pub role: &'static str,
+    /// A replica's `Seconds_Behind_Master`, when the server tells it.
+    pub lag: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -500,6 +502,16 @@ impl Stats {
                     "goneaway_proxy_server_role{{server=\"{}\",role=\"{role}\"}} {}",
                     s.server,
                     u8::from(s.role == role)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP goneaway_proxy_replica_lag_seconds Each replica's Seconds_Behind_Master at the monitor's last poll (no series while the server cannot tell: a replication thread stopped).\n# TYPE goneaway_proxy_replica_lag_seconds gauge");
+        for s in &servers {
+            if let Some(lag) = s.lag {
+                let _ = writeln!(
+                    out,
+                    "goneaway_proxy_replica_lag_seconds{{server=\"{}\"}} {lag}",
+                    s.server
                 );
             }
         }

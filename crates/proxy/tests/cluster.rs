@@ -1,8 +1,8 @@
 //! The proxy in front of a cluster: a planned switchover and an unplanned failover of a
 //! real GTID replication pair, two proxies in front of one pair through a switchover, the
 //! Galera node that serves as writer killed, a moved transaction that cannot be replayed
-//! told so in words, and a single read-only server that still answers 1290 as it does
-//! directly.
+//! told so in words, a single read-only server that still answers 1290 as it does
+//! directly, and a replica's lag as the monitor reads it.
 //!
 //! Clients are real (mysql_async connections, text and prepared, and the `mariadb`
 //! client); every write carries a unique id, so that what the clients were told is checked
@@ -944,6 +944,84 @@ async fn a_moved_transaction_that_cannot_be_replayed_is_told_the_writer_moved() 
             stats.absorbed_by_cause()
         );
         conn.disconnect().await.unwrap();
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+/// The monitor reads each replica's lag: a replica whose SQL thread waits on a row lock (as
+/// a real one behind a long transaction does) shows a growing
+/// `goneaway_proxy_replica_lag_seconds` and "N s behind" in the cluster view (which a
+/// session that finds no writer is told); a replica with its replication stopped shows no
+/// figure at all ("lag unknown"), never a reassuring 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_lag_is_read_by_the_monitor_and_exported() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let set = ledger_pair().await;
+        let proxy = pair_proxy(&set).await;
+        let replica = format!("127.0.0.1:{}", set.member(1).port());
+        let series = format!("goneaway_proxy_replica_lag_seconds{{server=\"{replica}\"}} ");
+        let metrics_addr = proxy.metrics_addr().unwrap();
+        let lag = || async {
+            let metrics = crate::common::http_get(metrics_addr, "/metrics").await;
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let evidence = |proxy: &Proxy| {
+            proxy
+                .cluster()
+                .servers
+                .iter()
+                .find(|s| s.addr.to_string() == replica)
+                .map(|s| s.evidence.clone())
+                .unwrap_or_default()
+        };
+        let until = |what: &str, started: Instant| {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: {}",
+                proxy.cluster().describe()
+            );
+        };
+        // Caught up.
+        let started = Instant::now();
+        while lag().await != Some(0) {
+            until("a caught-up replica shows lag 0", started);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Falling behind, a second every second.
+        let hold = set.hold_sql_thread(1).await.unwrap();
+        let started = Instant::now();
+        while lag().await.is_none_or(|s| s < 2) {
+            until("a held replica's lag reaches 2 s", started);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            evidence(&proxy).contains(" s behind"),
+            "{}",
+            evidence(&proxy)
+        );
+        assert_eq!(
+            proxy.cluster().writer.as_ref().map(|w| w.port),
+            Some(set.member(0).port()),
+            "a lagging replica changes nothing about the writer"
+        );
+        hold.release().await.unwrap();
+        let started = Instant::now();
+        while lag().await != Some(0) {
+            until("the released replica catches up", started);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Replication stopped: the server cannot tell, and neither does the proxy.
+        set.stop_replication(1).await.unwrap();
+        let started = Instant::now();
+        while lag().await.is_some() || !evidence(&proxy).contains("lag unknown") {
+            until("a stopped replica shows no lag figure", started);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        set.start_replication(1).await.unwrap();
     })
     .await
     .expect("the test finished in time");
