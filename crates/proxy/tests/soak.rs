@@ -22,7 +22,8 @@
 //!
 //! `GONEAWAY_SOAK_SECS` (default 20) sizes the run, `GONEAWAY_SOAK_SEED` reruns a schedule
 //! of work and faults (the server's timing still varies); `make soak SECONDS=600` runs a
-//! long one.
+//! long one. `GONEAWAY_SOAK_MAX_BACKENDS=3` gives the six writers three server connections,
+//! so that sessions wait for and are handed one another's connections through the faults.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -366,6 +367,14 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
         c.stall_check = Some(Duration::from_secs(1));
         // Connections shared between the writers: every fault hits the pool too.
         c.multiplex = true;
+        // GONEAWAY_SOAK_MAX_BACKENDS=<n>: fewer server connections than writers, so that
+        // sessions wait for one another's (the pool's hand-over path) through the faults.
+        if let Some(n) = std::env::var("GONEAWAY_SOAK_MAX_BACKENDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            c.max_backends = n;
+        }
     })
     .await;
     let mut setup = connect(&proxy).await;

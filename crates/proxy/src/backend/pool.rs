@@ -132,6 +132,34 @@ impl Drop for SlotWait<'_> {
 /// carries.
 pub type Handover = (Backend, u64, Carried);
 
+/// A session waiting for a connection of its key to be put back
+/// ([`BackendPool::wait_for`]). Dropping it ends the wait, wherever that happens (the wait
+/// was served, gave up, or its future was dropped): a connection handed over meanwhile and
+/// not received goes back to the pool for the next session, never closed with the wait.
+#[derive(Debug)]
+pub struct HandoverWait<'a> {
+    pool: &'a BackendPool,
+    key: PoolKey,
+    rx: oneshot::Receiver<Handover>,
+}
+
+impl HandoverWait<'_> {
+    /// The next connection put back for this key. Cancel-safe: one handed over and not
+    /// yet received is put back when the wait is dropped.
+    pub async fn handed(&mut self) -> Option<Handover> {
+        (&mut self.rx).await.ok()
+    }
+}
+
+impl Drop for HandoverWait<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok((backend, owner, carried)) = self.rx.try_recv() {
+            self.pool.put(self.key.clone(), backend, owner, carried);
+        }
+    }
+}
+
 /// How a connection that `owner` used last, carrying `carried`, fits session `session`
 /// that wants `wants`; `None` when it cannot serve it at all (it is in a database and the
 /// session in none, which no statement can undo).
@@ -146,6 +174,15 @@ pub fn fit(owner: u64, carried: &Carried, session: u64, wants: Wants<'_>) -> Opt
         Some(Fit::SameState)
     } else {
         Some(Fit::Reset)
+    }
+}
+
+/// Closes `backend` politely (`COM_QUIT`) in a task of its own. Outside a runtime (a
+/// [`HandoverWait`] dropped as the runtime shuts down) it is only dropped: the socket
+/// closes and the slot frees all the same.
+fn close_off_path(backend: Backend) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(backend.quit());
     }
 }
 
@@ -206,7 +243,7 @@ impl BackendPool {
     pub fn put(&self, key: PoolKey, backend: Backend, owner: u64, carried: Carried) {
         if self.slot_waiters.load(Ordering::Acquire) > 0 {
             // Its slot serves a login better; closed politely, off the caller's path.
-            tokio::spawn(backend.quit());
+            close_off_path(backend);
             return;
         }
         let mut handover = (backend, owner, carried);
@@ -233,7 +270,7 @@ impl BackendPool {
         if self.slot_waiters.load(Ordering::Acquire) > 0 {
             drop(idle);
             drop(waiters);
-            tokio::spawn(backend.quit());
+            close_off_path(backend);
             return;
         }
         idle.entry(key).or_default().push_back(Idle {
@@ -356,11 +393,10 @@ impl BackendPool {
         SlotWait(self)
     }
 
-    /// Queues the caller for the next connection of `key` put back. Drop the receiver to
-    /// stop waiting (after `close` and a last `try_recv`, so that a connection handed over
-    /// meanwhile is not lost). Look into the pool ([`BackendPool::take`]) after this, not
+    /// Queues the caller for the next connection of `key` put back, until the returned
+    /// guard is dropped. Look into the pool ([`BackendPool::take`]) after this, not
     /// before: a connection put back in between is then handed over or found.
-    pub fn wait_for(&self, key: &PoolKey) -> oneshot::Receiver<Handover> {
+    pub fn wait_for(&self, key: &PoolKey) -> HandoverWait<'_> {
         let (tx, rx) = oneshot::channel();
         let mut waiters = self.waiters.lock().unwrap();
         let queue = waiters.entry(key.clone()).or_default();
@@ -369,6 +405,10 @@ impl BackendPool {
         // holds no more than the sessions waiting now even when nothing is put back.
         queue.retain(|w| !w.is_closed());
         queue.push_back(tx);
-        rx
+        HandoverWait {
+            pool: self,
+            key: key.clone(),
+            rx,
+        }
     }
 }

@@ -725,22 +725,6 @@ impl Session {
         self.explained.take().unwrap_or(Cause::Unknown)
     }
 
-    /// Ends a wait for a shared connection (see [`BackendPool::wait_for`]): one handed over
-    /// meanwhile goes back to the pool, for the next session.
-    ///
-    /// [`BackendPool::wait_for`]: crate::backend::pool::BackendPool::wait_for
-    fn stop_waiting(
-        &self,
-        handover: Option<tokio::sync::oneshot::Receiver<crate::backend::pool::Handover>>,
-    ) {
-        if let Some(mut rx) = handover {
-            rx.close();
-            if let Ok((b, owner, carried)) = rx.try_recv() {
-                self.shared.pool.put(self.pool_key(), b, owner, carried);
-            }
-        }
-    }
-
     /// Connects a backend for this session and restores its state, waiting for a
     /// restarting server up to the configured time.
     async fn fresh_backend(&mut self) -> Result<(), ProxyError> {
@@ -779,42 +763,38 @@ impl Session {
             // The wait is registered before the pool is looked at again: a connection put
             // back by a session on another thread between this session's last look and its
             // registration would otherwise sit in the pool while this session waits for a
-            // slot that never frees.
-            let mut handover = pooled.then(|| self.shared.pool.wait_for(&self.pool_key()));
+            // slot that never frees. Both waits end with their guards, on every way out of
+            // this iteration (a connection handed over and not taken goes back to the pool).
             let shared = self.shared.clone();
+            let mut handover = pooled.then(|| shared.pool.wait_for(&self.pool_key()));
             let _slot_wait = (config.multiplex && !pooled).then(|| shared.pool.wait_for_slot());
             if pooled {
-                let taken = self.take_pooled(None).await;
-                if !matches!(taken, Ok(false)) {
-                    self.stop_waiting(handover);
-                    return taken.map(|_| ());
+                if self.take_pooled(None).await? {
+                    return Ok(());
                 }
                 if self.after_loss {
                     // It found one closed: the next is opened, as after any loss.
                     pooled = false;
-                    self.stop_waiting(handover);
                     continue;
                 }
             }
             if config.multiplex {
                 // A connection of another account or shape, unused: its slot serves better.
                 if let Some(old) = self.shared.pool.evict_oldest() {
-                    self.stop_waiting(handover);
+                    drop(handover);
                     old.quit().await;
                     continue;
                 }
             }
             let got = tokio::select! {
                 p = slots.clone().acquire_owned() => Some(p),
-                h = async { match handover.as_mut() { Some(rx) => rx.await.ok(), None => std::future::pending().await } }, if pooled => {
-                    handover = None;
+                h = async { match handover.as_mut() { Some(w) => w.handed().await, None => std::future::pending().await } }, if pooled => {
                     if self.take_pooled(h).await? {
                         return Ok(());
                     }
                     None
                 }
                 () = tokio::time::sleep_until(slot_deadline) => {
-                    self.stop_waiting(handover);
                     return Err(ProxyError::Busy(format!(
                         "Too many connections (goneaway proxy: all max_backends = {} server connections stayed in use for {:?}; \
                          raise max_backends or lower the number of clients)",
@@ -822,8 +802,6 @@ impl Session {
                     )));
                 }
             };
-            // No longer waiting: a connection handed over meanwhile goes back.
-            self.stop_waiting(handover);
             if let Some(p) = got {
                 break p.map_err(|_| ProxyError::Timeout("the proxy is shutting down".into()))?;
             }
