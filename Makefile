@@ -2,7 +2,8 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test torture soak bench deps bench-deps lint fmt compat compat-smoke compat-deps
+.PHONY: demo test torture soak bench deps bench-deps lint fmt compat compat-smoke compat-deps \
+	compat-multiplex compat-smoke-multiplex compat-smoke-multiplex-ps
 
 ## Install Debian's mariadb-server, mariadb-client, sysbench and python3-pymysql when they
 ## are missing (the proxy's tests drive it with the real mariadb client, sysbench and PyMySQL),
@@ -24,6 +25,7 @@ demo: deps
 test: deps lint
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory compat-smoke
+	$(MAKE) --no-print-directory compat-smoke-multiplex-ps
 
 ## The pool's torture test, long: seeded random work, cancellations and faults, checked by
 ## an oracle of the contract (make test runs a bounded 3 x 15 s slice of it).
@@ -66,3 +68,19 @@ compat: compat-deps
 ## About twenty fast tests of the same (compat/smoke.txt), each given a minute at most.
 compat-smoke: compat-deps
 	GONEAWAY_COMPAT_TIMEOUT=$${GONEAWAY_COMPAT_TIMEOUT:-1} compat/run.sh --list compat/smoke.txt
+
+## The same two with shared server connections (--multiplex): the differences sharing
+## brings by design are in compat/known-differences-multiplex.txt.
+MULTIPLEX_COMPAT = GONEAWAY_COMPAT_PROXY_ARGS="--no-commit-marks --multiplex" compat/run.sh \
+	--known compat/known-differences.txt --known compat/known-differences-multiplex.txt
+
+compat-multiplex: compat-deps
+	$(MULTIPLEX_COMPAT)
+
+compat-smoke-multiplex: compat-deps
+	GONEAWAY_COMPAT_TIMEOUT=$${GONEAWAY_COMPAT_TIMEOUT:-1} $(MULTIPLEX_COMPAT) --list compat/smoke.txt
+
+## make test's slice of it: compat/smoke-multiplex.txt, --ps-protocol only.
+compat-smoke-multiplex-ps: compat-deps
+	GONEAWAY_COMPAT_TIMEOUT=$${GONEAWAY_COMPAT_TIMEOUT:-1} $(MULTIPLEX_COMPAT) \
+		--list compat/smoke-multiplex.txt --protocol ps

@@ -9,7 +9,8 @@
 #   compat/run.sh --list compat/smoke.txt the short list (make compat-smoke)
 #   compat/run.sh --only direct           only the direct runs (to vet a new list)
 #   compat/run.sh --protocol ps           only the --ps-protocol pair
-#   compat/run.sh --known FILE            another known-differences file
+#   compat/run.sh --known FILE            another known-differences file (given twice or
+#                                         more: the differences of all of them)
 #   compat/run.sh main.ps main.sp         these tests (configurations from the list)
 #
 # Each server is started by mtr itself (`mtr --start`), so it has mtr's configuration, the
@@ -42,7 +43,8 @@ root=$(cd "$here/.." && pwd)
 mtr_dir=${GONEAWAY_MTR_DIR:-/usr/share/mysql/mysql-test}
 mtr_run_dir=$mtr_dir # the shadow tree, once make_shadow has made it
 timeout_min=${GONEAWAY_COMPAT_TIMEOUT:-2}
-known_file="$here/known-differences.txt"
+known_files=("$here/known-differences.txt")
+known_given=0
 list_file="$here/tests.txt"
 only=all
 protocols="text ps"
@@ -56,7 +58,10 @@ while [ $# -gt 0 ]; do
         --list) list_file=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         --protocol) protocols=$2; shift 2 ;;
-        --known) known_file=$2; shift 2 ;;
+        --known)
+            [ "$known_given" = 0 ] && known_files=()
+            known_given=1
+            known_files+=("$2"); shift 2 ;;
         -h|--help) sed -n '2,/^set -/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) tests+=("$1"); shift ;;
@@ -157,7 +162,8 @@ done
 
 # Known differences: "suite.test  reason" per line; a line without a reason is an error.
 declare -A known=()
-if [ -f "$known_file" ]; then
+for known_file in "${known_files[@]}"; do
+    [ -f "$known_file" ] || die "no known-differences file $known_file"
     n=0
     while IFS= read -r line; do
         n=$((n + 1))
@@ -168,7 +174,7 @@ if [ -f "$known_file" ]; then
         [ -n "$reason" ] || die "$known_file:$n: $name has no reason"
         known[$name]=$reason
     done < "$known_file"
-fi
+done
 
 work=${GONEAWAY_COMPAT_DIR:-$(mktemp -d /tmp/goneaway-compat.XXXXXX)}
 mkdir -p "$work" || die "cannot create $work"

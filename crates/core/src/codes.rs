@@ -87,6 +87,9 @@ pub const ER_LOCK_DEADLOCK: u16 = 1213;
 pub const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
 /// 1317: "Query execution was interrupted" (SQLSTATE 70100) — KILL QUERY, or a shutdown.
 pub const ER_QUERY_INTERRUPTED: u16 = 1317;
+/// 1461: "Can't create more than max_prepared_stmt_count statements" — the server-wide
+/// limit of prepared statements, which statements a proxy keeps for reuse count against.
+pub const ER_MAX_PREPARED_STMT_COUNT_REACHED: u16 = 1461;
 /// 1820: "You must SET PASSWORD before executing this statement" — an account whose
 /// password expired, logged in in sandbox mode.
 pub const ER_MUST_CHANGE_PASSWORD: u16 = 1820;

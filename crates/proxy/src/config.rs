@@ -286,6 +286,17 @@ pub struct ProxyConfig {
     pub switchover_wait: Duration,
     /// How often the monitor polls each member of [`ProxyConfig::servers`].
     pub monitor_interval: Duration,
+    /// Send reads to replicas (with [`ProxyConfig::multiplex`], in front of a replicated
+    /// cluster; off by default). The consistency rule: a text-protocol `SELECT` outside a
+    /// transaction, by a session with nothing pinned, runs on a replica that is up,
+    /// replicating, at most [`ProxyConfig::max_replica_lag`] behind, and has applied the
+    /// last transaction this session committed (`MASTER_GTID_WAIT` of the session's
+    /// `last_gtid`, without waiting); otherwise on the writer. A session so reads its own
+    /// writes; other sessions' writes may show up to `max_replica_lag` late, and two
+    /// reads of a session may see two replicas. See [`crate::router::replica_for_read`].
+    pub replica_reads: bool,
+    /// How far behind (`Seconds_Behind_Master`) a replica may be and still serve reads.
+    pub max_replica_lag: Duration,
     /// Who may log in to the proxy. Empty means "the backend URL's own account", so that
     /// `--listen` and `--backend` are enough to start; never an open relay.
     pub accounts: Vec<Account>,
@@ -410,6 +421,10 @@ impl ProxyConfig {
             // A poll is three small queries per server; twice a second keeps a switchover's
             // extra wait under a second, at a cost no server notices.
             monitor_interval: Duration::from_millis(500),
+            replica_reads: false,
+            // Ten seconds: a replica an application reads from is one that keeps up; the
+            // monitor's own reading of the lag is a poll old at most.
+            max_replica_lag: Duration::from_secs(10),
             accounts: Vec::new(),
             metrics_listen: None,
             // Plenty for an application fleet on one host; each costs one task and buffers.
@@ -609,6 +624,12 @@ impl ProxyConfig {
         if let Some(v) = file.switchover_wait_secs {
             c.switchover_wait = secs(v);
         }
+        if let Some(v) = file.replica_reads {
+            c.replica_reads = v;
+        }
+        if let Some(v) = file.max_replica_lag_secs {
+            c.max_replica_lag = secs(v);
+        }
         if let Some(v) = file.monitor_interval_secs {
             // A poll every few milliseconds would be load, not vigilance.
             c.monitor_interval = secs(v).max(Duration::from_millis(50));
@@ -661,8 +682,21 @@ impl ProxyConfig {
         if let Some(v) = file.server_accounts {
             c.server_accounts = v;
         }
-        c.check_tls()?;
+        c.check()?;
         Ok(c)
+    }
+
+    /// Checks that the settings go together: [`ProxyConfig::check_tls`], and reads on
+    /// replicas only with shared connections (a read borrows a replica's connection for
+    /// one statement).
+    pub fn check(&self) -> Result<(), ProxyError> {
+        self.check_tls()?;
+        if self.replica_reads && !self.multiplex {
+            return Err(ProxyError::Config(
+                "replica_reads needs multiplex = true (a read borrows a shared connection to a replica for one statement)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks that the TLS settings go together: a certificate and a key, or neither;
@@ -693,6 +727,8 @@ struct FileConfig {
     cluster: Option<String>,
     switchover_wait_secs: Option<f64>,
     monitor_interval_secs: Option<f64>,
+    replica_reads: Option<bool>,
+    max_replica_lag_secs: Option<f64>,
     #[serde(default)]
     accounts: Vec<Account>,
     metrics_listen: Option<String>,
@@ -758,6 +794,16 @@ mod tests {
         assert_eq!(c.server_wait, Duration::from_millis(2500));
         assert_eq!(c.effective_accounts()[0].user, "u");
         assert!(c.tls_cert.is_none() && !c.require_tls);
+    }
+
+    #[test]
+    fn replica_reads_need_shared_connections() {
+        let base = "backend = \"mysql://a:b@h1:3306/db\"\nservers = [\"h2:3307\"]\nreplica_reads = true\nmax_replica_lag_secs = 3\n";
+        let e = ProxyConfig::from_toml(base).unwrap_err();
+        assert!(e.to_string().contains("needs multiplex"), "{e}");
+        let c = ProxyConfig::from_toml(&format!("{base}multiplex = true\n")).unwrap();
+        assert!(c.replica_reads);
+        assert_eq!(c.max_replica_lag, Duration::from_secs(3));
     }
 
     #[test]

@@ -16,10 +16,15 @@
 //!
 //! A backend lost with a crashed writer is replaced by the session's usual replay and
 //! retry rules; [`aim`] only decides where the replacement goes.
+//!
+//! With `replica_reads`, a fourth point: before a read that may run anywhere, the session
+//! asks [`replica_for_read`] for a replica that is fresh enough (see
+//! [`crate::config::ProxyConfig::replica_reads`] for the consistency rule); with none, the
+//! read goes to the writer like every other statement.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::config::BackendTarget;
+use crate::config::{BackendTarget, ServerAddr};
 use crate::net::ErrInfo;
 use crate::server::Shared;
 use crate::ProxyError;
@@ -115,4 +120,33 @@ pub(crate) async fn refused_by_old_writer(
         );
     }
     moved
+}
+
+/// A replica a read may run on, as far as the monitor can tell: up, replicating (both
+/// threads running, so its lag is known), at most `max_lag` behind, and not the writer.
+/// `turn` picks among several (the session's count of its reads, from a start of its own:
+/// reads spread over the replicas). `None` in front of a single server, a Galera cluster,
+/// while there is no writer, or when no replica qualifies. Whether the replica has
+/// applied the session's own last write the session asks the replica itself.
+pub(crate) fn replica_for_read(
+    shared: &Shared,
+    max_lag: Duration,
+    turn: usize,
+) -> Option<ServerAddr> {
+    if !shared.monitor.is_cluster() {
+        return None;
+    }
+    let view = shared.monitor.view();
+    let writer = view.writer.as_ref()?;
+    let fresh: Vec<&ServerAddr> = view
+        .servers
+        .iter()
+        .filter(|s| {
+            s.up && s.replica == Some(true)
+                && &s.addr != writer
+                && s.lag.is_some_and(|lag| lag <= max_lag.as_secs())
+        })
+        .map(|s| &s.addr)
+        .collect();
+    (!fresh.is_empty()).then(|| fresh[turn % fresh.len()].clone())
 }

@@ -125,7 +125,7 @@ impl Proxy {
     /// Binds the listener (and the metrics address), probes the server for its version, and
     /// starts accepting clients. An unreachable server is not an error: sessions wait for it.
     pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
-        config.check_tls()?;
+        config.check()?;
         // Read the certificate before binding anything: a bad file is a start-up error.
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(crate::net::tls::server_config(cert, key)?),
@@ -267,7 +267,7 @@ impl Proxy {
     /// the old one stays in force.
     pub fn reload(&self, mut config: ProxyConfig) -> Result<Reloaded, ProxyError> {
         let tls = config
-            .check_tls()
+            .check()
             .and_then(|()| match (&config.tls_cert, &config.tls_key) {
                 (Some(cert), Some(key)) => crate::net::tls::server_config(cert, key).map(Some),
                 _ => Ok(None),

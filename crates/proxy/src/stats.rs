@@ -83,6 +83,11 @@ pub struct Stats {
     /// Statements refused with 1290 by a server that had stopped being the writer, run
     /// on the new writer instead of reaching the client.
     pub read_only_redirects: AtomicU64,
+    /// Reads run on a replica (`replica_reads`).
+    pub replica_reads: AtomicU64,
+    /// Reads that could have run on a replica and ran on the writer: no replica fresh
+    /// enough, none had applied the session's last write, or none could be reached.
+    pub replica_reads_declined: AtomicU64,
     /// Each cluster member as the monitor last saw it (empty for a single server).
     servers: Mutex<Vec<ServerGauge>>,
     labelled: Mutex<Labelled>,
@@ -121,7 +126,7 @@ struct Labelled {
 
 /// Why a session keeps a server connection between its statements (the
 /// `goneaway_proxy_pins_total` label).
-pub const PIN_REASONS: [&str; 10] = [
+pub const PIN_REASONS: [&str; 11] = [
     "user_variables",
     "temporary_tables",
     "named_locks",
@@ -132,6 +137,7 @@ pub const PIN_REASONS: [&str; 10] = [
     "long_data",
     "autocommit_off",
     "sandboxed_password",
+    "unreported_variables",
 ];
 
 /// Every label value is exported from the start, at 0: a series that appears at its
@@ -483,6 +489,18 @@ impl Stats {
             "counter",
             "Statements refused with 1290 by a server that had stopped being the writer, run on the new writer instead.",
             c(&self.read_only_redirects).to_string(),
+        );
+        metric(
+            "goneaway_proxy_replica_reads_total",
+            "counter",
+            "Reads run on a replica (replica_reads).",
+            c(&self.replica_reads).to_string(),
+        );
+        metric(
+            "goneaway_proxy_replica_reads_declined_total",
+            "counter",
+            "Reads that could have run on a replica and ran on the writer: no replica within max_replica_lag, none had applied the session's last write, or none could be reached.",
+            c(&self.replica_reads_declined).to_string(),
         );
         let servers = self.servers.lock().unwrap().clone();
         let _ = writeln!(out, "# HELP goneaway_proxy_server_up Whether the monitor reached each cluster member at its last poll (no series for a single server).\n# TYPE goneaway_proxy_server_up gauge");

@@ -1026,3 +1026,148 @@ async fn a_replicas_lag_is_read_by_the_monitor_and_exported() {
     .await
     .expect("the test finished in time");
 }
+
+/// Which server ran a read of `here`, the table that names its server.
+async fn where_ran(c: &mut mysql_async::Conn) -> String {
+    let v: Option<String> = c.query_first("SELECT name FROM here").await.unwrap();
+    v.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let set = ledger_pair().await;
+        // The same table on both servers with a row that names the server, written on
+        // each alone (not replicated): a read's answer says where it ran.
+        set.member(0)
+            .admin(
+                "SET SESSION sql_log_bin = 0; \
+                 CREATE TABLE goneaway.here (name VARCHAR(10)); \
+                 INSERT INTO goneaway.here VALUES ('primary')",
+            )
+            .await
+            .unwrap();
+        set.member(1)
+            .admin(
+                "CREATE TABLE goneaway.here (name VARCHAR(10)); \
+                 INSERT INTO goneaway.here VALUES ('replica')",
+            )
+            .await
+            .unwrap();
+        let proxy = cluster_proxy(
+            &[set.member(0), set.member(1)],
+            ClusterKind::Replication,
+            |c| {
+                c.multiplex = true;
+                c.replica_reads = true;
+                c.max_replica_lag = Duration::from_secs(1);
+                c.monitor_interval = Duration::from_millis(100);
+            },
+        )
+        .await;
+        wait_writer(&proxy, set.member(0)).await;
+        let replica_port = set.member(1).port();
+        // The replica's lag as the monitor last read it (None: unknown).
+        let lag = |proxy: &Proxy| {
+            proxy
+                .cluster()
+                .servers
+                .iter()
+                .find(|s| s.addr.port == replica_port)
+                .and_then(|s| s.lag)
+        };
+        let started = Instant::now();
+        while lag(&proxy) != Some(0) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}",
+                proxy.cluster().describe()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut reader = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
+        let mut writer = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
+        assert_eq!(where_ran(&mut reader).await, "replica");
+        // Reads that depend on the server or the connection stay on the writer.
+        let ro: Option<i64> = reader.query_first("SELECT @@read_only").await.unwrap();
+        assert_eq!(ro, Some(0), "the application asked the writer");
+        // In a transaction every statement goes to the writer.
+        reader.query_drop("BEGIN").await.unwrap();
+        assert_eq!(where_ran(&mut reader).await, "primary");
+        reader.query_drop("COMMIT").await.unwrap();
+        // The statement after a COMMIT runs on the connection that committed (its
+        // @@last_gtid is there); this one, then, and the next read is a candidate again.
+        reader.query_drop("DO 1").await.unwrap();
+        // Read your writes: with the replica's SQL thread held, the session that wrote
+        // reads on the writer, where its write is.
+        let hold = set.hold_sql_thread(1).await.unwrap();
+        writer
+            .query_drop("INSERT INTO ledger (id, worker) VALUES (1, 1)")
+            .await
+            .unwrap();
+        let n: Option<i64> = writer
+            .query_first("SELECT COUNT(*) FROM ledger WHERE id = 1")
+            .await
+            .unwrap();
+        assert_eq!(n, Some(1), "a session reads its own write");
+        assert_eq!(where_ran(&mut writer).await, "primary");
+        // A replica past max_replica_lag (1 s) serves no one.
+        let started = Instant::now();
+        while lag(&proxy).is_none_or(|l| l < 2) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}",
+                proxy.cluster().describe()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(where_ran(&mut reader).await, "primary");
+        hold.release().await.unwrap();
+        let started = Instant::now();
+        while lag(&proxy) != Some(0) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}",
+                proxy.cluster().describe()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Caught up with the session's write: its reads go to the replica again.
+        let started = Instant::now();
+        while where_ran(&mut writer).await != "replica" {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the writing session never read on the replica again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let n: Option<i64> = writer
+            .query_first("SELECT COUNT(*) FROM ledger WHERE id = 1")
+            .await
+            .unwrap();
+        assert_eq!(n, Some(1));
+        // Replication stopped: no figure, no reads there.
+        set.stop_replication(1).await.unwrap();
+        let started = Instant::now();
+        while where_ran(&mut reader).await != "primary" {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "a stopped replica still served reads"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stats = proxy.stats();
+        // At least: the first read, and two after the catch-up; the writing session's
+        // read, the reader's past max_replica_lag and the stopped replica's.
+        assert!(
+            stats.replica_reads.load(Ordering::Relaxed) >= 3
+                && stats.replica_reads_declined.load(Ordering::Relaxed) >= 3,
+            "reads {} declined {}",
+            stats.replica_reads.load(Ordering::Relaxed),
+            stats.replica_reads_declined.load(Ordering::Relaxed)
+        );
+        set.start_replication(1).await.unwrap();
+    })
+    .await
+    .expect("the test finished in time");
+}

@@ -698,3 +698,118 @@ async fn init_connect_settings_survive_the_reset_of_a_shared_connection() {
         c.disconnect().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn settings_the_server_does_not_report_and_statements_prepared_again_match_direct() {
+    let server = server().await;
+    server
+        .admin("GRANT ALL ON *.* TO goneaway WITH GRANT OPTION")
+        .await
+        .unwrap();
+    let proxy = shared_proxy(&server, 1).await;
+    // The client closes each statement after it runs and prepares it again next time, as
+    // mysqltest --ps-protocol does: what the server prepares now is what runs.
+    async fn run(a: &mut mysql_async::Conn, b: &mut mysql_async::Conn) -> Vec<String> {
+        let mut seen = Vec::new();
+        let insert = "INSERT INTO esc (v) VALUES ('a\\\\b')";
+        let create = "CREATE TABLE esc AS SELECT REPEAT('a', 3) AS c1 LIMIT 0";
+        for (set, label) in [
+            ("SET NAMES latin1", "plain"),
+            ("SET NAMES latin1 COLLATE latin1_bin", "bin"),
+        ] {
+            a.query_drop(set).await.unwrap();
+            a.exec_drop(create, ()).await.unwrap();
+            // The other session uses the connection in between.
+            let _: Option<i64> = b.exec_first("SELECT 1", ()).await.unwrap();
+            let ddl: Option<(String, String)> =
+                a.query_first("SHOW CREATE TABLE esc").await.unwrap();
+            seen.push(format!("{label}: {}", ddl.unwrap().1));
+            a.query_drop("DROP TABLE esc").await.unwrap();
+        }
+        a.query_drop("CREATE TABLE esc (v VARCHAR(10))")
+            .await
+            .unwrap();
+        for mode in ["''", "'NO_BACKSLASH_ESCAPES'"] {
+            a.query_drop(format!("SET @@SQL_MODE = {mode}"))
+                .await
+                .unwrap();
+            let _: Option<i64> = b.exec_first("SELECT 2", ()).await.unwrap();
+            a.exec_drop(insert, ()).await.unwrap();
+        }
+        let rows: Vec<String> = a.query("SELECT HEX(v) FROM esc").await.unwrap();
+        seen.extend(rows);
+        a.query_drop("DROP TABLE esc").await.unwrap();
+        // A routine takes its database's character set when it is prepared: the same text
+        // prepared after the database was made again with another one is another routine.
+        let routine = "CREATE FUNCTION f (s CHAR(20)) RETURNS VARCHAR(30) RETURN s";
+        for charset in ["utf8mb3", "latin1"] {
+            a.query_drop(format!(
+                "DROP DATABASE IF EXISTS r; CREATE DATABASE r CHARACTER SET {charset}; USE r"
+            ))
+            .await
+            .unwrap();
+            a.exec_drop(routine, ()).await.unwrap();
+            let _: Option<i64> = b.exec_first("SELECT 3", ()).await.unwrap();
+            let cs: Option<String> = a
+                .query_first("SELECT CHARACTER_SET_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'r'")
+                .await
+                .unwrap();
+            seen.push(format!("routine in {charset}: {}", cs.unwrap_or_default()));
+        }
+        a.query_drop("DROP DATABASE r; USE goneaway").await.unwrap();
+        seen
+    }
+    let direct_opts = mysql_async::OptsBuilder::from_opts(opts(&proxy))
+        .ip_or_hostname(server.addr().ip().to_string())
+        .tcp_port(server.addr().port())
+        .stmt_cache_size(0);
+    let proxy_opts = opts(&proxy).stmt_cache_size(0);
+    let mut da = mysql_async::Conn::new(direct_opts.clone()).await.unwrap();
+    let mut db = mysql_async::Conn::new(direct_opts).await.unwrap();
+    let direct = run(&mut da, &mut db).await;
+    let mut pa = mysql_async::Conn::new(proxy_opts.clone()).await.unwrap();
+    let mut pb = mysql_async::Conn::new(proxy_opts).await.unwrap();
+    let proxied = run(&mut pa, &mut pb).await;
+    assert_eq!(proxied, direct, "same results as direct");
+    assert!(
+        direct.iter().any(|s| s.contains("latin1_bin")),
+        "{direct:?}"
+    );
+    assert!(direct.contains(&"615C5C62".to_owned()), "{direct:?}");
+    assert!(
+        direct.contains(&"routine in latin1: latin1".to_owned()),
+        "{direct:?}"
+    );
+}
+
+#[tokio::test]
+async fn statements_kept_for_reuse_never_exhaust_max_prepared_stmt_count() {
+    // The server's limit is the client's: the statements a shared connection keeps for
+    // reuse are closed when a prepare would be refused for them.
+    let server = Server::builder()
+        .var("max_prepared_stmt_count", 4)
+        .start()
+        .await
+        .expect("a harness server");
+    let proxy = shared_proxy(&server, 1).await;
+    let mut conn = mysql_async::Conn::new(opts(&proxy).stmt_cache_size(0))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let v: Option<i64> = conn
+            .exec_first(format!("SELECT {i} + ?"), (1,))
+            .await
+            .unwrap();
+        assert_eq!(v, Some(i + 1));
+        // Run again on the kept statement, prepared again by the proxy if it was closed.
+        let again: Option<i64> = conn
+            .exec_first(format!("SELECT {i} + ? /* again */"), (2,))
+            .await
+            .unwrap();
+        assert_eq!(again, Some(i + 2));
+    }
+    // SQL-level PREPARE counts against the same limit.
+    conn.query_drop("PREPARE s FROM 'SELECT 42'").await.unwrap();
+    let v: Option<i64> = conn.query_first("EXECUTE s").await.unwrap();
+    assert_eq!(v, Some(42));
+}

@@ -86,3 +86,44 @@ async fn pinned_sessions_get_a_clear_error_then_continue() {
     let y: Option<i64> = conn.query_first("SELECT @y").await.unwrap();
     assert_eq!(y, Some(7));
 }
+
+#[tokio::test]
+async fn variables_set_in_forms_the_server_does_not_report_survive_a_backend_replacement() {
+    // MariaDB's session tracking reports neither `SET @@name = …` nor the collation that
+    // `SET NAMES … COLLATE` sets: the proxy reads them back, so that a fresh backend gets
+    // them, as it gets `SET SESSION name = …`.
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("SET @@sql_mode = 'NO_BACKSLASH_ESCAPES'")
+        .await
+        .unwrap();
+    conn.query_drop("SET NAMES latin1 COLLATE latin1_bin")
+        .await
+        .unwrap();
+    // The same through the binary protocol.
+    conn.exec_drop("SET @@local.time_zone = '+04:00'", ())
+        .await
+        .unwrap();
+    let check = "SELECT @@sql_mode, @@collation_connection, @@time_zone, HEX('\\n')";
+    let before: (String, String, String, String) = conn.query_first(check).await.unwrap().unwrap();
+    assert_eq!(before.0, "NO_BACKSLASH_ESCAPES");
+    let id = backend_id(&mut conn).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after: (String, String, String, String) = conn.query_first(check).await.unwrap().unwrap();
+    assert_eq!(after, before, "the same settings on the fresh backend");
+    assert_ne!(backend_id(&mut conn).await, id);
+
+    // With warnings, reading the values back would lose them: the session is told instead
+    // when the connection is lost.
+    conn.query_drop("SET @@max_sort_length = 1").await.unwrap();
+    let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings.len(), 1, "the client sees its statement's warning");
+    let id = backend_id(&mut conn).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = conn.query_drop("SELECT 1").await.unwrap_err();
+    assert!(e.to_string().contains("SET @@name"), "{e}");
+    assert_eq!(one(&mut conn, "SELECT 'usable'").await.unwrap(), "usable");
+}

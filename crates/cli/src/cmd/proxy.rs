@@ -108,6 +108,14 @@ pub struct Args {
     /// so idle clients cost none and more clients than the server allows are served.
     #[arg(long)]
     multiplex: bool,
+    /// In front of a replicated cluster, with --multiplex: send text-protocol SELECTs
+    /// outside transactions to a replica that is at most --max-replica-lag behind and has
+    /// applied the session's own last write; other reads and writes go to the writer.
+    #[arg(long, requires = "multiplex")]
+    replica_reads: bool,
+    /// How far behind a replica may be and still serve reads, in seconds (default 10).
+    #[arg(long, value_name = "SECS")]
+    max_replica_lag: Option<f64>,
     /// Never replay a transaction lost before its COMMIT: the session goes to the
     /// failed-transaction state at once.
     #[arg(long)]
@@ -221,6 +229,12 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     }
     if args.multiplex {
         config.multiplex = true;
+    }
+    if args.replica_reads {
+        config.replica_reads = true;
+    }
+    if let Some(s) = args.max_replica_lag {
+        config.max_replica_lag = Duration::from_secs_f64(s.max(0.0));
     }
     if args.no_transaction_replay {
         config.transaction_replay = false;

@@ -15,7 +15,7 @@ use crate::backend::reply::{Expect, ReplyTracker, Step};
 use crate::backend::stall::StallWatch;
 use crate::config::BackendTarget;
 use crate::net::packet::{self, caps, com, ErrInfo, Greeting, HandshakeResponse, Reader};
-use crate::net::{Packet, PacketCodec};
+use crate::net::{Packet, PacketCodec, StateChange};
 use crate::stats::Stats;
 use crate::ProxyError;
 
@@ -540,8 +540,17 @@ impl Backend {
         }
     }
 
-    /// Runs one internal statement and returns its text rows (empty for OK).
-    pub async fn simple(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ProxyError> {
+    /// Runs one internal statement and returns the session-state changes its reply
+    /// reports (a statement the session's state depends on; see
+    /// [`crate::frontend::state::report_statement`]).
+    pub async fn tracked(&mut self, sql: &str) -> Result<Vec<StateChange>, ProxyError> {
+        let (_, tracker) = self.run_simple(sql).await?;
+        Ok(tracker.changes)
+    }
+
+    /// Sends one internal statement and reads its whole reply: its packets and what they
+    /// said, or the server's error.
+    async fn run_simple(&mut self, sql: &str) -> Result<(Vec<Packet>, ReplyTracker), ProxyError> {
         let mut payload = BytesMut::with_capacity(1 + sql.len());
         payload.put_u8(com::QUERY);
         payload.extend_from_slice(sql.as_bytes());
@@ -563,9 +572,15 @@ impl Backend {
             }
         }
         self.last_used = Instant::now();
-        if let Some(e) = tracker.err {
+        if let Some(e) = tracker.err.take() {
             return Err(ProxyError::Server(e));
         }
+        Ok((packets, tracker))
+    }
+
+    /// Runs one internal statement and returns its text rows (empty for OK).
+    pub async fn simple(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ProxyError> {
+        let (packets, _) = self.run_simple(sql).await?;
         let mut out = Vec::new();
         let Some(first) = packets.first() else {
             return Ok(out);
@@ -602,6 +617,17 @@ impl Backend {
     pub fn forget_statements(&mut self) {
         self.prepared = 0;
         self.statements.clear();
+    }
+
+    /// Closes every statement the connection keeps for reuse ([`Backend::statements`]),
+    /// which the server counts against `max_prepared_stmt_count`: sessions prepare them
+    /// again when they next run them. Returns whether there were any.
+    pub async fn close_kept_statements(&mut self) -> Result<bool, ProxyError> {
+        let ids = self.statements.take_ids();
+        for id in &ids {
+            self.close_statement(*id).await?;
+        }
+        Ok(!ids.is_empty())
     }
 
     /// Sends `COM_STMT_CLOSE` for the server's statement `id` (no reply comes).

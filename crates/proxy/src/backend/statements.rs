@@ -70,13 +70,21 @@ impl StatementCache {
     }
 
     /// Records the statement `id` just prepared for `key`. Returns an id for the caller to
-    /// close on the server: the one evicted to stay within [`STATEMENT_CACHE_LIMIT`] (the
-    /// least recently used), or `id` itself when `key` already had one.
+    /// close on the server: the one `key` had before, or the one evicted to stay within
+    /// [`STATEMENT_CACHE_LIMIT`] (the least recently used).
+    ///
+    /// A statement just prepared replaces the one kept: the server resolved it against
+    /// the tables, routines and database defaults of now. An older statement of the same
+    /// text can be one prepared before a DDL changed what it means (the server re-prepares
+    /// a query whose tables changed, but a `CREATE FUNCTION` keeps the database's character
+    /// set of its prepare), and a client that prepares again expects what it prepares now.
     pub fn insert(&mut self, key: StatementKey, id: u32) -> Option<u32> {
-        if self.entries.contains_key(&key) {
-            return Some(id);
-        }
         self.clock += 1;
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.types = None;
+            e.used = self.clock;
+            return Some(std::mem::replace(&mut e.id, id));
+        }
         let mut evicted = None;
         if self.entries.len() >= STATEMENT_CACHE_LIMIT {
             let oldest = self
@@ -97,6 +105,11 @@ impl StatementCache {
             },
         );
         evicted
+    }
+
+    /// Forgets every statement and returns their ids, for the caller to close.
+    pub fn take_ids(&mut self) -> Vec<u32> {
+        self.entries.drain().map(|(_, e)| e.id).collect()
     }
 
     /// Forgets everything: the server closed the connection's statements (a reset).
@@ -155,11 +168,18 @@ mod tests {
     }
 
     #[test]
-    fn a_second_statement_for_the_same_key_is_returned_to_close() {
+    fn a_statement_prepared_again_replaces_the_one_kept() {
         let mut cache = StatementCache::default();
         assert_eq!(cache.insert(key("SELECT ?"), 3), None);
-        assert_eq!(cache.insert(key("SELECT ?"), 4), Some(4));
-        assert_eq!(cache.get(&key("SELECT ?")).map(|e| e.id), Some(3));
+        cache.get(&key("SELECT ?")).expect("kept").types = Some(Bytes::from_static(b"\x03\x00"));
+        assert_eq!(
+            cache.insert(key("SELECT ?"), 4),
+            Some(3),
+            "the older is closed"
+        );
+        let kept = cache.get(&key("SELECT ?")).expect("kept");
+        assert_eq!(kept.id, 4);
+        assert_eq!(kept.types, None, "the new statement has seen no types yet");
         let other = StatementKey {
             context: 8,
             ..key("SELECT ?")

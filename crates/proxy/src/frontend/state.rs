@@ -327,6 +327,9 @@ const NAMED_LOCKS: &str = "named locks (GET_LOCK)";
 const LOCK_TABLES: &str = "table locks (LOCK TABLES)";
 const SQL_PREPARED: &str = "SQL-level prepared statements (PREPARE)";
 const UNKNOWN_STATE: &str = "session state the proxy cannot restore";
+/// Variables set in a form the server does not report, whose values could not be read back
+/// (see [`unreported_assignments`]).
+pub const UNREPORTED_VARIABLES: &str = "session variables set with SET @@name";
 
 /// The `goneaway_proxy_pins_total` reason of a pinned state (see [`SessionState::pinned`]).
 pub fn pin_reason(pinned: &str) -> &'static str {
@@ -336,6 +339,7 @@ pub fn pin_reason(pinned: &str) -> &'static str {
         NAMED_LOCKS => "named_locks",
         LOCK_TABLES => "table_locks",
         SQL_PREPARED => "sql_prepare",
+        UNREPORTED_VARIABLES => "unreported_variables",
         _ => "unknown_state",
     }
 }
@@ -348,6 +352,7 @@ pub fn pin_advice(reason: &str) -> &'static str {
         "named_locks" => "GET_LOCK holds a lock in one server connection; the connection stays with the session for the rest of its life",
         "table_locks" => "LOCK TABLES holds locks in one server connection until UNLOCK TABLES",
         "sql_prepare" => "SQL-level PREPARE lives in one server connection; use the driver's server-side prepared statements (the binary protocol), which the proxy moves between connections",
+        "unreported_variables" => "it set a session variable as SET @@name in a statement with warnings, which the server does not report and the proxy could not read back without losing the warnings; write SET SESSION name = …",
         "cursor" => "a prepared statement opened a cursor (fetch size / useCursorFetch); the connection is kept until the statement is closed, reset or read to its end",
         "long_data" => "a prepared statement was sent long data; the connection is kept until the statement runs",
         "sandboxed_password" => "the account's password has expired; the connection is kept until it is changed",
@@ -377,8 +382,121 @@ pub fn is_rollback_to_savepoint(sql: &str) -> bool {
         .any(|w| w == "to")
 }
 
+/// Session variables a `SET` statement assigns that the server does not report through
+/// session tracking, to be read back with [`report_statement`] while the connection is at
+/// hand: MariaDB 10.11 reports `SET SESSION x = …` and `SET x = …` but not `SET @@x = …`
+/// (nor `@@local.x`), and reports none of the collation a `SET NAMES … COLLATE`, a
+/// `SET CHARACTER SET` or a change of one of `character_set_connection` and
+/// `collation_connection` sets implicitly. Unreported, such a change would not move with
+/// the session to another connection (a shared one, or a fresh one after a restart): the
+/// statement would then run under other rules, with no error to say so. Empty for any
+/// other statement, without allocating (this runs after every command).
+pub fn unreported_assignments(sql: &str) -> Vec<String> {
+    let first = first_word_as_written(sql);
+    if !first.eq_ignore_ascii_case("set") {
+        return Vec::new();
+    }
+    // The words after SET: `SET STATEMENT … FOR` changes nothing that stays.
+    let rest = &sql[sql.find(first).map_or(0, |at| at + first.len())..];
+    if first_word_as_written(rest).eq_ignore_ascii_case("statement") {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = Vec::new();
+    let b = rest.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    let mut charset = false;
+    while i < b.len() {
+        let c = b[i];
+        if let Some(q) = quote {
+            if c == b'\\' && q != b'`' {
+                i += 1;
+            } else if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'\'' | b'"' | b'`' => quote = Some(c),
+            b'@' if b.get(i + 1) == Some(&b'@') => {
+                let mut j = i + 2;
+                let word = |j: usize| {
+                    let end = b[j..]
+                        .iter()
+                        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$'))
+                        .map_or(b.len(), |n| j + n);
+                    (end, &rest[j..end])
+                };
+                let (mut end, mut name) = word(j);
+                let mut scope = None;
+                if b.get(end) == Some(&b'.') {
+                    scope = Some(name);
+                    j = end + 1;
+                    (end, name) = word(j);
+                }
+                let after = rest[end..].trim_start();
+                let assigned = after.starts_with('=') || after.starts_with(":=");
+                let unreported_scope = scope.is_none_or(|s| s.eq_ignore_ascii_case("local"));
+                let name = name.to_ascii_lowercase();
+                if assigned
+                    && unreported_scope
+                    && !name.is_empty()
+                    && !NOT_READ_BACK.contains(&name.as_str())
+                    && !names.contains(&name)
+                {
+                    names.push(name);
+                }
+                i = end;
+                continue;
+            }
+            _ => {
+                if !charset && (c == b'n' || c == b'N' || c == b'c' || c == b'C') {
+                    let tail = &b[i..];
+                    let starts =
+                        |w: &[u8]| tail.len() >= w.len() && tail[..w.len()].eq_ignore_ascii_case(w);
+                    let word_start =
+                        i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+                    charset = word_start
+                        && (starts(b"names")
+                            || starts(b"character")
+                            || starts(b"charset")
+                            || starts(b"collation_connection"));
+                }
+            }
+        }
+        i += 1;
+    }
+    if charset {
+        // The character set first: setting it sets the collation to its default, and the
+        // collation read back then puts the session's own back (see `report_statement`).
+        for name in ["character_set_connection", "collation_connection"] {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Variables never read back and set again: reading `timestamp` after `SET @@timestamp =
+/// DEFAULT` gives the time now, which set again would stop the session's clock.
+const NOT_READ_BACK: [&str; 3] = ["timestamp", "rand_seed1", "rand_seed2"];
+
+/// A statement that sets each of `names` to its own value, in the scope the server reports:
+/// run right after the client's statement, its reply carries their values as tracked
+/// changes. All values are read before any is set, so the order of `names` is the order
+/// the server applies them in (see [`unreported_assignments`]).
+pub fn report_statement(names: &[String]) -> String {
+    let sets: Vec<String> = names
+        .iter()
+        .map(|n| format!("@@session.{n} = @@session.{n}"))
+        .collect();
+    format!("SET {}", sets.join(", "))
+}
+
 /// Whether the text names a user variable (`@x`, not `@@x`).
-fn mentions_user_variable(sql: &str) -> bool {
+pub(crate) fn mentions_user_variable(sql: &str) -> bool {
     let b = sql.as_bytes();
     b.iter().enumerate().any(|(i, &c)| {
         c == b'@'
@@ -455,6 +573,42 @@ mod tests {
         assert_eq!(s.unrestorable().as_deref(), Some("user variables"));
         s.apply(&[], Some(3), true, Some("BEGIN"));
         assert!(s.unrestorable().unwrap().starts_with("an open transaction"));
+    }
+
+    #[test]
+    fn set_forms_the_server_does_not_report_are_read_back() {
+        let names = |sql: &str| unreported_assignments(sql);
+        // Reported by the server itself: nothing to read back.
+        assert!(names("SET SESSION sql_mode = 'ANSI'").is_empty());
+        assert!(names("SET sql_mode = 'ANSI', time_zone = '+01:00'").is_empty());
+        assert!(names("set @@session.sql_mode='ANSI'").is_empty());
+        assert!(names("SET @x = 1").is_empty());
+        assert!(names("SELECT @@sql_mode = 'ANSI'").is_empty());
+        assert!(names("SET STATEMENT sql_mode = '' FOR SELECT 1").is_empty());
+        assert!(names("SET @@global.sql_mode = 'ANSI'").is_empty());
+        // Not reported: `@@name`, `@@local.name`, written any way, assigned with = or :=.
+        assert_eq!(names("SET @@SQL_MODE='NO_BACKSLASH_ESCAPES'"), ["sql_mode"]);
+        assert_eq!(
+            names("/* app */ SET @@local.time_zone := '+02:00', @x = @@sql_mode, @@Sql_Mode = CONCAT(@@sql_mode, ',ANSI')"),
+            ["time_zone", "sql_mode"]
+        );
+        // `@@name` inside a string is text.
+        assert!(names("SET @x = '@@sql_mode = 1'").is_empty());
+        // Read back, the session's clock would stop: never.
+        assert!(names("SET @@timestamp = DEFAULT").is_empty());
+        // The collation a character set change sets implicitly.
+        let charset = ["character_set_connection", "collation_connection"];
+        assert_eq!(names("SET NAMES latin1 COLLATE latin1_bin"), charset);
+        assert_eq!(names("set character set utf8mb4"), charset);
+        assert_eq!(names("SET CHARSET latin1"), charset);
+        assert_eq!(names("SET character_set_connection = latin1"), charset);
+        assert_eq!(names("SET collation_connection = latin1_bin"), charset);
+        assert_eq!(
+            report_statement(&names("SET @@sql_mode = '', NAMES utf8mb4")),
+            "SET @@session.sql_mode = @@session.sql_mode, \
+             @@session.character_set_connection = @@session.character_set_connection, \
+             @@session.collation_connection = @@session.collation_connection"
+        );
     }
 
     #[test]

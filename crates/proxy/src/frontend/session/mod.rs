@@ -40,6 +40,7 @@ use login::accept_login;
 mod loss;
 mod recovery;
 mod relay;
+mod replica;
 mod sharing;
 
 use std::borrow::Cow;
@@ -52,8 +53,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use goneaway_core::codes::{
     CR_SERVER_LOST, ER_ACCESS_DENIED_ERROR, ER_CLIENT_INTERACTION_TIMEOUT, ER_CONNECTION_KILLED,
-    ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_NET_PACKET_TOO_LARGE, ER_NEW_ABORTING_CONNECTION,
-    ER_OPTION_PREVENTS_STATEMENT, ER_SERVER_SHUTDOWN,
+    ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED, ER_MAX_PREPARED_STMT_COUNT_REACHED,
+    ER_NET_PACKET_TOO_LARGE, ER_NEW_ABORTING_CONNECTION, ER_OPTION_PREVENTS_STATEMENT,
+    ER_SERVER_SHUTDOWN,
 };
 use goneaway_core::Cause;
 use tokio::io::AsyncWriteExt;
@@ -288,6 +290,12 @@ pub struct Session {
     pins_told: std::collections::BTreeSet<&'static str>,
     /// The statement that last pinned state (for the pin's log line).
     pin_statement: Option<String>,
+    /// With `replica_reads`: the GTID of the last transaction this session committed, as
+    /// the server reported it (`last_gtid`), which a replica must have applied before it
+    /// serves the session's reads.
+    last_gtid: Option<String>,
+    /// Reads sent to replicas so far, to spread them over several.
+    replica_turn: usize,
 }
 
 impl Session {
@@ -393,6 +401,8 @@ impl Session {
             long_data: Default::default(),
             pins_told: Default::default(),
             pin_statement: None,
+            last_gtid: None,
+            replica_turn: 0,
             shared,
         };
         // Log in to the server now, so that a wrong database or an unreachable server is
@@ -1147,6 +1157,17 @@ impl Session {
         }
         if self.backend_moved {
             self.follow_backend_move(cmd).await;
+        }
+        // A read that may run on a replica runs there when one is fresh enough; otherwise
+        // (or when that fails before the client got anything) on the writer, below.
+        if self.replica_read_allowed(cmd, sql.as_deref()) {
+            if let Some(alive) = self
+                .read_on_replica(&packets, sql.as_deref().unwrap_or_default())
+                .await
+            {
+                self.shared.stats.command_latency(started.elapsed());
+                return alive;
+            }
         }
         let mut attempts = 0u32;
         let max_attempts = self.gen.config.max_attempts;

@@ -3,6 +3,7 @@
 //! it changes (see [`crate::backend::reply`]).
 
 use super::*;
+use crate::frontend::state;
 
 impl Session {
     /// `COM_STMT_CLOSE` and `COM_STMT_SEND_LONG_DATA`: no reply; forwarded to the backend
@@ -108,7 +109,13 @@ impl Session {
                 tracing::debug!(session = self.id, error = %e, "could not set `{sql}` to prepare a statement where it was prepared");
             }
         }
-        let prepared = backend.prepare(&stmt.prepare).await;
+        let mut prepared = backend.prepare(&stmt.prepare).await;
+        if matches!(&prepared, Err(ProxyError::Server(e)) if e.code == ER_MAX_PREPARED_STMT_COUNT_REACHED)
+            && backend.close_kept_statements().await?
+        {
+            // As for the client's own prepare (see `Session::forward`).
+            prepared = backend.prepare(&stmt.prepare).await;
+        }
         for sql in &back {
             // As when a fresh backend is given the session's state: a value the server
             // will not take again is logged, the connection used on.
@@ -290,12 +297,40 @@ impl Session {
         let mut flushed = false;
         let mut next_seq = 1u8;
         let mut new_statement = None;
+        let mut retried_prepare = false;
         loop {
             let p = match backend.recv().await {
                 Ok(p) => p,
                 Err(e) => return Err(io_failure(&e, flushed, next_seq)),
             };
             let step = tracker.feed(&p);
+            // With shared connections the statements a connection keeps for reuse count
+            // against the server's max_prepared_stmt_count, which a direct client would
+            // not reach: a prepare refused for it ran nothing, and is sent again once
+            // after they are closed.
+            if let (1, Some(e), false) = (tracker.packets, &tracker.err, retried_prepare) {
+                let prepare = cmd == com::STMT_PREPARE
+                    || (cmd == com::QUERY
+                        && sql.is_some_and(|s| {
+                            state::first_word_as_written(s).eq_ignore_ascii_case("prepare")
+                        }));
+                if e.code == ER_MAX_PREPARED_STMT_COUNT_REACHED && prepare {
+                    retried_prepare = true;
+                    let sent = match backend.close_kept_statements().await {
+                        Ok(true) => backend.send(packets).await.map(|()| true),
+                        other => other,
+                    };
+                    match sent {
+                        Ok(true) => {
+                            tracing::debug!(session = self.id, "closed the statements kept for reuse to stay within max_prepared_stmt_count");
+                            tracker = ReplyTracker::new(expect, backend.capabilities);
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(e) => return Err(io_failure(&e, false, 1)),
+                    }
+                }
+            }
             // An ERR in place of the reply may say that the connection is closing.
             if let (1, Some(e)) = (tracker.packets, &tracker.err) {
                 if let Some(not_run) = fatal_error(e) {
@@ -542,10 +577,69 @@ impl Session {
         let pins = self.state.pinned.len();
         self.state
             .apply(&tracker.changes, tracker.status, writes, sql);
+        if tracker.err.is_none() {
+            self.read_back_unreported(cmd, sql, tracker.warnings).await;
+        }
+        if self.gen.config.replica_reads {
+            self.note_last_gtid(&tracker.changes);
+        }
         if self.state.pinned.len() > pins {
             self.pin_statement = sql.map(|s| s.chars().take(200).collect());
         }
         Ok(())
+    }
+}
+
+impl Session {
+    /// Remembers the GTID of the session's last commit from a reply's tracked changes
+    /// (see `Session::last_gtid`); only a well-formed one (`domain-server-sequence`, a
+    /// list of them), since it goes into the text of a statement.
+    fn note_last_gtid(&mut self, changes: &[crate::net::StateChange]) {
+        for c in changes {
+            if let crate::net::StateChange::SystemVariable(name, v) = c {
+                if name.eq_ignore_ascii_case("last_gtid")
+                    && !v.is_empty()
+                    && v.bytes()
+                        .all(|b| b.is_ascii_digit() || b == b'-' || b == b',')
+                {
+                    self.last_gtid = Some(v.clone());
+                }
+            }
+        }
+    }
+
+    /// After a `SET` the server does not fully report (see
+    /// [`state::unreported_assignments`]), reads the values it set back on the same
+    /// connection, as tracked changes, so that they move with the session. The read clears
+    /// the server's warnings, so after a statement with warnings the session is pinned
+    /// instead: its connection keeps what it set, and a lost connection says it.
+    async fn read_back_unreported(&mut self, cmd: u8, sql: Option<&str>, warnings: u16) {
+        let names = match cmd {
+            com::QUERY => sql.map(state::unreported_assignments),
+            com::STMT_EXECUTE => self
+                .executing
+                .and_then(|id| self.state.statements.get(&id))
+                .and_then(|st| std::str::from_utf8(&st.prepare[1..]).ok())
+                .map(state::unreported_assignments),
+            _ => None,
+        }
+        .unwrap_or_default();
+        if names.is_empty() {
+            return;
+        }
+        let read = match (warnings, self.backend.as_mut()) {
+            (0, Some(b)) => b.tracked(&state::report_statement(&names)).await,
+            (_, _) => Err(ProxyError::Protocol("a statement with warnings".into())),
+        };
+        match read {
+            Ok(changes) => self.state.apply(&changes, None, false, None),
+            Err(e) => {
+                // A lost connection is found at the next command; until then the values are
+                // the connection's alone.
+                tracing::debug!(session = self.id, error = %e, variables = ?names, "could not read back session variables the server does not report");
+                self.state.pinned.insert(state::UNREPORTED_VARIABLES);
+            }
+        }
     }
 }
 

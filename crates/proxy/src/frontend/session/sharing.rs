@@ -97,6 +97,20 @@ impl Session {
     /// Makes a shared connection this session's: as it is when it was the session's own,
     /// otherwise reset and given the session's variables and database (see [`Fit`]).
     pub(super) async fn adopt(&mut self, b: &mut Backend, fit: Fit) -> Result<(), ProxyError> {
+        self.fit_state(b, fit).await?;
+        b.watch_stalls(self.stall_watch());
+        self.last_thread_id = Some(b.connection_id);
+        self.last_backend_opened = Some(b.opened_unix);
+        self.packet_limit = b.packet_limit;
+        self.wait_timeout = b.wait_timeout;
+        self.backend_moved = false;
+        Ok(())
+    }
+
+    /// Gives a shared connection this session's database and variables, as `fit` says
+    /// (counted by fit): the part of [`Session::adopt`] that a connection borrowed for a
+    /// read on a replica needs too.
+    pub(super) async fn fit_state(&mut self, b: &mut Backend, fit: Fit) -> Result<(), ProxyError> {
         let stats = self.shared.stats.clone();
         match fit {
             Fit::Own => {
@@ -124,12 +138,6 @@ impl Session {
                 self.state.backend_replaced();
             }
         }
-        b.watch_stalls(self.stall_watch());
-        self.last_thread_id = Some(b.connection_id);
-        self.last_backend_opened = Some(b.opened_unix);
-        self.packet_limit = b.packet_limit;
-        self.wait_timeout = b.wait_timeout;
-        self.backend_moved = false;
         Ok(())
     }
 

@@ -1,0 +1,254 @@
+//! Reads on replicas (`replica_reads`, with shared connections): which reads may run on a
+//! replica, and how one runs there on a connection borrowed for that statement alone.
+//!
+//! The consistency rule is [`crate::config::ProxyConfig::replica_reads`]'s: the monitor
+//! names replicas within `max_replica_lag` ([`crate::router::replica_for_read`]), and
+//! the replica itself says whether it has applied the session's last write
+//! (`MASTER_GTID_WAIT(last_gtid, 0)`, which answers at once). Anything else — no replica,
+//! one behind, one unreachable, one lost before any of the reply reached the client — runs
+//! the read on the writer, as without `replica_reads`: a replica never costs a read an
+//! error it would not have had.
+//!
+//! Only a read whose result does not depend on the connection or the server it runs on
+//! goes: see [`reads_the_same_anywhere`]. The session's own bookkeeping of its writer
+//! connection (thread ids, start times, the target) is left alone: the replica's
+//! connection is never the session's backend between commands.
+
+use super::*;
+use crate::backend::pool::{PoolKey, Wants};
+use crate::frontend::state;
+
+impl Session {
+    /// Whether this command may run on a replica: a text-protocol read that reads the same
+    /// anywhere, by a session that holds no connection (nothing of it lives in one: no
+    /// transaction, no pin, no follow-up owed to the last statement's connection).
+    pub(super) fn replica_read_allowed(&self, cmd: u8, sql: Option<&str>) -> bool {
+        let config = &self.gen.config;
+        config.replica_reads
+            && config.multiplex
+            && cmd == com::QUERY
+            && self.backend.is_none()
+            && !self.hold_next
+            && !self.state.in_transaction
+            && !self.state.autocommit_off
+            && self.state.pinned.is_empty()
+            && self.failed_tx.is_none()
+            && self.lost.is_none()
+            && self.cursors.is_empty()
+            && self.long_data.is_empty()
+            && sql.is_some_and(reads_the_same_anywhere)
+    }
+
+    /// Runs the read `packets` (its text `sql`) on a replica. `None`: it did not run there,
+    /// and nothing of it reached the client; the caller runs it on the writer.
+    /// `Some(alive)`: it was answered, from the replica (or with the error of a reply cut
+    /// off by the replica's loss).
+    pub(super) async fn read_on_replica(&mut self, packets: &[Packet], sql: &str) -> Option<bool> {
+        let config = self.gen.config.clone();
+        self.replica_turn = self.replica_turn.wrapping_add(1);
+        let turn = (self.id as usize).wrapping_add(self.replica_turn);
+        let Some(addr) =
+            crate::router::replica_for_read(&self.shared, config.max_replica_lag, turn)
+        else {
+            self.decline_replica_read("no replica within max_replica_lag");
+            return None;
+        };
+        let mut target = self.target.clone();
+        target.host.clone_from(&addr.host);
+        target.port = addr.port;
+        let key = PoolKey {
+            server: target.addr(),
+            ..self.pool_key()
+        };
+        let mut b = match self.replica_connection(&target, &key).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                self.decline_replica_read("no server connection free for the replica");
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(session = self.id, replica = %target.addr(), error = %e, "a replica's connection could not be had; the read runs on the writer");
+                self.decline_replica_read("the replica could not be reached");
+                return None;
+            }
+        };
+        // Read your writes: the replica must have applied the session's last transaction.
+        if let Some(gtid) = self.last_gtid.clone() {
+            let applied = b
+                .simple(&format!("SELECT MASTER_GTID_WAIT('{gtid}', 0)"))
+                .await
+                .ok()
+                .and_then(|rows| rows.into_iter().next())
+                .and_then(|row| row.into_iter().next().flatten());
+            if applied.as_deref() != Some("0") {
+                self.put_replica_connection(key, b);
+                self.decline_replica_read("the replica has not applied the session's last write");
+                return None;
+            }
+        }
+        // The read runs through the session's own relay path, on the borrowed connection.
+        self.digest = None;
+        self.backend = Some(b);
+        let result = self.forward(com::QUERY, packets, Some(sql)).await;
+        let b = self.backend.take();
+        // A follow-up (SHOW WARNINGS) is not held for: it goes where reads go.
+        self.hold_next = false;
+        match result {
+            Ok(()) => {
+                if let Some(b) = b {
+                    self.put_replica_connection(key, b);
+                }
+                self.shared
+                    .stats
+                    .replica_reads
+                    .fetch_add(1, Ordering::Relaxed);
+                Some(true)
+            }
+            Err(Failure::ClientGone) => Some(false),
+            Err(Failure::Backend(loss)) if !loss.flushed => {
+                tracing::debug!(session = self.id, replica = %target.addr(), detail = %loss.detail, "a replica's connection failed before its reply; the read runs on the writer");
+                self.decline_replica_read("the replica's connection failed");
+                None
+            }
+            Err(Failure::Backend(loss)) => {
+                let msg = format!(
+                    "Lost connection to MySQL server during query (Connection was killed by goneaway proxy: the connection to the replica {} was lost in the middle of the reply; the reply above is incomplete. The session goes on)",
+                    target.addr()
+                );
+                tracing::debug!(session = self.id, detail = %loss.detail, "a replica's connection failed in the middle of a reply");
+                Some(
+                    self.send_err(loss.seq, LOST_CODE, SQLSTATE_LOST, "reply_cut", &msg)
+                        .await,
+                )
+            }
+        }
+    }
+
+    fn decline_replica_read(&self, why: &str) {
+        self.shared
+            .stats
+            .replica_reads_declined
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(session = self.id, why, "a read runs on the writer");
+    }
+
+    /// Gives back a replica's connection borrowed for a read, for the next read there.
+    fn put_replica_connection(&mut self, key: PoolKey, b: Backend) {
+        let carried = self.carried(b.prepared);
+        self.shared.pool.put(key, b, self.id, carried);
+    }
+
+    /// A connection to the replica `target`, in this session's state: a shared one of
+    /// `key`, or a new one when a server connection slot is free now (a read never waits
+    /// for one: the writer serves it instead). `Ok(None)`: none to be had.
+    async fn replica_connection(
+        &mut self,
+        target: &BackendTarget,
+        key: &PoolKey,
+    ) -> Result<Option<Backend>, ProxyError> {
+        loop {
+            let wants = Wants {
+                database: self.state.database.as_deref(),
+                variables: &self.state.variables,
+            };
+            match self.shared.pool.take(key, self.id, wants) {
+                Taken::Live(mut b, fit) => {
+                    self.fit_state(&mut b, fit).await?;
+                    return Ok(Some(b));
+                }
+                // Closed while it waited: the next one, or a new one.
+                Taken::Dead(..) => continue,
+                Taken::None => break,
+            }
+        }
+        let Ok(permit) = self.shared.backend_slots.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let config = &self.gen.config;
+        let opts = ConnectOptions {
+            client_capabilities: self.client_caps,
+            client_mariadb_capabilities: self.client_mariadb_caps,
+            charset: self.charset,
+            database: self.state.database.clone(),
+            timeout: config.connect_timeout,
+            known_limits: None,
+            login_state: true,
+        };
+        let mut b = Backend::connect(target, &opts, self.shared.stats.clone()).await?;
+        b.attach_permit(permit);
+        for sql in self.state.restore_statements() {
+            if let Err(e) = b.simple(&sql).await {
+                if e.is_disconnect() {
+                    return Err(e);
+                }
+                tracing::warn!(session = self.id, error = %e, "could not restore `{sql}` on a replica");
+            }
+        }
+        self.state.backend_replaced();
+        Ok(Some(b))
+    }
+}
+
+/// Whether a read gives the same result on any server of the cluster that has the same
+/// data, from any connection in the session's state: a `SELECT` without side effects
+/// (see [`is_read_only`]) that names no user variable (`@x`, which lives in one
+/// connection), no system variable (`@@read_only`, `@@hostname`, `@@server_id` are the
+/// server's own; an application checks them to find the primary), no server-local
+/// schema (the process list, status, locks) and no function of the connection's own
+/// history (`LAST_INSERT_ID()`, `FOUND_ROWS()` and the `SQL_CALC_FOUND_ROWS` it reads,
+/// `ROW_COUNT()`, `CONNECTION_ID()`, named locks, GTID waits). A read's warnings stay on
+/// the replica: `SHOW WARNINGS` after it runs on the writer, and shows none.
+pub fn reads_the_same_anywhere(sql: &str) -> bool {
+    const CONNECTION_BOUND: [&str; 12] = [
+        "last_insert_id",
+        // FOUND_ROWS() and SQL_CALC_FOUND_ROWS.
+        "found_rows",
+        "row_count",
+        "connection_id",
+        "is_used_lock",
+        "is_free_lock",
+        "master_gtid_wait",
+        "master_pos_wait",
+        "information_schema",
+        "performance_schema",
+        "sys.",
+        "@@",
+    ];
+    if !state::first_word_as_written(sql).eq_ignore_ascii_case("select") || !is_read_only(sql) {
+        return false;
+    }
+    let lower = sql.to_ascii_lowercase();
+    !CONNECTION_BOUND.iter().any(|w| lower.contains(w)) && !state::mentions_user_variable(&lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reads_that_read_the_same_anywhere_go_to_replicas() {
+        for sql in [
+            "SELECT c FROM sbtest1 WHERE id = 10",
+            "select count(*) from t join u using (id)",
+            "/* app */ SELECT NOW(), DATABASE()",
+        ] {
+            assert!(reads_the_same_anywhere(sql), "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "SELECT * FROM t FOR UPDATE",
+            "SELECT @@read_only",
+            "SELECT @x",
+            "SELECT LAST_INSERT_ID()",
+            "SELECT FOUND_ROWS()",
+            "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
+            "SELECT * FROM information_schema.PROCESSLIST",
+            "SELECT GET_LOCK('a', 1)",
+            "SELECT 1 INTO @x",
+            "SHOW SLAVE STATUS",
+            "SELECT 1; DELETE FROM t",
+        ] {
+            assert!(!reads_the_same_anywhere(sql), "{sql}");
+        }
+    }
+}
