@@ -1027,6 +1027,29 @@ async fn a_replicas_lag_is_read_by_the_monitor_and_exported() {
     .expect("the test finished in time");
 }
 
+/// Waits until the lag of the replica on `port`, as the proxy's monitor last read it,
+/// meets `ok`.
+async fn wait_lag(proxy: &Proxy, port: u16, ok: impl Fn(Option<u64>) -> bool) {
+    let started = Instant::now();
+    loop {
+        let view = proxy.cluster();
+        let lag = view
+            .servers
+            .iter()
+            .find(|s| s.addr.port == port)
+            .and_then(|s| s.lag);
+        if ok(lag) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            view.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Which server ran a read of `here`, the table that names its server.
 async fn where_ran(c: &mut mysql_async::Conn) -> String {
     let v: Option<String> = c.query_first("SELECT name FROM here").await.unwrap();
@@ -1067,24 +1090,7 @@ async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
         .await;
         wait_writer(&proxy, set.member(0)).await;
         let replica_port = set.member(1).port();
-        // The replica's lag as the monitor last read it (None: unknown).
-        let lag = |proxy: &Proxy| {
-            proxy
-                .cluster()
-                .servers
-                .iter()
-                .find(|s| s.addr.port == replica_port)
-                .and_then(|s| s.lag)
-        };
-        let started = Instant::now();
-        while lag(&proxy) != Some(0) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{}",
-                proxy.cluster().describe()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_lag(&proxy, replica_port, |lag| lag == Some(0)).await;
         let mut reader = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
         let mut writer = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
         assert_eq!(where_ran(&mut reader).await, "replica");
@@ -1112,26 +1118,10 @@ async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
         assert_eq!(n, Some(1), "a session reads its own write");
         assert_eq!(where_ran(&mut writer).await, "primary");
         // A replica past max_replica_lag (1 s) serves no one.
-        let started = Instant::now();
-        while lag(&proxy).is_none_or(|l| l < 2) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{}",
-                proxy.cluster().describe()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_lag(&proxy, replica_port, |lag| lag.is_some_and(|l| l >= 2)).await;
         assert_eq!(where_ran(&mut reader).await, "primary");
         hold.release().await.unwrap();
-        let started = Instant::now();
-        while lag(&proxy) != Some(0) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{}",
-                proxy.cluster().describe()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_lag(&proxy, replica_port, |lag| lag == Some(0)).await;
         // Caught up with the session's write: its reads go to the replica again.
         let started = Instant::now();
         while where_ran(&mut writer).await != "replica" {

@@ -115,12 +115,23 @@ async fn variables_set_in_forms_the_server_does_not_report_survive_a_backend_rep
     assert_eq!(after, before, "the same settings on the fresh backend");
     assert_ne!(backend_id(&mut conn).await, id);
 
-    // With warnings, reading the values back would lose them: the session is told instead
-    // when the connection is lost.
+    // With warnings, reading the values back would clear them: the read waits for the
+    // next statement without any, here the client's SHOW WARNINGS.
     conn.query_drop("SET @@max_sort_length = 1").await.unwrap();
     let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.unwrap();
     assert_eq!(warnings.len(), 1, "the client sees its statement's warning");
+    let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings.len(), 1, "and sees it again, as directly");
+    let _: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
+    let sort: Option<i64> = conn.query_first("SELECT @@max_sort_length").await.unwrap();
     let id = backend_id(&mut conn).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after: Option<i64> = conn.query_first("SELECT @@max_sort_length").await.unwrap();
+    assert_eq!(after, sort, "read back after the warnings were read");
+    // Lost before a statement without warnings came: the session is told.
+    let id = backend_id(&mut conn).await;
+    conn.query_drop("SET @@max_sort_length = 2").await.unwrap();
     server.kill_connection(id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let e = conn.query_drop("SELECT 1").await.unwrap_err();

@@ -327,8 +327,8 @@ const NAMED_LOCKS: &str = "named locks (GET_LOCK)";
 const LOCK_TABLES: &str = "table locks (LOCK TABLES)";
 const SQL_PREPARED: &str = "SQL-level prepared statements (PREPARE)";
 const UNKNOWN_STATE: &str = "session state the proxy cannot restore";
-/// Variables set in a form the server does not report, whose values could not be read back
-/// (see [`unreported_assignments`]).
+/// Variables set in a form the server does not report, whose values are not read back
+/// yet, or could not be (see [`unreported_assignments`]).
 pub const UNREPORTED_VARIABLES: &str = "session variables set with SET @@name";
 
 /// The `goneaway_proxy_pins_total` reason of a pinned state (see [`SessionState::pinned`]).
@@ -352,7 +352,7 @@ pub fn pin_advice(reason: &str) -> &'static str {
         "named_locks" => "GET_LOCK holds a lock in one server connection; the connection stays with the session for the rest of its life",
         "table_locks" => "LOCK TABLES holds locks in one server connection until UNLOCK TABLES",
         "sql_prepare" => "SQL-level PREPARE lives in one server connection; use the driver's server-side prepared statements (the binary protocol), which the proxy moves between connections",
-        "unreported_variables" => "it set a session variable as SET @@name in a statement with warnings, which the server does not report and the proxy could not read back without losing the warnings; write SET SESSION name = …",
+        "unreported_variables" => "it set a session variable as SET @@name (or a collation with SET NAMES), which the server does not report, and the proxy could not read the value back; write SET SESSION name = …",
         "cursor" => "a prepared statement opened a cursor (fetch size / useCursorFetch); the connection is kept until the statement is closed, reset or read to its end",
         "long_data" => "a prepared statement was sent long data; the connection is kept until the statement runs",
         "sandboxed_password" => "the account's password has expired; the connection is kept until it is changed",

@@ -296,6 +296,10 @@ pub struct Session {
     last_gtid: Option<String>,
     /// Reads sent to replicas so far, to spread them over several.
     replica_turn: usize,
+    /// Session variables set in a form the server does not report, not read back yet:
+    /// their statement left warnings the read would have cleared (see
+    /// `Session::read_back_unreported`).
+    unreported: Vec<String>,
 }
 
 impl Session {
@@ -403,6 +407,7 @@ impl Session {
             pin_statement: None,
             last_gtid: None,
             replica_turn: 0,
+            unreported: Vec::new(),
             shared,
         };
         // Log in to the server now, so that a wrong database or an unreachable server is
@@ -816,15 +821,8 @@ impl Session {
                 break p.map_err(|_| ProxyError::Timeout("the proxy is shutting down".into()))?;
             }
         };
-        let opts = ConnectOptions {
-            client_capabilities: self.client_caps,
-            client_mariadb_capabilities: self.client_mariadb_caps,
-            charset: self.charset,
-            database: self.state.database.clone(),
-            timeout: config.connect_timeout,
-            known_limits: self.known_limits.take(),
-            login_state: config.multiplex,
-        };
+        let known_limits = self.known_limits.take();
+        let opts = self.connect_options(known_limits);
         let mut delay = Duration::from_millis(50);
         let mut refused = false;
         let mut backend = loop {
@@ -875,14 +873,7 @@ impl Session {
                 self.explained = Some(cause);
             }
         }
-        for sql in self.state.restore_statements() {
-            if let Err(e) = backend.simple(&sql).await {
-                if e.is_disconnect() {
-                    return Err(e);
-                }
-                tracing::warn!(session = self.id, error = %e, "could not restore `{sql}`");
-            }
-        }
+        self.restore_variables(&mut backend).await?;
         self.packet_limit = backend.packet_limit;
         self.wait_timeout = backend.wait_timeout;
         *self.shared.server_info.lock().unwrap() = ServerInfo {
@@ -893,6 +884,37 @@ impl Session {
         self.state.backend_replaced();
         self.backend = Some(backend);
         self.backend_moved = false;
+        Ok(())
+    }
+
+    /// How this session's new server connections log in: with the client's capabilities
+    /// and character set, into its database; `known_limits`, the server's limits when a
+    /// connection of the same server has read them.
+    fn connect_options(&self, known_limits: Option<(Duration, usize)>) -> ConnectOptions {
+        let config = &self.gen.config;
+        ConnectOptions {
+            client_capabilities: self.client_caps,
+            client_mariadb_capabilities: self.client_mariadb_caps,
+            charset: self.charset,
+            database: self.state.database.clone(),
+            timeout: config.connect_timeout,
+            known_limits,
+            login_state: config.multiplex,
+        }
+    }
+
+    /// Gives a new or reset server connection the session's variables. A value the
+    /// server will not take again is logged and the connection used on; a lost
+    /// connection is an error.
+    async fn restore_variables(&self, b: &mut Backend) -> Result<(), ProxyError> {
+        for sql in self.state.restore_statements() {
+            if let Err(e) = b.simple(&sql).await {
+                if e.is_disconnect() {
+                    return Err(e);
+                }
+                tracing::warn!(session = self.id, error = %e, "could not restore `{sql}`");
+            }
+        }
         Ok(())
     }
 

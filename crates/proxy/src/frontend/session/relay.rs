@@ -577,9 +577,13 @@ impl Session {
         let pins = self.state.pinned.len();
         self.state
             .apply(&tracker.changes, tracker.status, writes, sql);
-        if tracker.err.is_none() {
-            self.read_back_unreported(cmd, sql, tracker.warnings).await;
-        }
+        self.read_back_unreported(
+            cmd,
+            sql,
+            tracker.err.is_none(),
+            tracker.warnings > 0 || tracker.err.is_some(),
+        )
+        .await;
         if self.gen.config.replica_reads {
             self.note_last_gtid(&tracker.changes);
         }
@@ -610,13 +614,26 @@ impl Session {
 
     /// After a `SET` the server does not fully report (see
     /// [`state::unreported_assignments`]), reads the values it set back on the same
-    /// connection, as tracked changes, so that they move with the session. The read clears
-    /// the server's warnings, so after a statement with warnings the session is pinned
-    /// instead: its connection keeps what it set, and a lost connection says it.
-    async fn read_back_unreported(&mut self, cmd: u8, sql: Option<&str>, warnings: u16) {
-        let names = match cmd {
-            com::QUERY => sql.map(state::unreported_assignments),
-            com::STMT_EXECUTE => self
+    /// connection, as tracked changes, so that they move with the session. The read
+    /// clears the server's diagnostics, so after a statement with warnings (or an error)
+    /// it waits for the first statement without (the client has read them, or cleared
+    /// them itself), the session pinned meanwhile: its connection alone has the values,
+    /// and a connection lost before says so. `ran`: the command succeeded; `diagnostics`:
+    /// its reply left warnings or an error to read.
+    async fn read_back_unreported(
+        &mut self,
+        cmd: u8,
+        sql: Option<&str>,
+        ran: bool,
+        diagnostics: bool,
+    ) {
+        if !self.state.pinned.contains(state::UNREPORTED_VARIABLES) {
+            // Read back, or lost with a connection and told (the pin is gone then).
+            self.unreported.clear();
+        }
+        let mut names = match cmd {
+            com::QUERY if ran => sql.map(state::unreported_assignments),
+            com::STMT_EXECUTE if ran => self
                 .executing
                 .and_then(|id| self.state.statements.get(&id))
                 .and_then(|st| std::str::from_utf8(&st.prepare[1..]).ok())
@@ -624,15 +641,28 @@ impl Session {
             _ => None,
         }
         .unwrap_or_default();
-        if names.is_empty() {
+        if names.is_empty() && self.unreported.is_empty() {
             return;
         }
-        let read = match (warnings, self.backend.as_mut()) {
-            (0, Some(b)) => b.tracked(&state::report_statement(&names)).await,
-            (_, _) => Err(ProxyError::Protocol("a statement with warnings".into())),
+        for n in std::mem::take(&mut self.unreported) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        if diagnostics {
+            self.unreported = names;
+            self.state.pinned.insert(state::UNREPORTED_VARIABLES);
+            return;
+        }
+        let read = match self.backend.as_mut() {
+            Some(b) => b.tracked(&state::report_statement(&names)).await,
+            None => Err(ProxyError::Protocol("no server connection".into())),
         };
         match read {
-            Ok(changes) => self.state.apply(&changes, None, false, None),
+            Ok(changes) => {
+                self.state.apply(&changes, None, false, None);
+                self.state.pinned.remove(state::UNREPORTED_VARIABLES);
+            }
             Err(e) => {
                 // A lost connection is found at the next command; until then the values are
                 // the connection's alone.

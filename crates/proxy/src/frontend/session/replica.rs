@@ -164,26 +164,11 @@ impl Session {
         let Ok(permit) = self.shared.backend_slots.clone().try_acquire_owned() else {
             return Ok(None);
         };
-        let config = &self.gen.config;
-        let opts = ConnectOptions {
-            client_capabilities: self.client_caps,
-            client_mariadb_capabilities: self.client_mariadb_caps,
-            charset: self.charset,
-            database: self.state.database.clone(),
-            timeout: config.connect_timeout,
-            known_limits: None,
-            login_state: true,
-        };
+        // A replica's limits are its own: read at its login.
+        let opts = self.connect_options(None);
         let mut b = Backend::connect(target, &opts, self.shared.stats.clone()).await?;
         b.attach_permit(permit);
-        for sql in self.state.restore_statements() {
-            if let Err(e) = b.simple(&sql).await {
-                if e.is_disconnect() {
-                    return Err(e);
-                }
-                tracing::warn!(session = self.id, error = %e, "could not restore `{sql}` on a replica");
-            }
-        }
+        self.restore_variables(&mut b).await?;
         self.state.backend_replaced();
         Ok(Some(b))
     }

@@ -123,14 +123,7 @@ impl Session {
             Fit::Reset => {
                 stats.pool_reset.fetch_add(1, Ordering::Relaxed);
                 b.reset_connection().await?;
-                for sql in self.state.restore_statements() {
-                    if let Err(e) = b.simple(&sql).await {
-                        if e.is_disconnect() {
-                            return Err(e);
-                        }
-                        tracing::warn!(session = self.id, error = %e, "could not restore `{sql}`");
-                    }
-                }
+                self.restore_variables(b).await?;
                 if let Some(db) = &self.state.database {
                     b.simple(&format!("USE `{}`", db.replace('`', "``")))
                         .await?;
