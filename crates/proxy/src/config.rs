@@ -287,8 +287,9 @@ pub struct ProxyConfig {
     /// How often the monitor polls each member of [`ProxyConfig::servers`].
     pub monitor_interval: Duration,
     /// Send reads to replicas (with [`ProxyConfig::multiplex`], in front of a replicated
-    /// cluster; off by default). The consistency rule: a text-protocol `SELECT` outside a
-    /// transaction, by a session with nothing pinned, runs on a replica that is up,
+    /// cluster; off by default). The consistency rule: a `SELECT` (a query, or an execute
+    /// without a cursor) outside a transaction, by a session with nothing pinned, that
+    /// reads the same on any server, runs on a replica that is up,
     /// replicating, at most [`ProxyConfig::max_replica_lag`] behind, and has applied the
     /// last transaction this session committed (`MASTER_GTID_WAIT` of the session's
     /// `last_gtid`, without waiting); otherwise on the writer. A session so reads its own

@@ -1056,6 +1056,15 @@ async fn where_ran(c: &mut mysql_async::Conn) -> String {
     v.unwrap_or_default()
 }
 
+/// [`where_ran`], as a prepared statement.
+async fn where_ran_prepared(c: &mut mysql_async::Conn) -> String {
+    let v: Option<String> = c
+        .exec_first("SELECT name FROM here WHERE name <> ?", ("",))
+        .await
+        .unwrap();
+    v.unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
     tokio::time::timeout(TEST_BOUND, async {
@@ -1094,6 +1103,8 @@ async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
         let mut reader = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
         let mut writer = mysql_async::Conn::new(client_opts(&proxy)).await.unwrap();
         assert_eq!(where_ran(&mut reader).await, "replica");
+        assert_eq!(where_ran_prepared(&mut reader).await, "replica");
+        assert_eq!(where_ran_prepared(&mut reader).await, "replica");
         // Reads that depend on the server or the connection stay on the writer.
         let ro: Option<i64> = reader.query_first("SELECT @@read_only").await.unwrap();
         assert_eq!(ro, Some(0), "the application asked the writer");
@@ -1117,6 +1128,7 @@ async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
             .unwrap();
         assert_eq!(n, Some(1), "a session reads its own write");
         assert_eq!(where_ran(&mut writer).await, "primary");
+        assert_eq!(where_ran_prepared(&mut writer).await, "primary");
         // A replica past max_replica_lag (1 s) serves no one.
         wait_lag(&proxy, replica_port, |lag| lag.is_some_and(|l| l >= 2)).await;
         assert_eq!(where_ran(&mut reader).await, "primary");
@@ -1147,11 +1159,12 @@ async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let stats = proxy.stats();
-        // At least: the first read, and two after the catch-up; the writing session's
-        // read, the reader's past max_replica_lag and the stopped replica's.
+        // At least: the first three reads (one text, two prepared) and two after the
+        // catch-up; the writing session's two reads, the reader's past max_replica_lag and
+        // the stopped replica's.
         assert!(
-            stats.replica_reads.load(Ordering::Relaxed) >= 3
-                && stats.replica_reads_declined.load(Ordering::Relaxed) >= 3,
+            stats.replica_reads.load(Ordering::Relaxed) >= 5
+                && stats.replica_reads_declined.load(Ordering::Relaxed) >= 4,
             "reads {} declined {}",
             stats.replica_reads.load(Ordering::Relaxed),
             stats.replica_reads_declined.load(Ordering::Relaxed)

@@ -108,7 +108,7 @@ pub struct Args {
     /// so idle clients cost none and more clients than the server allows are served.
     #[arg(long)]
     multiplex: bool,
-    /// In front of a replicated cluster, with --multiplex: send text-protocol SELECTs
+    /// In front of a replicated cluster, with --multiplex: send SELECTs (text or prepared)
     /// outside transactions to a replica that is at most --max-replica-lag behind and has
     /// applied the session's own last write; other reads and writes go to the writer.
     #[arg(long, requires = "multiplex")]

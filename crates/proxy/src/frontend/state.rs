@@ -43,6 +43,9 @@ pub struct Statement {
     pub backend_types: Option<Bytes>,
     /// Whether executing it is safe to replay (a read-only statement).
     pub read_only: bool,
+    /// Whether it reads the same on any server, so that `replica_reads` may run it on a
+    /// replica (see `session::replica::reads_the_same_anywhere`).
+    pub reads_anywhere: bool,
     /// When it is transaction control (a driver may prepare BEGIN and COMMIT, as sysbench
     /// does): its keyword, for the decisions a COM_QUERY's text makes (see
     /// [`crate::frontend::txlog::control_word`]).

@@ -1182,11 +1182,8 @@ impl Session {
         }
         // A read that may run on a replica runs there when one is fresh enough; otherwise
         // (or when that fails before the client got anything) on the writer, below.
-        if self.replica_read_allowed(cmd, sql.as_deref()) {
-            if let Some(alive) = self
-                .read_on_replica(&packets, sql.as_deref().unwrap_or_default())
-                .await
-            {
+        if self.replica_read_allowed(cmd, &packets, sql.as_deref()) {
+            if let Some(alive) = self.read_on_replica(cmd, &packets, sql.as_deref()).await {
                 self.shared.stats.command_latency(started.elapsed());
                 return alive;
             }

@@ -515,6 +515,8 @@ impl Session {
                         types: None,
                         backend_types: None,
                         read_only: is_read_only(&text),
+                        reads_anywhere: self.gen.config.replica_reads
+                            && super::replica::reads_the_same_anywhere(&text),
                         control: txlog::control_word(&text),
                     },
                 );

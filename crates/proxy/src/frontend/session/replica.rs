@@ -19,14 +19,34 @@ use crate::backend::pool::{PoolKey, Wants};
 use crate::frontend::state;
 
 impl Session {
-    /// Whether this command may run on a replica: a text-protocol read that reads the same
-    /// anywhere, by a session that holds no connection (nothing of it lives in one: no
-    /// transaction, no pin, no follow-up owed to the last statement's connection).
-    pub(super) fn replica_read_allowed(&self, cmd: u8, sql: Option<&str>) -> bool {
+    /// Whether this command may run on a replica: a read that reads the same anywhere (a
+    /// query, or the execute of a prepared statement without a cursor), by a session that
+    /// holds no connection (nothing of it lives in one: no transaction, no pin, no
+    /// follow-up owed to the last statement's connection).
+    pub(super) fn replica_read_allowed(
+        &self,
+        cmd: u8,
+        packets: &[Packet],
+        sql: Option<&str>,
+    ) -> bool {
         let config = &self.gen.config;
-        config.replica_reads
+        if !config.replica_reads {
+            return false;
+        }
+        let anywhere = match cmd {
+            com::QUERY => sql.is_some_and(reads_the_same_anywhere),
+            // COM_STMT_EXECUTE: statement id (4 bytes), then the cursor flags.
+            com::STMT_EXECUTE => {
+                packets.len() == 1
+                    && packets[0].payload.get(5) == Some(&0)
+                    && statement_id(&packets[0].payload)
+                        .and_then(|id| self.state.statements.get(&id))
+                        .is_some_and(|st| st.reads_anywhere)
+            }
+            _ => false,
+        };
+        anywhere
             && config.multiplex
-            && cmd == com::QUERY
             && self.backend.is_none()
             && !self.hold_next
             && !self.state.in_transaction
@@ -36,14 +56,18 @@ impl Session {
             && self.lost.is_none()
             && self.cursors.is_empty()
             && self.long_data.is_empty()
-            && sql.is_some_and(reads_the_same_anywhere)
     }
 
-    /// Runs the read `packets` (its text `sql`) on a replica. `None`: it did not run there,
-    /// and nothing of it reached the client; the caller runs it on the writer.
-    /// `Some(alive)`: it was answered, from the replica (or with the error of a reply cut
-    /// off by the replica's loss).
-    pub(super) async fn read_on_replica(&mut self, packets: &[Packet], sql: &str) -> Option<bool> {
+    /// Runs the read `packets` (command `cmd`, its text `sql` for a query) on a replica.
+    /// `None`: it did not run there, and nothing of it reached the client; the caller runs
+    /// it on the writer. `Some(alive)`: it was answered, from the replica (or with the
+    /// error of a reply cut off by the replica's loss).
+    pub(super) async fn read_on_replica(
+        &mut self,
+        cmd: u8,
+        packets: &[Packet],
+        sql: Option<&str>,
+    ) -> Option<bool> {
         let config = self.gen.config.clone();
         self.replica_turn = self.replica_turn.wrapping_add(1);
         let turn = (self.id as usize).wrapping_add(self.replica_turn);
@@ -86,10 +110,24 @@ impl Session {
                 return None;
             }
         }
-        // The read runs through the session's own relay path, on the borrowed connection.
+        // The read runs through the session's own relay path, on the borrowed connection:
+        // a prepared statement is found in, or prepared again on, the replica's connection.
         self.digest = None;
         self.backend = Some(b);
-        let result = self.forward(com::QUERY, packets, Some(sql)).await;
+        let to_send = match self.prepare_packets(cmd, packets, sql).await {
+            Ok((to_send, _)) => to_send,
+            Err(e) => {
+                // The writer's path gives the client the same answer, or runs it there. A
+                // connection that failed is not shared again.
+                let b = self.backend.take();
+                if let (Some(b), PrepareError::Reply(..)) = (b, e) {
+                    self.put_replica_connection(key, b);
+                }
+                self.decline_replica_read("the statement could not be prepared on the replica");
+                return None;
+            }
+        };
+        let result = self.forward(cmd, &to_send, sql).await;
         let b = self.backend.take();
         // A follow-up (SHOW WARNINGS) is not held for: it goes where reads go.
         self.hold_next = false;
@@ -154,6 +192,9 @@ impl Session {
             match self.shared.pool.take(key, self.id, wants) {
                 Taken::Live(mut b, fit) => {
                     self.fit_state(&mut b, fit).await?;
+                    // The session's own statement ids (of a cursor's statement) name
+                    // statements of a writer's connection: prepared again here if run.
+                    self.state.backend_replaced();
                     return Ok(Some(b));
                 }
                 // Closed while it waited: the next one, or a new one.

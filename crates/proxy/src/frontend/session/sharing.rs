@@ -115,6 +115,11 @@ impl Session {
         match fit {
             Fit::Own => {
                 stats.pool_own.fetch_add(1, Ordering::Relaxed);
+                // The session's own statement ids name statements of the connection it
+                // used last: on this one, its own from before, they would name others.
+                if self.last_thread_id != Some(b.connection_id) {
+                    self.state.backend_replaced();
+                }
             }
             Fit::SameState => {
                 stats.pool_same_state.fetch_add(1, Ordering::Relaxed);
