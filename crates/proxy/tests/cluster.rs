@@ -2,7 +2,8 @@
 //! real GTID replication pair, two proxies in front of one pair through a switchover, the
 //! Galera node that serves as writer killed, a moved transaction that cannot be replayed
 //! told so in words, a single read-only server that still answers 1290 as it does
-//! directly, and a replica's lag as the monitor reads it.
+//! directly, a replica's lag as the monitor reads it, and reads on replicas (where they
+//! go, a session reading its own writes, a replica crashed under readers).
 //!
 //! Clients are real (mysql_async connections, text and prepared, and the `mariadb`
 //! client); every write carries a unique id, so that what the clients were told is checked
@@ -1170,6 +1171,94 @@ async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
             stats.replica_reads_declined.load(Ordering::Relaxed)
         );
         set.start_replication(1).await.unwrap();
+    })
+    .await
+    .expect("the test finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_crashed_under_reads_costs_the_clients_nothing() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let set = ledger_pair().await;
+        set.member(0)
+            .admin("INSERT INTO goneaway.ledger VALUES (1, 1), (2, 1), (3, 1)")
+            .await
+            .unwrap();
+        set.wait_caught_up().await.unwrap();
+        let proxy = cluster_proxy(
+            &[set.member(0), set.member(1)],
+            ClusterKind::Replication,
+            |c| {
+                c.multiplex = true;
+                c.replica_reads = true;
+            },
+        )
+        .await;
+        wait_writer(&proxy, set.member(0)).await;
+        wait_lag(&proxy, set.member(1).port(), |lag| lag == Some(0)).await;
+        // Readers, text and prepared, until told to stop; every answer must be the ledger.
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..4)
+            .map(|i| {
+                let opts = client_opts(&proxy);
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut c = mysql_async::Conn::new(opts).await.unwrap();
+                    let mut seen = Seen::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let n: Result<Option<i64>, _> = if i % 2 == 0 {
+                            c.query_first("SELECT COUNT(*) FROM ledger").await
+                        } else {
+                            c.exec_first("SELECT COUNT(*) FROM ledger WHERE worker = ?", (1,))
+                                .await
+                        };
+                        seen.statements += 1;
+                        seen.longest = seen.longest.max(started.elapsed());
+                        match n {
+                            Ok(Some(3)) => {}
+                            other => seen.errors.push(format!("reader {i}: {other:?}")),
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let reads_on_replica = || proxy.stats().replica_reads.load(Ordering::Relaxed);
+        let started = Instant::now();
+        while reads_on_replica() < 50 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no reads reached the replica"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        set.member(1).crash().await.unwrap();
+        let at_crash = reads_on_replica();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        set.member(1).start().await.unwrap();
+        // Back and caught up: reads go there again.
+        let started = Instant::now();
+        while reads_on_replica() < at_crash + 50 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "reads never returned to the restarted replica: {}",
+                proxy.cluster().describe()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let seen = collect(readers).await;
+        assert!(seen.errors.is_empty(), "client errors: {:?}", seen.errors);
+        assert!(seen.statements > 200, "{} reads", seen.statements);
+        assert!(
+            proxy.stats().replica_reads_declined.load(Ordering::Relaxed) > 0,
+            "reads ran on the writer while the replica was down"
+        );
+        eprintln!(
+            "{} reads, none failed; longest {:?}",
+            seen.statements, seen.longest
+        );
     })
     .await
     .expect("the test finished in time");
