@@ -1106,6 +1106,48 @@ async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
         assert_eq!(where_ran(&mut reader).await, "replica");
         assert_eq!(where_ran_prepared(&mut reader).await, "replica");
         assert_eq!(where_ran_prepared(&mut reader).await, "replica");
+        // A table the replica does not have (yet): the replica's error is not the answer,
+        // the writer's is.
+        set.member(0)
+            .admin(
+                "SET SESSION sql_log_bin = 0; CREATE TABLE goneaway.only_primary (v INT); \
+                 INSERT INTO goneaway.only_primary VALUES (7)",
+            )
+            .await
+            .unwrap();
+        let v: Option<i64> = reader
+            .query_first("SELECT v FROM only_primary")
+            .await
+            .unwrap();
+        assert_eq!(v, Some(7));
+        // A stored function may write: its call runs on the writer, and the replica gets
+        // its row by replication, once. (The proxy never sends it to a replica, where an
+        // account with READ ONLY ADMIN, root say, would write; this one's the replica's
+        // read_only would refuse, and the writer would run it then.)
+        set.member(0)
+            .admin(
+                "CREATE USER owner@'%'; GRANT ALL ON *.* TO owner@'%'; GRANT READ_ONLY ADMIN ON *.* TO owner@'%'; \
+                 CREATE DEFINER = owner@'%' FUNCTION goneaway.bump() RETURNS INT \
+                 DETERMINISTIC MODIFIES SQL DATA BEGIN INSERT INTO goneaway.ledger VALUES (500, 5); RETURN 1; END",
+            )
+            .await
+            .unwrap();
+        set.wait_caught_up().await.unwrap();
+        let v: Option<i64> = reader.query_first("SELECT bump()").await.unwrap();
+        assert_eq!(v, Some(1));
+        set.wait_caught_up().await.unwrap();
+        for member in [set.member(0), set.member(1)] {
+            let mut c = member.admin_conn().await.unwrap();
+            let n: Option<i64> = c
+                .query_first("SELECT COUNT(*) FROM goneaway.ledger WHERE id = 500")
+                .await
+                .unwrap();
+            assert_eq!(n, Some(1), "the function's row, once, on {}", member.port());
+        }
+        reader
+            .query_drop("DELETE FROM ledger WHERE id = 500")
+            .await
+            .unwrap();
         // Reads that depend on the server or the connection stay on the writer.
         let ro: Option<i64> = reader.query_first("SELECT @@read_only").await.unwrap();
         assert_eq!(ro, Some(0), "the application asked the writer");

@@ -296,6 +296,9 @@ pub struct Session {
     last_gtid: Option<String>,
     /// Reads sent to replicas so far, to spread them over several.
     replica_turn: usize,
+    /// A read is being relayed from a replica: an error in place of its reply sends it to
+    /// the writer instead (see `Session::read_on_replica`).
+    reading_on_replica: bool,
     /// Session variables set in a form the server does not report, not read back yet:
     /// their statement left warnings the read would have cleared (see
     /// `Session::read_back_unreported`).
@@ -407,6 +410,7 @@ impl Session {
             pin_statement: None,
             last_gtid: None,
             replica_turn: 0,
+            reading_on_replica: false,
             unreported: Vec::new(),
             shared,
         };

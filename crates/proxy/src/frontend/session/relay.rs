@@ -343,6 +343,19 @@ impl Session {
                         server_err: Some(e.clone()),
                     }));
                 }
+                // A read on a replica refused (read-only for a function that writes, a
+                // table or column the replica does not have yet): it ran nowhere, and the
+                // writer's answer is the one the client gets (crate::frontend::session::replica).
+                if self.reading_on_replica {
+                    return Err(Failure::Backend(BackendLoss {
+                        flushed: false,
+                        not_run: true,
+                        seq: 1,
+                        cause: Ok(Cause::Unknown),
+                        detail: e.to_string(),
+                        server_err: Some(e.clone()),
+                    }));
+                }
                 // In front of a cluster: a 1290 --read-only from a server that a
                 // switchover took the writer's place from ran nowhere. With nothing that
                 // lives only in this connection, the statement runs again on the new

@@ -5,9 +5,10 @@
 //! names replicas within `max_replica_lag` ([`crate::router::replica_for_read`]), and
 //! the replica itself says whether it has applied the session's last write
 //! (`MASTER_GTID_WAIT(last_gtid, 0)`, which answers at once). Anything else — no replica,
-//! one behind, one unreachable, one lost before any of the reply reached the client — runs
-//! the read on the writer, as without `replica_reads`: a replica never costs a read an
-//! error it would not have had.
+//! one behind, one unreachable, one lost before any of the reply reached the client, one
+//! that answers with an error (read-only for a function that writes, a table it does not
+//! have yet) — runs the read on the writer, as without `replica_reads`: a replica never
+//! costs a read an error it would not have had, and errors are the writer's.
 //!
 //! Only a read whose result does not depend on the connection or the server it runs on
 //! goes: see [`reads_the_same_anywhere`]. The session's own bookkeeping of its writer
@@ -127,7 +128,9 @@ impl Session {
                 return None;
             }
         };
+        self.reading_on_replica = true;
         let result = self.forward(cmd, &to_send, sql).await;
+        self.reading_on_replica = false;
         let b = self.backend.take();
         // A follow-up (SHOW WARNINGS) is not held for: it goes where reads go.
         self.hold_next = false;
@@ -144,8 +147,22 @@ impl Session {
             }
             Err(Failure::ClientGone) => Some(false),
             Err(Failure::Backend(loss)) if !loss.flushed => {
-                tracing::debug!(session = self.id, replica = %target.addr(), detail = %loss.detail, "a replica's connection failed before its reply; the read runs on the writer");
-                self.decline_replica_read("the replica's connection failed");
+                let refused = loss
+                    .server_err
+                    .as_ref()
+                    .is_some_and(|e| fatal_error(e).is_none());
+                match (b, refused) {
+                    // The replica answered with an error that leaves its connection sound.
+                    (Some(b), true) => {
+                        tracing::debug!(session = self.id, replica = %target.addr(), error = %loss.detail, "a replica refused a read; it runs on the writer");
+                        self.put_replica_connection(key, b);
+                        self.decline_replica_read("the replica refused the read");
+                    }
+                    _ => {
+                        tracing::debug!(session = self.id, replica = %target.addr(), detail = %loss.detail, "a replica's connection failed before its reply; the read runs on the writer");
+                        self.decline_replica_read("the replica's connection failed");
+                    }
+                }
                 None
             }
             Err(Failure::Backend(loss)) => {
@@ -244,8 +261,375 @@ pub fn reads_the_same_anywhere(sql: &str) -> bool {
         return false;
     }
     let lower = sql.to_ascii_lowercase();
-    !CONNECTION_BOUND.iter().any(|w| lower.contains(w)) && !state::mentions_user_variable(&lower)
+    !CONNECTION_BOUND.iter().any(|w| lower.contains(w))
+        && !state::mentions_user_variable(&lower)
+        && calls_only_builtins(&lower)
 }
+
+/// Whether every call in the (lowercase) text is of a built-in function or a keyword
+/// followed by a parenthesis: a stored function (`f(…)`, `db.f(…)`, `` `f`(…) ``) may
+/// write, and on a replica it would run with its definer's rights, which `read_only` does
+/// not stop for an account with `SUPER`: the replica would diverge. Unknown names count as
+/// stored functions: such a read runs on the writer, never the other way round.
+fn calls_only_builtins(lower: &str) -> bool {
+    let b = lower.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    // The identifier that ended just before (start, whether qualified or quoted).
+    let mut word: Option<(usize, usize)> = None;
+    let mut qualified_or_quoted = false;
+    while i < b.len() {
+        let c = b[i];
+        if let Some(q) = quote {
+            if c == b'\\' && q != b'`' {
+                i += 1;
+            } else if c == q {
+                quote = None;
+                if q == b'`' {
+                    // A quoted identifier: a call of it is a stored function.
+                    word = Some((i, i));
+                    qualified_or_quoted = true;
+                    i += 1;
+                    continue;
+                }
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'\'' | b'"' | b'`' => {
+                quote = Some(c);
+                word = None;
+            }
+            b'(' => {
+                if let Some((start, end)) = word.take() {
+                    if qualified_or_quoted || !BUILTIN_CALLS.contains(&&lower[start..end]) {
+                        return false;
+                    }
+                }
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$')
+                {
+                    i += 1;
+                }
+                qualified_or_quoted = start > 0 && b[start - 1] == b'.';
+                word = Some((start, i));
+                continue;
+            }
+            c if c.is_ascii_whitespace() => {}
+            _ => word = None,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Built-in functions (and keywords a parenthesis may follow) a read may call and still
+/// run on a replica: none writes.
+const BUILTIN_CALLS: &[&str] = &[
+    // Keywords.
+    "select",
+    "in",
+    "exists",
+    "and",
+    "or",
+    "not",
+    "on",
+    "using",
+    "from",
+    "join",
+    "where",
+    "values",
+    "over",
+    "as",
+    "any",
+    "all",
+    "some",
+    "having",
+    "when",
+    "then",
+    "else",
+    "by",
+    "union",
+    "row",
+    "with",
+    "interval",
+    "match",
+    "against",
+    "between",
+    "is",
+    "like",
+    "xor",
+    "div",
+    "case",
+    "distinct",
+    "limit",
+    "offset",
+    "group",
+    "order",
+    "partition",
+    "lateral",
+    "intersect",
+    "except",
+    "escape",
+    "rlike",
+    "regexp",
+    "to",
+    "for",
+    // Aggregates and windows.
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "group_concat",
+    "std",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "var_pop",
+    "var_samp",
+    "variance",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "json_arrayagg",
+    "json_objectagg",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+    "percent_rank",
+    "cume_dist",
+    // Strings.
+    "concat",
+    "concat_ws",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "lower",
+    "upper",
+    "lcase",
+    "ucase",
+    "substring",
+    "substr",
+    "substring_index",
+    "left",
+    "right",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "lpad",
+    "rpad",
+    "replace",
+    "reverse",
+    "repeat",
+    "instr",
+    "locate",
+    "position",
+    "format",
+    "hex",
+    "unhex",
+    "md5",
+    "sha1",
+    "sha2",
+    "crc32",
+    "ascii",
+    "ord",
+    "char",
+    "space",
+    "strcmp",
+    "soundex",
+    "elt",
+    "field",
+    "find_in_set",
+    "quote",
+    "insert",
+    "mid",
+    "regexp_replace",
+    "regexp_substr",
+    "regexp_instr",
+    "from_base64",
+    "to_base64",
+    "weight_string",
+    "natural_sort_key",
+    // Numbers.
+    "abs",
+    "ceil",
+    "ceiling",
+    "floor",
+    "round",
+    "truncate",
+    "mod",
+    "pow",
+    "power",
+    "sqrt",
+    "exp",
+    "ln",
+    "log",
+    "log2",
+    "log10",
+    "sign",
+    "rand",
+    "pi",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "cot",
+    "degrees",
+    "radians",
+    "greatest",
+    "least",
+    "conv",
+    "bin",
+    "oct",
+    "crc32c",
+    // Dates and times.
+    "now",
+    "curdate",
+    "curtime",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "sysdate",
+    "date",
+    "time",
+    "timestamp",
+    "year",
+    "month",
+    "day",
+    "dayofmonth",
+    "dayofweek",
+    "dayofyear",
+    "hour",
+    "minute",
+    "second",
+    "week",
+    "weekday",
+    "weekofyear",
+    "yearweek",
+    "date_add",
+    "date_sub",
+    "adddate",
+    "subdate",
+    "addtime",
+    "subtime",
+    "datediff",
+    "timediff",
+    "timestampdiff",
+    "timestampadd",
+    "date_format",
+    "time_format",
+    "str_to_date",
+    "unix_timestamp",
+    "from_unixtime",
+    "utc_timestamp",
+    "utc_date",
+    "utc_time",
+    "last_day",
+    "makedate",
+    "maketime",
+    "extract",
+    "monthname",
+    "dayname",
+    "quarter",
+    "to_days",
+    "from_days",
+    "to_seconds",
+    "sec_to_time",
+    "time_to_sec",
+    "convert_tz",
+    "microsecond",
+    "period_add",
+    "period_diff",
+    // Control flow, types.
+    "if",
+    "ifnull",
+    "nullif",
+    "coalesce",
+    "isnull",
+    "cast",
+    "convert",
+    "binary",
+    "nvl",
+    "nvl2",
+    "decode_oracle",
+    // JSON.
+    "json_extract",
+    "json_value",
+    "json_unquote",
+    "json_object",
+    "json_array",
+    "json_contains",
+    "json_contains_path",
+    "json_length",
+    "json_keys",
+    "json_valid",
+    "json_query",
+    "json_search",
+    "json_set",
+    "json_insert",
+    "json_replace",
+    "json_remove",
+    "json_merge",
+    "json_merge_patch",
+    "json_merge_preserve",
+    "json_type",
+    "json_depth",
+    "json_exists",
+    "json_table",
+    "json_quote",
+    "json_compact",
+    "json_detailed",
+    "json_array_append",
+    "json_array_insert",
+    "json_overlaps",
+    // Other.
+    "uuid",
+    "uuid_short",
+    "inet_aton",
+    "inet_ntoa",
+    "inet6_aton",
+    "inet6_ntoa",
+    "is_ipv4",
+    "is_ipv6",
+    "database",
+    "schema",
+    "user",
+    "current_user",
+    "session_user",
+    "system_user",
+    "version",
+    "charset",
+    "collation",
+    "coercibility",
+    "default",
+    "compress",
+    "uncompress",
+    "uncompressed_length",
+    "aes_encrypt",
+    "aes_decrypt",
+    "point",
+    "st_distance",
+    "st_contains",
+    "st_within",
+    "st_astext",
+    "st_geomfromtext",
+];
 
 #[cfg(test)]
 mod tests {
@@ -257,6 +641,9 @@ mod tests {
             "SELECT c FROM sbtest1 WHERE id = 10",
             "select count(*) from t join u using (id)",
             "/* app */ SELECT NOW(), DATABASE()",
+            "SELECT COUNT(*), MAX(v) FROM t WHERE id IN (1, 2) AND name = 'f(x)'",
+            "SELECT c FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = t.id) AND `t`.v > 0",
+            "SELECT CONCAT(a, '`x`(') , IFNULL(b, 0) FROM t",
         ] {
             assert!(reads_the_same_anywhere(sql), "{sql}");
         }
@@ -273,6 +660,11 @@ mod tests {
             "SELECT 1 INTO @x",
             "SHOW SLAVE STATUS",
             "SELECT 1; DELETE FROM t",
+            // Stored functions may write (and on a replica, with their definer's rights).
+            "SELECT bump()",
+            "SELECT app.bump(1) FROM t",
+            "SELECT `bump` (1)",
+            "SELECT COUNT(*) FROM t WHERE v = my_func (id)",
         ] {
             assert!(!reads_the_same_anywhere(sql), "{sql}");
         }
