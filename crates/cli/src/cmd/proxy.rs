@@ -116,6 +116,10 @@ pub struct Args {
     /// How far behind a replica may be and still serve reads, in seconds (default 10).
     #[arg(long, value_name = "SECS")]
     max_replica_lag: Option<f64>,
+    /// With --multiplex: how long a shared server connection may stay unused before it is
+    /// closed, in seconds (default 60, at most half the server's wait_timeout).
+    #[arg(long, value_name = "SECS")]
+    pool_idle_limit: Option<f64>,
     /// Never replay a transaction lost before its COMMIT: the session goes to the
     /// failed-transaction state at once.
     #[arg(long)]
@@ -235,6 +239,9 @@ fn build_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     }
     if let Some(s) = args.max_replica_lag {
         config.max_replica_lag = Duration::from_secs_f64(s.max(0.0));
+    }
+    if let Some(s) = args.pool_idle_limit {
+        config.pool_idle_limit = Duration::from_secs_f64(s.max(0.0));
     }
     if args.no_transaction_replay {
         config.transaction_replay = false;
