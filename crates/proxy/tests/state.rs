@@ -114,6 +114,19 @@ async fn variables_set_in_forms_the_server_does_not_report_survive_a_backend_rep
     let after: (String, String, String, String) = conn.query_first(check).await.unwrap().unwrap();
     assert_eq!(after, before, "the same settings on the fresh backend");
     assert_ne!(backend_id(&mut conn).await, id);
+    // A character set and a collation in one statement: the collation stays.
+    conn.query_drop("SET NAMES utf8mb4, @@collation_connection = utf8mb4_bin")
+        .await
+        .unwrap();
+    let id = backend_id(&mut conn).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        one(&mut conn, "SELECT @@collation_connection")
+            .await
+            .unwrap(),
+        "utf8mb4_bin"
+    );
 
     // With warnings, reading the values back would clear them: the read waits for the
     // next statement without any, here the client's SHOW WARNINGS.

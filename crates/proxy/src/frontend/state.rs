@@ -471,14 +471,15 @@ pub fn unreported_assignments(sql: &str) -> Vec<String> {
         i += 1;
     }
     if charset {
-        // The character set first: setting it sets the collation to its default, and the
-        // collation read back then puts the session's own back (see `report_statement`).
         for name in ["character_set_connection", "collation_connection"] {
             if !names.iter().any(|n| n == name) {
                 names.push(name.to_owned());
             }
         }
     }
+    // Character sets before collations: setting one sets its collation to the default,
+    // and the collation set after it puts the session's own back (see `report_statement`).
+    names.sort_by_key(|n| n.starts_with("collation_"));
     names
 }
 
@@ -606,6 +607,10 @@ mod tests {
         assert_eq!(names("SET CHARSET latin1"), charset);
         assert_eq!(names("SET character_set_connection = latin1"), charset);
         assert_eq!(names("SET collation_connection = latin1_bin"), charset);
+        assert_eq!(
+            names("SET NAMES utf8, @@collation_connection = utf16le_bin"),
+            charset
+        );
         assert_eq!(
             report_statement(&names("SET @@sql_mode = '', NAMES utf8mb4")),
             "SET @@session.sql_mode = @@session.sql_mode, \
