@@ -126,11 +126,12 @@ struct Labelled {
 
 /// Why a session keeps a server connection between its statements (the
 /// `goneaway_proxy_pins_total` label).
-pub const PIN_REASONS: [&str; 11] = [
+pub const PIN_REASONS: [&str; 12] = [
     "user_variables",
     "temporary_tables",
     "named_locks",
     "table_locks",
+    "backup_locks",
     "sql_prepare",
     "unknown_state",
     "cursor",

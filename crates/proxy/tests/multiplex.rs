@@ -813,3 +813,36 @@ async fn statements_kept_for_reuse_never_exhaust_max_prepared_stmt_count() {
     let v: Option<i64> = conn.query_first("EXECUTE s").await.unwrap();
     assert_eq!(v, Some(42));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_read_lock_keeps_its_connection_until_unlock_tables() {
+    let server = server().await;
+    server
+        .admin("GRANT RELOAD ON *.* TO goneaway")
+        .await
+        .unwrap();
+    let proxy = shared_proxy(&server, 3).await;
+    let mut a = connect(&proxy).await;
+    let mut b = connect(&proxy).await;
+    a.query_drop("CREATE TABLE g (v INT)").await.unwrap();
+    a.query_drop("FLUSH TABLES WITH READ LOCK").await.unwrap();
+    // Other sessions run on other connections meanwhile; A's lock stays where it was taken.
+    for _ in 0..5 {
+        let _: Option<i64> = b.query_first("SELECT 1").await.unwrap();
+        let _: Option<i64> = a.query_first("SELECT 1").await.unwrap();
+    }
+    let write = tokio::spawn(async move {
+        b.query_drop("INSERT INTO g VALUES (1)").await.unwrap();
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "the global read lock holds writes");
+    a.query_drop("UNLOCK TABLES").await.unwrap();
+    let mut b = tokio::time::timeout(Duration::from_secs(10), write)
+        .await
+        .expect("UNLOCK TABLES, on the connection that holds the lock, lets the write go")
+        .unwrap();
+    let n: Option<i64> = b.query_first("SELECT COUNT(*) FROM g").await.unwrap();
+    assert_eq!(n, Some(1));
+    assert_eq!(pins(&proxy, "table_locks"), 1);
+}

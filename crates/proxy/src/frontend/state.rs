@@ -205,6 +205,27 @@ impl SessionState {
                 self.pinned.insert(NAMED_LOCKS);
             }
         }
+        // A global read lock (FLUSH TABLES … WITH READ LOCK, FLUSH TABLES … FOR EXPORT) and
+        // backup locks live in the connection too, unflagged, until UNLOCK TABLES (below)
+        // or BACKUP STAGE END / BACKUP UNLOCK. Lost silently, a backup tool would copy
+        // files it believes locked.
+        if let Some(s) = sql {
+            let first = first_word_as_written(s);
+            let flush = first.eq_ignore_ascii_case("flush");
+            let backup = first.eq_ignore_ascii_case("backup");
+            if flush || backup {
+                let lower = s.to_ascii_lowercase();
+                if flush && (lower.contains("read lock") || lower.contains("for export")) {
+                    self.pinned.insert(LOCK_TABLES);
+                } else if backup {
+                    if lower.contains("unlock") || lower.split_whitespace().any(|w| w == "end") {
+                        self.pinned.remove(BACKUP_LOCKS);
+                    } else {
+                        self.pinned.insert(BACKUP_LOCKS);
+                    }
+                }
+            }
+        }
         // Most replies change nothing: the text is only looked at when it can matter.
         if !state_changed && !self.pinned.contains(LOCK_TABLES) {
             return;
@@ -328,6 +349,7 @@ const USER_VARIABLES: &str = "user variables";
 const TEMP_TABLES: &str = "temporary tables";
 const NAMED_LOCKS: &str = "named locks (GET_LOCK)";
 const LOCK_TABLES: &str = "table locks (LOCK TABLES)";
+const BACKUP_LOCKS: &str = "backup locks (BACKUP STAGE, BACKUP LOCK)";
 const SQL_PREPARED: &str = "SQL-level prepared statements (PREPARE)";
 const UNKNOWN_STATE: &str = "session state the proxy cannot restore";
 /// Variables set in a form the server does not report, whose values are not read back
@@ -341,6 +363,7 @@ pub fn pin_reason(pinned: &str) -> &'static str {
         TEMP_TABLES => "temporary_tables",
         NAMED_LOCKS => "named_locks",
         LOCK_TABLES => "table_locks",
+        BACKUP_LOCKS => "backup_locks",
         SQL_PREPARED => "sql_prepare",
         UNREPORTED_VARIABLES => "unreported_variables",
         _ => "unknown_state",
@@ -353,7 +376,8 @@ pub fn pin_advice(reason: &str) -> &'static str {
         "user_variables" => "it set a user variable (@name), which lives in one server connection; pass the value as a parameter, or select it where it is used",
         "temporary_tables" => "it created a temporary table, which lives in one server connection; use a regular table, a derived table or a CTE",
         "named_locks" => "GET_LOCK holds a lock in one server connection; the connection stays with the session for the rest of its life",
-        "table_locks" => "LOCK TABLES holds locks in one server connection until UNLOCK TABLES",
+        "table_locks" => "LOCK TABLES and FLUSH TABLES … WITH READ LOCK hold locks in one server connection until UNLOCK TABLES",
+        "backup_locks" => "BACKUP STAGE and BACKUP LOCK hold locks in one server connection until BACKUP STAGE END or BACKUP UNLOCK",
         "sql_prepare" => "SQL-level PREPARE lives in one server connection; use the driver's server-side prepared statements (the binary protocol), which the proxy moves between connections",
         "unreported_variables" => "it set a session variable as SET @@name (or a collation with SET NAMES), which the server does not report, and the proxy could not read the value back; write SET SESSION name = …",
         "cursor" => "a prepared statement opened a cursor (fetch size / useCursorFetch); the connection is kept until the statement is closed, reset or read to its end",
@@ -577,6 +601,32 @@ mod tests {
         assert_eq!(s.unrestorable().as_deref(), Some("user variables"));
         s.apply(&[], Some(3), true, Some("BEGIN"));
         assert!(s.unrestorable().unwrap().starts_with("an open transaction"));
+    }
+
+    #[test]
+    fn global_read_locks_and_backup_locks_pin_until_released() {
+        let mut s = SessionState::default();
+        s.apply(&[], Some(2), false, Some("FLUSH TABLES WITH READ LOCK"));
+        assert_eq!(
+            s.unrestorable().as_deref(),
+            Some("table locks (LOCK TABLES)")
+        );
+        s.apply(&[], Some(2), false, Some("UNLOCK TABLES"));
+        assert!(s.unrestorable().is_none());
+        s.apply(&[], Some(2), false, Some("flush tables t1 for export"));
+        assert!(s.unrestorable().is_some());
+        s.apply(&[], Some(2), false, Some("unlock tables"));
+        s.apply(&[], Some(2), false, Some("FLUSH TABLES"));
+        assert!(s.unrestorable().is_none(), "a plain FLUSH holds nothing");
+        s.apply(&[], Some(2), false, Some("BACKUP STAGE START"));
+        s.apply(&[], Some(2), false, Some("BACKUP STAGE BLOCK_COMMIT"));
+        assert!(s.unrestorable().unwrap().contains("backup locks"));
+        s.apply(&[], Some(2), false, Some("BACKUP STAGE END"));
+        assert!(s.unrestorable().is_none());
+        s.apply(&[], Some(2), false, Some("BACKUP LOCK t1"));
+        assert!(s.unrestorable().is_some());
+        s.apply(&[], Some(2), false, Some("BACKUP UNLOCK"));
+        assert!(s.unrestorable().is_none());
     }
 
     #[test]
