@@ -176,12 +176,28 @@ impl SessionState {
         }
         let mut explained = false;
         let mut state_changed = false;
+        // Values a statement sets for itself alone, which the server reports as changes all
+        // the same (and their end with some later reply): `SET STATEMENT … FOR`, and the
+        // lock timeouts of a `WAIT n` / `NOWAIT` clause. Recorded, they would be set on
+        // every connection the session moves to.
+        let statement_scoped = |name: &str| {
+            let Some(s) = sql else { return false };
+            if first_word_as_written(s).eq_ignore_ascii_case("set") {
+                let rest = s.trim_start().get(3..).unwrap_or("");
+                return first_word_as_written(rest).eq_ignore_ascii_case("statement");
+            }
+            matches!(name, "lock_wait_timeout" | "innodb_lock_wait_timeout")
+                && s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .any(|w| w.eq_ignore_ascii_case("wait") || w.eq_ignore_ascii_case("nowait"))
+        };
         for c in changes {
             match c {
                 StateChange::SystemVariable(name, value) => {
                     explained = true;
                     let name = name.to_ascii_lowercase();
-                    if !PROXY_OWNED.contains(&name.as_str()) && !SERVER_SET.contains(&name.as_str())
+                    if !PROXY_OWNED.contains(&name.as_str())
+                        && !SERVER_SET.contains(&name.as_str())
+                        && !statement_scoped(&name)
                     {
                         self.variables.insert(name, value.clone());
                     }
@@ -203,6 +219,12 @@ impl SessionState {
                     .any(|w| w.eq_ignore_ascii_case(b"get_lock"))
             {
                 self.pinned.insert(NAMED_LOCKS);
+            }
+        }
+        // LOCK TABLES, which the server flags as a state change only with a WAIT clause.
+        if let Some(s) = sql {
+            if first_word_as_written(s).eq_ignore_ascii_case("lock") {
+                self.pinned.insert(LOCK_TABLES);
             }
         }
         // A global read lock (FLUSH TABLES … WITH READ LOCK, FLUSH TABLES … FOR EXPORT) and
@@ -601,6 +623,49 @@ mod tests {
         assert_eq!(s.unrestorable().as_deref(), Some("user variables"));
         s.apply(&[], Some(3), true, Some("BEGIN"));
         assert!(s.unrestorable().unwrap().starts_with("an open transaction"));
+    }
+
+    #[test]
+    fn values_a_statement_sets_for_itself_are_not_the_sessions() {
+        let mut s = SessionState::default();
+        let var = |n: &str, v: &str| StateChange::SystemVariable(n.into(), v.into());
+        s.apply(
+            &[var("sort_buffer_size", "100000")],
+            Some(2),
+            true,
+            Some("SET STATEMENT sort_buffer_size = 100000 FOR SELECT 1"),
+        );
+        s.apply(
+            &[
+                var("lock_wait_timeout", "5"),
+                var("innodb_lock_wait_timeout", "5"),
+            ],
+            Some(2),
+            true,
+            Some("DROP TABLE t WAIT 5"),
+        );
+        s.apply(
+            &[var("lock_wait_timeout", "0")],
+            Some(2),
+            true,
+            Some("ALTER TABLE t NOWAIT ADD c INT"),
+        );
+        assert!(s.variables.is_empty(), "{:?}", s.variables);
+        s.apply(
+            &[var("lock_wait_timeout", "5")],
+            Some(2),
+            true,
+            Some("SET lock_wait_timeout = 5"),
+        );
+        assert_eq!(
+            s.variables.get("lock_wait_timeout").map(String::as_str),
+            Some("5")
+        );
+        // LOCK TABLES pins whether or not the server flags a state change.
+        s.apply(&[], Some(2), true, Some("LOCK TABLES t WRITE"));
+        assert!(s.unrestorable().unwrap().contains("LOCK TABLES"));
+        s.apply(&[], Some(2), true, Some("UNLOCK TABLES"));
+        assert!(s.unrestorable().is_none());
     }
 
     #[test]
