@@ -151,3 +151,22 @@ async fn variables_set_in_forms_the_server_does_not_report_survive_a_backend_rep
     assert!(e.to_string().contains("SET @@name"), "{e}");
     assert_eq!(one(&mut conn, "SELECT 'usable'").await.unwrap(), "usable");
 }
+
+#[tokio::test]
+async fn prepared_statements_that_leave_state_in_the_connection_pin_it_like_queries() {
+    let server = server().await;
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    for (prepared, lost) in [
+        ("SET @p = 5", "user variables"),
+        ("SELECT GET_LOCK('prepared', 0)", "named locks"),
+    ] {
+        conn.exec_drop(prepared, ()).await.unwrap();
+        let id = backend_id(&mut conn).await;
+        server.kill_connection(id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let e = conn.query_drop("SELECT 1").await.unwrap_err();
+        assert!(e.to_string().contains(lost), "{prepared}: {e}");
+        assert_eq!(one(&mut conn, "SELECT 'usable'").await.unwrap(), "usable");
+    }
+}

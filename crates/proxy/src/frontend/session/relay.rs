@@ -589,12 +589,26 @@ impl Session {
             com::STMT_EXECUTE => true,
             _ => false,
         };
+        // The statement's text: the query's, or the prepared statement's an execute runs
+        // (a prepared `SET @x = …`, `SELECT GET_LOCK(…)` or `LOCK TABLES` leaves state in
+        // the connection as the query does). A shared handle, not a copy.
+        let prepared = match cmd {
+            com::STMT_EXECUTE => self
+                .executing
+                .and_then(|id| self.state.statements.get(&id))
+                .map(|st| st.prepare.clone()),
+            _ => None,
+        };
+        let text = sql.or_else(|| {
+            prepared
+                .as_ref()
+                .and_then(|p| std::str::from_utf8(p.get(1..)?).ok())
+        });
         let pins = self.state.pinned.len();
         self.state
-            .apply(&tracker.changes, tracker.status, writes, sql);
+            .apply(&tracker.changes, tracker.status, writes, text);
         self.read_back_unreported(
-            cmd,
-            sql,
+            text,
             tracker.err.is_none(),
             tracker.warnings > 0 || tracker.err.is_some(),
         )
@@ -603,7 +617,7 @@ impl Session {
             self.note_last_gtid(&tracker.changes);
         }
         if self.state.pinned.len() > pins {
-            self.pin_statement = sql.map(|s| s.chars().take(200).collect());
+            self.pin_statement = text.map(|s| s.chars().take(200).collect());
         }
         Ok(())
     }
@@ -633,29 +647,18 @@ impl Session {
     /// clears the server's diagnostics, so after a statement with warnings (or an error)
     /// it waits for the first statement without (the client has read them, or cleared
     /// them itself), the session pinned meanwhile: its connection alone has the values,
-    /// and a connection lost before says so. `ran`: the command succeeded; `diagnostics`:
-    /// its reply left warnings or an error to read.
-    async fn read_back_unreported(
-        &mut self,
-        cmd: u8,
-        sql: Option<&str>,
-        ran: bool,
-        diagnostics: bool,
-    ) {
+    /// and a connection lost before says so. `text`: the statement's (a query's or an
+    /// execute's); `ran`: the command succeeded; `diagnostics`: its reply left warnings or
+    /// an error to read.
+    async fn read_back_unreported(&mut self, text: Option<&str>, ran: bool, diagnostics: bool) {
         if !self.state.pinned.contains(state::UNREPORTED_VARIABLES) {
             // Read back, or lost with a connection and told (the pin is gone then).
             self.unreported.clear();
         }
-        let mut names = match cmd {
-            com::QUERY if ran => sql.map(state::unreported_assignments),
-            com::STMT_EXECUTE if ran => self
-                .executing
-                .and_then(|id| self.state.statements.get(&id))
-                .and_then(|st| std::str::from_utf8(&st.prepare[1..]).ok())
-                .map(state::unreported_assignments),
-            _ => None,
-        }
-        .unwrap_or_default();
+        let mut names = text
+            .filter(|_| ran)
+            .map(state::unreported_assignments)
+            .unwrap_or_default();
         if names.is_empty() && self.unreported.is_empty() {
             return;
         }
