@@ -347,14 +347,7 @@ impl Session {
                 // table or column the replica does not have yet): it ran nowhere, and the
                 // writer's answer is the one the client gets (crate::frontend::session::replica).
                 if self.reading_on_replica {
-                    return Err(Failure::Backend(BackendLoss {
-                        flushed: false,
-                        not_run: true,
-                        seq: 1,
-                        cause: Ok(Cause::Unknown),
-                        detail: e.to_string(),
-                        server_err: Some(e.clone()),
-                    }));
+                    return Err(ran_elsewhere(e));
                 }
                 // In front of a cluster: a 1290 --read-only from a server that a
                 // switchover took the writer's place from ran nowhere. With nothing that
@@ -374,15 +367,8 @@ impl Session {
                     && movable_tx
                     && crate::router::refused_by_old_writer(&self.shared, &self.target, e).await
                 {
-                    return Err(Failure::Backend(BackendLoss {
-                        flushed: false,
-                        not_run: true,
-                        seq: 1,
-                        cause: Ok(Cause::Unknown),
-                        detail: e.to_string(),
-                        // The 1290 itself: a redirect, counted as such, not as a loss.
-                        server_err: Some(e.clone()),
-                    }));
+                    // The 1290 itself: a redirect, counted as such, not as a loss.
+                    return Err(ran_elsewhere(e));
                 }
             }
             next_seq = p.seq.wrapping_add(1);
@@ -689,6 +675,20 @@ impl Session {
             }
         }
     }
+}
+
+/// A command a server refused with `e` before running anything, to run on another server
+/// instead (the new writer, or the writer in place of a replica): a "loss" of a connection
+/// still sound, with the refusal as its evidence.
+fn ran_elsewhere(e: &ErrInfo) -> Failure {
+    Failure::Backend(BackendLoss {
+        flushed: false,
+        not_run: true,
+        seq: 1,
+        cause: Ok(Cause::Unknown),
+        detail: e.to_string(),
+        server_err: Some(e.clone()),
+    })
 }
 
 /// Remembers the parameter types an execute binds (`client`: the session's, `server`: the
