@@ -180,15 +180,17 @@ impl SessionState {
         // the same (and their end with some later reply): `SET STATEMENT … FOR`, and the
         // lock timeouts of a `WAIT n` / `NOWAIT` clause. Recorded, they would be set on
         // every connection the session moves to.
+        let first = sql.map(first_word_as_written).unwrap_or_default();
+        let set_statement = sql.is_some_and(is_set_statement);
+        let waits = |s: &str| {
+            s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .any(|w| w.eq_ignore_ascii_case("wait") || w.eq_ignore_ascii_case("nowait"))
+        };
         let statement_scoped = |name: &str| {
-            let Some(s) = sql else { return false };
-            if first_word_as_written(s).eq_ignore_ascii_case("set") {
-                let rest = s.trim_start().get(3..).unwrap_or("");
-                return first_word_as_written(rest).eq_ignore_ascii_case("statement");
-            }
-            matches!(name, "lock_wait_timeout" | "innodb_lock_wait_timeout")
-                && s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                    .any(|w| w.eq_ignore_ascii_case("wait") || w.eq_ignore_ascii_case("nowait"))
+            set_statement
+                || (matches!(name, "lock_wait_timeout" | "innodb_lock_wait_timeout")
+                    && !first.eq_ignore_ascii_case("set")
+                    && sql.is_some_and(waits))
         };
         for c in changes {
             match c {
@@ -221,18 +223,15 @@ impl SessionState {
                 self.pinned.insert(NAMED_LOCKS);
             }
         }
-        // LOCK TABLES, which the server flags as a state change only with a WAIT clause.
-        if let Some(s) = sql {
-            if first_word_as_written(s).eq_ignore_ascii_case("lock") {
-                self.pinned.insert(LOCK_TABLES);
-            }
+        // LOCK TABLES, which the server flags as a state change only with a WAIT clause,
+        // a global read lock (FLUSH TABLES … WITH READ LOCK, FLUSH TABLES … FOR EXPORT)
+        // and backup locks live in the connection too, unflagged, until UNLOCK TABLES
+        // (below) or BACKUP STAGE END / BACKUP UNLOCK. Lost silently, a backup tool would
+        // copy files it believes locked.
+        if first.eq_ignore_ascii_case("lock") {
+            self.pinned.insert(LOCK_TABLES);
         }
-        // A global read lock (FLUSH TABLES … WITH READ LOCK, FLUSH TABLES … FOR EXPORT) and
-        // backup locks live in the connection too, unflagged, until UNLOCK TABLES (below)
-        // or BACKUP STAGE END / BACKUP UNLOCK. Lost silently, a backup tool would copy
-        // files it believes locked.
         if let Some(s) = sql {
-            let first = first_word_as_written(s);
             let flush = first.eq_ignore_ascii_case("flush");
             let backup = first.eq_ignore_ascii_case("backup");
             if flush || backup {
@@ -441,15 +440,11 @@ pub fn is_rollback_to_savepoint(sql: &str) -> bool {
 /// statement would then run under other rules, with no error to say so. Empty for any
 /// other statement, without allocating (this runs after every command).
 pub fn unreported_assignments(sql: &str) -> Vec<String> {
-    let first = first_word_as_written(sql);
-    if !first.eq_ignore_ascii_case("set") {
+    // `SET STATEMENT … FOR` changes nothing that stays.
+    if !first_word_as_written(sql).eq_ignore_ascii_case("set") || is_set_statement(sql) {
         return Vec::new();
     }
-    // The words after SET: `SET STATEMENT … FOR` changes nothing that stays.
-    let rest = &sql[sql.find(first).map_or(0, |at| at + first.len())..];
-    if first_word_as_written(rest).eq_ignore_ascii_case("statement") {
-        return Vec::new();
-    }
+    let rest = after_first_word(sql);
     let mut names: Vec<String> = Vec::new();
     let b = rest.as_bytes();
     let mut i = 0;
@@ -527,6 +522,20 @@ pub fn unreported_assignments(sql: &str) -> Vec<String> {
     // and the collation set after it puts the session's own back (see `report_statement`).
     names.sort_by_key(|n| n.starts_with("collation_"));
     names
+}
+
+/// The text after the first keyword (see [`first_word_as_written`]).
+fn after_first_word(sql: &str) -> &str {
+    let first = first_word_as_written(sql);
+    // `first` is a slice of `sql`: its end is where the rest begins.
+    let end = first.as_ptr() as usize - sql.as_ptr() as usize + first.len();
+    &sql[end..]
+}
+
+/// `SET STATEMENT … FOR …`: variables set for that one statement.
+fn is_set_statement(sql: &str) -> bool {
+    first_word_as_written(sql).eq_ignore_ascii_case("set")
+        && first_word_as_written(after_first_word(sql)).eq_ignore_ascii_case("statement")
 }
 
 /// Variables never read back and set again: reading `timestamp` after `SET @@timestamp =
@@ -650,6 +659,12 @@ mod tests {
             true,
             Some("ALTER TABLE t NOWAIT ADD c INT"),
         );
+        s.apply(
+            &[var("sort_buffer_size", "100000")],
+            Some(2),
+            true,
+            Some("/* app */ SET STATEMENT sort_buffer_size = 100000 FOR SELECT 1"),
+        );
         assert!(s.variables.is_empty(), "{:?}", s.variables);
         s.apply(
             &[var("lock_wait_timeout", "5")],
@@ -704,6 +719,7 @@ mod tests {
         assert!(names("SET @x = 1").is_empty());
         assert!(names("SELECT @@sql_mode = 'ANSI'").is_empty());
         assert!(names("SET STATEMENT sql_mode = '' FOR SELECT 1").is_empty());
+        assert!(names("/* SET */ SET STATEMENT sql_mode = '' FOR SELECT @@x = 1").is_empty());
         assert!(names("SET @@global.sql_mode = 'ANSI'").is_empty());
         // Not reported: `@@name`, `@@local.name`, written any way, assigned with = or :=.
         assert_eq!(names("SET @@SQL_MODE='NO_BACKSLASH_ESCAPES'"), ["sql_mode"]);

@@ -521,6 +521,23 @@ impl Session {
                 );
             }
         }
+        // The statement's text: the query's, or the text of the prepared statement an
+        // execute runs (a prepared `SET @x = …`, `SELECT GET_LOCK(…)` or `LOCK TABLES`
+        // leaves state in the connection as the query does, a prepared `ALTER USER` sets a
+        // password). Not for a read-only one, in which nothing of that can be: reads are
+        // the executes of the hot path, and they are spared the lookup and the scans.
+        let prepared = match cmd {
+            com::STMT_EXECUTE => self
+                .executing
+                .and_then(|id| self.state.statements.get(&id))
+                .filter(|st| !st.read_only)
+                .map(|st| st.prepare.clone()),
+            _ => None,
+        };
+        let prepared_text = prepared
+            .as_ref()
+            .map(|p| String::from_utf8_lossy(p.get(1..).unwrap_or_default()));
+        let text = sql.or(prepared_text.as_deref());
         if tracker.err.is_none() {
             match cmd {
                 com::RESET_CONNECTION => {
@@ -541,18 +558,9 @@ impl Session {
             }
             // The session's own account set a new password: fresh backends log in with it.
             if self.server_account {
-                // Borrowed, not copied: this runs after every command of such a session,
-                // and password_change looks at the first word before anything else.
-                let text = match cmd {
-                    com::QUERY => sql.map(std::borrow::Cow::Borrowed),
-                    com::STMT_EXECUTE => self
-                        .executing
-                        .and_then(|id| self.state.statements.get(&id))
-                        .map(|st| String::from_utf8_lossy(&st.prepare[1..])),
-                    _ => None,
-                };
+                // password_change looks at the first word before anything else.
                 let change =
-                    text.and_then(|t| crate::accounts::password_change(&t, &self.target.user));
+                    text.and_then(|t| crate::accounts::password_change(t, &self.target.user));
                 if let Some(credential) = change {
                     tracing::info!(session = self.id, user = %self.target.user, "the session's account set a new password; its next server logins use it");
                     self.target.credential = credential;
@@ -575,21 +583,6 @@ impl Session {
             com::STMT_EXECUTE => true,
             _ => false,
         };
-        // The statement's text: the query's, or the prepared statement's an execute runs
-        // (a prepared `SET @x = …`, `SELECT GET_LOCK(…)` or `LOCK TABLES` leaves state in
-        // the connection as the query does). A shared handle, not a copy.
-        let prepared = match cmd {
-            com::STMT_EXECUTE => self
-                .executing
-                .and_then(|id| self.state.statements.get(&id))
-                .map(|st| st.prepare.clone()),
-            _ => None,
-        };
-        let text = sql.or_else(|| {
-            prepared
-                .as_ref()
-                .and_then(|p| std::str::from_utf8(p.get(1..)?).ok())
-        });
         let pins = self.state.pinned.len();
         self.state
             .apply(&tracker.changes, tracker.status, writes, text);

@@ -214,8 +214,15 @@ impl Session {
                     self.state.backend_replaced();
                     return Ok(Some(b));
                 }
-                // Closed while it waited: the next one, or a new one.
-                Taken::Dead(..) => continue,
+                // Closed while it waited: counted as the writer's are (see
+                // `Session::take_pooled`), then the next one, or a new one.
+                Taken::Dead(..) => {
+                    self.shared
+                        .stats
+                        .pool_closed
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Taken::None => break,
             }
         }
