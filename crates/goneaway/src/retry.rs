@@ -20,7 +20,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// A plain `&str` or `String` converts into a statement whose safety the pool judges
 /// itself: read-only statements (`SELECT`, `SHOW`, …) may be retried after a connection
-/// loss; anything else only when the classifier says nothing reached the server.
+/// loss; anything else only when the classifier says nothing reached the server. A
+/// `SELECT` that calls a stored function counts as a write, since the function may write.
 /// [`Statement::idempotent`] tells the pool that running it twice is harmless.
 #[derive(Debug, Clone)]
 pub struct Statement {
@@ -462,5 +463,20 @@ pub(crate) fn judge(failure: Failure, attempt: u32, may_repeat: bool) -> Verdict
                 Verdict::Fail(error)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Statement;
+
+    #[test]
+    fn reads_are_retried_and_stored_function_calls_are_not() {
+        assert!(Statement::new("SELECT name FROM users WHERE id = ?").retry_when_outcome_unknown());
+        assert!(!Statement::new("SELECT next_invoice_number()").retry_when_outcome_unknown());
+        assert!(Statement::new("SELECT next_invoice_number()")
+            .idempotent()
+            .retry_when_outcome_unknown());
+        assert!(!Statement::new("INSERT INTO t VALUES (1)").retry_when_outcome_unknown());
     }
 }
