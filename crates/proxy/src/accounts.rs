@@ -17,8 +17,8 @@
 //! this way and are refused with a message that says so; configured accounts cover them.
 //!
 //! The table is read when a login first needs it and again when a login names a user it
-//! does not know or a password that does not match (a `CREATE USER` or `SET PASSWORD`
-//! since the last read), at most every [`RELOAD_INTERVAL`]: a burst of wrong passwords
+//! does not know, a password that does not match or a locked account (a `CREATE USER`, a
+//! `SET PASSWORD` or an `ACCOUNT UNLOCK` since the last read), at most every [`RELOAD_INTERVAL`]: a burst of wrong passwords
 //! costs the server a few reads a second, and is slowed down by them.
 
 use std::collections::HashMap;
@@ -239,6 +239,9 @@ impl Accounts {
                 server.read_after(asked).await;
             }
             match server.verify(user, plugin, nonce, auth, peer) {
+                // The lock may be older than the last read (an `ACCOUNT UNLOCK` since):
+                // checked again on a fresh read, as a wrong password is.
+                Ok((_, true)) if !fresh => {}
                 Ok((_, true)) => {
                     // As the server answers the right password of a locked account.
                     return Err(Denied {

@@ -349,6 +349,18 @@ async fn anonymous_and_locked_accounts_as_the_server_has_them() {
         ),
         other => panic!("{other}"),
     }
+    // Unlocked, it logs in at once, as directly (the lock the proxy read last is older).
+    server
+        .admin("ALTER USER 'shut'@'%' ACCOUNT UNLOCK")
+        .await
+        .unwrap();
+    let mut shut = mysql_async::Conn::new(as_account(&proxy, "shut", "pw").db_name(None::<String>))
+        .await
+        .expect("an unlocked account logs in");
+    assert_eq!(
+        one(&mut shut, "SELECT CURRENT_USER()").await.unwrap(),
+        "shut@%"
+    );
 }
 
 /// What the `mariadb` CLI prints for `-e` as `plain`@`%` through `port`.

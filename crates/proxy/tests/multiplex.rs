@@ -846,3 +846,52 @@ async fn a_global_read_lock_keeps_its_connection_until_unlock_tables() {
     assert_eq!(n, Some(1));
     assert_eq!(pins(&proxy, "table_locks"), 1);
 }
+
+#[tokio::test]
+async fn a_session_that_logs_in_after_a_revoke_never_gets_a_connection_that_still_holds_it() {
+    // MariaDB applies a REVOKE of global privileges to connections that log in after it;
+    // a shared connection that logged in before still holds them. A session that logs in
+    // after the REVOKE is refused what a direct client would be refused.
+    let server = server().await;
+    server
+        .admin(
+            "CREATE USER 'auditor'@'%' IDENTIFIED BY 'pw'; \
+             GRANT SELECT ON *.* TO 'auditor'@'%'; \
+             CREATE TABLE goneaway.ledger (id INT PRIMARY KEY); \
+             INSERT INTO goneaway.ledger VALUES (1)",
+        )
+        .await
+        .unwrap();
+    let proxy = shared_proxy(&server, 2).await;
+    let as_auditor = || {
+        opts(&proxy)
+            .user(Some("auditor"))
+            .pass(Some("pw"))
+            .db_name(None::<String>)
+    };
+    let read = "SELECT COUNT(*) FROM goneaway.ledger";
+
+    // Before: the old session's connection is shared, idle in the pool.
+    let mut before = mysql_async::Conn::new(as_auditor()).await.unwrap();
+    let n: Option<i64> = before.query_first(read).await.unwrap();
+    assert_eq!(n, Some(1));
+    server
+        .admin("REVOKE SELECT ON *.* FROM 'auditor'@'%'")
+        .await
+        .unwrap();
+    // Directly, a new login no longer reads the table.
+    let direct = mysql_async::Conn::new(as_auditor().tcp_port(server.addr().port())).await;
+    let e = direct.unwrap().query_drop(read).await.unwrap_err();
+    assert_eq!(code(&e), 1142, "{e}");
+
+    // Through the proxy: the new session's own connection is evicted by a third login
+    // (the oldest idle one), the third session holds its own in a transaction, and the
+    // old session's connection, used last, is the only one idle.
+    let mut after = mysql_async::Conn::new(as_auditor()).await.unwrap();
+    before.query_drop("DO 1").await.unwrap();
+    let mut third = connect(&proxy).await;
+    third.query_drop("BEGIN").await.unwrap();
+    let e = after.query_drop(read).await.unwrap_err();
+    assert_eq!(code(&e), 1142, "as directly: {e}");
+    third.query_drop("COMMIT").await.unwrap();
+}

@@ -18,7 +18,13 @@
 //!   server once the clients are gone;
 //! - client-visible errors are counted by reason; the only ones allowed are "outcome
 //!   unknown" for an autocommit write cut while it ran (the documented case the proxy does
-//!   not resolve yet) and the replays refused by their documented rules.
+//!   not resolve yet) and the replays refused by their documented rules;
+//! - a session's settings survive every fault: a seventh client sets `sql_mode` (in the
+//!   `SET @@x` form the server does not report), a collation with `SET NAMES … COLLATE`
+//!   (not reported either) and a `time_zone`, then reads them back, as a query and as a
+//!   prepared statement, for the whole run: every read that succeeds shows them (a
+//!   statement running under other rules without an error is a silent loss), and reads
+//!   fail with no error at all (they are replayed).
 //!
 //! `GONEAWAY_SOAK_SECS` (default 20) sizes the run, `GONEAWAY_SOAK_SEED` reruns a schedule
 //! of work and faults (the server's timing still varies); `make soak SECONDS=600` runs a
@@ -72,6 +78,100 @@ struct Ledger {
     cancelled: BTreeMap<&'static str, u64>,
     /// What the client was told, for the keys it got an error for: the oracle's evidence.
     told: HashMap<String, String>,
+    /// Reads of the settings keeper's session that showed the settings it had made.
+    settings_kept: u64,
+    /// Reads that showed other settings: each a silent loss of session state.
+    settings_lost: Vec<String>,
+}
+
+/// The settings keeper's session: its settings, how it makes them, what it reads back.
+const SETTINGS: [&str; 3] = [
+    // Neither reported by session tracking: read back by the proxy.
+    "SET @@sql_mode = 'NO_BACKSLASH_ESCAPES,STRICT_ALL_TABLES'",
+    "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
+    // Reported.
+    "SET time_zone = '+03:00'",
+];
+const SETTINGS_READ: &str =
+    "SELECT @@sql_mode, @@collation_connection, @@time_zone, DATABASE(), 'a\\b'";
+const SETTINGS_EXPECTED: (&str, &str, &str, &str, &str) = (
+    "NO_BACKSLASH_ESCAPES,STRICT_ALL_TABLES",
+    "utf8mb4_bin",
+    "+03:00",
+    "goneaway",
+    // NO_BACKSLASH_ESCAPES: the backslash is a character, two of them.
+    "a\\b",
+);
+
+/// The seventh client: makes [`SETTINGS`], then reads them back until told to stop, by
+/// turns as a query and as a prepared statement. A failed statement is an error for the
+/// ledger (reads are replayed: none is expected); the session then starts again.
+async fn settings_keeper(
+    opts: mysql_async::OptsBuilder,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    type Row = (String, String, String, String, String);
+    // Bounded: at most 100,000 reads or until told to stop.
+    let mut n = 0u64;
+    'session: while !stop.load(Ordering::Relaxed) && n < 100_000 {
+        let mut conn = log_in(&opts).await;
+        for sql in SETTINGS {
+            if let Err(e) = conn.query_drop(sql).await {
+                let (_, reason) = classify(&e);
+                *ledger
+                    .lock()
+                    .unwrap()
+                    .errors
+                    .entry(format!("settings {reason}"))
+                    .or_default() += 1;
+                continue 'session;
+            }
+        }
+        while !stop.load(Ordering::Relaxed) && n < 100_000 {
+            n += 1;
+            let read: Result<Option<Row>, _> = if n % 2 == 0 {
+                conn.query_first(SETTINGS_READ).await
+            } else {
+                conn.exec_first(SETTINGS_READ, ()).await
+            };
+            let failed = {
+                let mut l = ledger.lock().unwrap();
+                match read {
+                    Ok(Some(row)) => {
+                        let got = (
+                            row.0.as_str(),
+                            row.1.as_str(),
+                            row.2.as_str(),
+                            row.3.as_str(),
+                            row.4.as_str(),
+                        );
+                        if got == SETTINGS_EXPECTED {
+                            l.settings_kept += 1;
+                        } else {
+                            l.settings_lost.push(format!("read {n}: {row:?}"));
+                        }
+                        false
+                    }
+                    Ok(None) => {
+                        l.settings_lost.push(format!("read {n}: no row"));
+                        false
+                    }
+                    Err(e) => {
+                        let (_, reason) = classify(&e);
+                        *l.errors.entry(format!("settings {reason}")).or_default() += 1;
+                        true
+                    }
+                }
+            };
+            if failed {
+                let _ = conn.disconnect().await;
+                continue 'session;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = conn.disconnect().await;
+    }
 }
 
 fn classify(e: &mysql_async::Error) -> (Told, String) {
@@ -412,6 +512,11 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
             ledger.clone(),
         )));
     }
+    tasks.push(tokio::spawn(settings_keeper(
+        opts(&proxy),
+        stop.clone(),
+        ledger.clone(),
+    )));
     // Faults: one every 1.5–4 s, chosen by the seed, until the time is up.
     let mut rng = Rng(seed);
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -559,8 +664,23 @@ async fn soak_writers_through_faults_lose_and_double_nothing() {
     for (reason, n) in &ledger.errors {
         eprintln!("soak:   {n} × {reason}");
     }
+    eprintln!(
+        "soak: settings read back {} times, lost {} times",
+        ledger.settings_kept,
+        ledger.settings_lost.len()
+    );
+    problems.extend(
+        ledger
+            .settings_lost
+            .iter()
+            .map(|r| format!("the session's settings lost without an error: {r}")),
+    );
     assert!(problems.is_empty(), "{problems:#?}");
     assert!(acked > 0 && commits > 0, "the writers got work done");
+    assert!(
+        ledger.settings_kept > 0,
+        "the settings keeper got reads done"
+    );
     let unexpected: Vec<_> = ledger
         .errors
         .iter()

@@ -80,6 +80,13 @@ pub struct Backend {
     /// `init_connect` again: [`Backend::reset_connection`] sets these back, so that a
     /// reset connection is as it was logged in, as a direct client's connection is.
     pub login_state: std::collections::BTreeMap<String, String>,
+    /// A fingerprint of the account's privileges when this connection logged in (its
+    /// `SHOW GRANTS`; read only with [`ConnectOptions::login_state`], 0 otherwise). The
+    /// server applies a change of global or database privileges, or of the password, to
+    /// connections that log in after it, never to those already in: a shared connection is
+    /// handed only to sessions that logged in under the same privileges (see
+    /// [`crate::backend::pool::PoolKey::grants`]).
+    pub grants: u64,
     /// The server's thread id for this connection (what `KILL` takes).
     pub connection_id: u32,
     /// Capabilities in effect on this connection.
@@ -276,6 +283,7 @@ impl Backend {
                         prepared: 0,
                         statements: Default::default(),
                         login_state: Default::default(),
+                        grants: 0,
                         _permit: None,
                     };
                     stats
@@ -361,6 +369,9 @@ impl Backend {
         login_state: bool,
     ) -> Result<(), ProxyError> {
         self.simple(TRACKING_SETUP).await?;
+        if login_state {
+            self.read_grants().await?;
+        }
         if let Some((wait_timeout, packet_limit)) = known_limits {
             self.wait_timeout = wait_timeout;
             self.packet_limit = packet_limit;
@@ -393,6 +404,26 @@ impl Backend {
             self.read_login_state().await?;
         }
         Ok(())
+    }
+
+    /// Reads the fingerprint of the account's privileges (see [`Backend::grants`]). An
+    /// account that may not read its own grants (none such in MariaDB) gets 0, which
+    /// only makes its connections shared as before.
+    async fn read_grants(&mut self) -> Result<(), ProxyError> {
+        use std::hash::{Hash, Hasher};
+        match self.simple("SHOW GRANTS").await {
+            Ok(rows) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                rows.hash(&mut h);
+                self.grants = h.finish();
+                Ok(())
+            }
+            Err(ProxyError::Server(e)) if e.code != ER_MUST_CHANGE_PASSWORD => {
+                tracing::debug!(error = %e, "SHOW GRANTS refused; connections of this account are shared regardless of privilege changes");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads what `init_connect` set (see [`Backend::login_state`]): the session variables

@@ -58,6 +58,12 @@ pub struct PoolKey {
     pub mariadb_capabilities: u32,
     /// The character set given at login.
     pub charset: u8,
+    /// The account's privileges when the connection logged in (see
+    /// [`Backend::grants`]): after a `REVOKE`, a `SET PASSWORD` or a change of roles, a
+    /// session that logs in gets connections that logged in after it too, as a direct
+    /// client would, never one that still holds what was taken away. Sessions already
+    /// in keep what they had, as direct clients do.
+    pub grants: u64,
 }
 
 /// The state a pooled connection carries from its last user.

@@ -303,6 +303,9 @@ pub struct Session {
     /// their statement left warnings the read would have cleared (see
     /// `Session::read_back_unreported`).
     unreported: Vec<String>,
+    /// The privileges of the last connection this session opened (see
+    /// [`Backend::grants`]): it takes shared connections that hold the same.
+    grants: u64,
 }
 
 impl Session {
@@ -412,6 +415,7 @@ impl Session {
             replica_turn: 0,
             reading_on_replica: false,
             unreported: Vec::new(),
+            grants: 0,
             shared,
         };
         // Log in to the server now, so that a wrong database or an unreachable server is
@@ -847,6 +851,9 @@ impl Session {
         backend.attach_permit(permit);
         backend.watch_stalls(self.stall_watch());
         self.after_loss = false;
+        // The privileges of a connection this session opened are the account's now: the
+        // shared connections it takes from here on hold the same.
+        self.grants = backend.grants;
         // The evidence of a restart: refused for a while, or a server that started later
         // than the one behind the previous backend (its Uptime is shorter than the time
         // since that start).

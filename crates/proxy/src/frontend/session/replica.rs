@@ -190,6 +190,10 @@ impl Session {
     /// Gives back a replica's connection borrowed for a read, for the next read there.
     fn put_replica_connection(&mut self, key: PoolKey, b: Backend) {
         let carried = self.carried(b.prepared);
+        let key = PoolKey {
+            grants: b.grants,
+            ..key
+        };
         self.shared.pool.put(key, b, self.id, carried);
     }
 

@@ -14,6 +14,7 @@ impl Session {
             capabilities: self.client_caps,
             mariadb_capabilities: self.client_mariadb_caps,
             charset: self.charset,
+            grants: self.grants,
         }
     }
 
@@ -198,6 +199,10 @@ impl Session {
         }
         let b = self.backend.take().expect("checked above");
         let carried = self.carried(b.prepared);
-        self.shared.pool.put(self.pool_key(), b, self.id, carried);
+        let key = PoolKey {
+            grants: b.grants,
+            ..self.pool_key()
+        };
+        self.shared.pool.put(key, b, self.id, carried);
     }
 }
