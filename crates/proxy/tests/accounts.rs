@@ -422,3 +422,41 @@ async fn a_failing_init_connect_fails_the_first_statement_as_directly() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "ok");
 }
+
+#[tokio::test]
+async fn wrong_passwords_count_against_the_servers_max_password_errors() {
+    // As MariaDB's main.max_password_errors: after two wrong passwords the account is
+    // blocked, whatever the password, until FLUSH PRIVILEGES. The proxy checks passwords
+    // itself; it tells the server of each wrong one, so the server's limit holds.
+    let server = server().await;
+    server
+        .admin(
+            "SET GLOBAL max_password_errors = 2; \
+             CREATE USER 'guessed'@'%' IDENTIFIED BY 'good-pw'",
+        )
+        .await
+        .unwrap();
+    let proxy = proxy_with_accounts(&server, true).await;
+    let login = |pw: &'static str| {
+        mysql_async::Conn::new(as_account(&proxy, "guessed", pw).db_name(None::<String>))
+    };
+    for _ in 0..2 {
+        let e = login("bad-pw").await.unwrap_err();
+        assert_eq!(code(&e), 1045, "{e}");
+    }
+    for pw in ["good-pw", "bad-pw"] {
+        let e = login(pw).await.unwrap_err();
+        assert_eq!(code(&e), 4150, "{pw}: {e}");
+        assert!(e.to_string().contains("too many credential errors"), "{e}");
+    }
+    server.admin("FLUSH PRIVILEGES").await.unwrap();
+    let mut conn = login("good-pw").await.expect("unblocked");
+    assert_eq!(
+        one(&mut conn, "SELECT CURRENT_USER()").await.unwrap(),
+        "guessed@%"
+    );
+    server
+        .admin("SET GLOBAL max_password_errors = DEFAULT")
+        .await
+        .unwrap();
+}
