@@ -1,8 +1,10 @@
 //! Prometheus for real: Debian's `prometheus` scrapes the real `goneaway watch` and
 //! `goneaway proxy` while a harness server restarts, clients vanish, connections idle past
 //! `wait_timeout`, logins fail and the proxy loses backends to KILL and to the restart; a
-//! second one watches a real replica and a two-node Galera cluster, healthy, then with the
-//! replica's SQL thread broken and a node killed. The shipped alert rules
+//! second one watches a real replica and a two-node Galera cluster, and a `goneaway proxy`
+//! in front of the replication pair reading on the replica, healthy, then with the
+//! replica's SQL thread broken (the proxy's reads go to the writer), a node killed and the
+//! primary made read-only (the proxy has no writer). The shipped alert rules
 //! (`dist/prometheus/goneaway-rules.yml`) run in both, and every query of the Grafana
 //! dashboard (`dist/grafana/goneaway.json`) runs against what they stored: each returns data
 //! in one of them. `promtool` checks the rules and runs their unit tests
@@ -24,6 +26,15 @@ use serde_json::Value;
 
 /// The password clients log in to the proxy with; it must never be printed.
 const CLIENT_PASSWORD: &str = "prometheus-client-secret-41c9";
+/// The account the cluster test's proxy logs in to the replication pair with: what
+/// `dist/goneaway-proxy-cluster.toml` asks for (SLAVE MONITOR, no READ ONLY ADMIN).
+const PROXY_BACKEND_USER: &str = "goneaway_proxy";
+/// Its password, which must never be printed either.
+const PROXY_BACKEND_PASSWORD: &str = "prometheus-backend-secret-7e2d";
+/// Reads each of the cluster test's two proxy sessions runs on the healthy replica; three
+/// times as many go to the writer once the replica's SQL thread is broken, so that most
+/// replica-eligible reads are declined.
+const REPLICA_READS: usize = 5;
 
 /// Idle connections opened straight to the server: they reach 80 % of `wait_timeout` (the
 /// watcher's "near" threshold), fill most of `max_connections`, and end as aborted clients
@@ -43,9 +54,10 @@ const RATE_INTERVAL: &str = "1m";
 const RANGE: &str = "5m";
 const INTERVAL: &str = "15s";
 
-/// Metric families only cluster nodes export: the standalone test leaves them to
-/// [`prometheus_sees_replication_and_galera_trouble`], which watches a replica and Galera
-/// nodes, and every dashboard query that reads them must return data there.
+/// Metric families only cluster nodes, or a proxy in front of a cluster, export: the
+/// standalone test leaves them to [`prometheus_sees_replication_and_galera_trouble`], which
+/// watches a replica and Galera nodes and runs a proxy in front of the replication pair,
+/// and every dashboard query that reads them must return data there.
 const CLUSTER_FAMILIES: &[(&str, &str)] = &[
     (
         "goneaway_galera_",
@@ -54,6 +66,16 @@ const CLUSTER_FAMILIES: &[(&str, &str)] = &[
     (
         "goneaway_replica_",
         "exported only for a replica: run against data by the cluster test",
+    ),
+    (
+        "goneaway_proxy_server_",
+        "exported only by a proxy in front of a cluster, a series per member: run against \
+         data by the cluster test",
+    ),
+    (
+        "goneaway_proxy_replica_lag_",
+        "exported only by a proxy in front of a replicated cluster, a series per replica \
+         whose lag is known: run against data by the cluster test",
     ),
 ];
 
@@ -323,8 +345,13 @@ impl Prometheus {
             }
             if started.elapsed() >= limit {
                 // The whole family, to show what was seen instead.
-                let family = expr.split(['{', '[', ' ']).next().unwrap_or(expr);
-                let all = self.query(family);
+                let family = metric_names(expr).into_iter().next().unwrap_or_else(|| {
+                    expr.split(['{', '[', ' '])
+                        .next()
+                        .unwrap_or(expr)
+                        .to_owned()
+                });
+                let all = self.query(&family);
                 panic!("{what}: not seen by Prometheus within {limit:?}: {expr} = {v:?}; {family} = {all:?}");
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -1126,7 +1153,14 @@ async fn prometheus_scrapes_watch_and_proxy_through_real_faults() {
             "the restarted server is not down: {labels:?}"
         );
         assert!(
-            *name != "GoneawayProxyRefusingClients" && *name != "GoneawayReadOnlyNotReplica",
+            ![
+                "GoneawayProxyRefusingClients",
+                "GoneawayReadOnlyNotReplica",
+                // A proxy in front of one server: no cluster, no replica reads.
+                "GoneawayProxyNoWriter",
+                "GoneawayProxyReplicaReadsDeclined",
+            ]
+            .contains(&name.as_str()),
             "{name} has no cause here: {labels:?}"
         );
         assert!(!labels["severity"].is_empty(), "{name}: no severity");
@@ -1179,16 +1213,30 @@ fn label_of(server: &Server) -> String {
     )
 }
 
-/// The active alerts named `name` whose `server` is `server`.
+/// The active alerts named `name` whose label `label` is `value` (`server` for the
+/// watcher's, `instance` for the proxy's).
 fn active_for(
     alerts: &[(String, String, BTreeMap<String, String>)],
     name: &str,
-    server: &str,
+    label: &str,
+    value: &str,
 ) -> usize {
     alerts
         .iter()
-        .filter(|(n, _, l)| n == name && l.get("server").map(String::as_str) == Some(server))
+        .filter(|(n, _, l)| n == name && l.get(label).map(String::as_str) == Some(value))
         .count()
+}
+
+/// Counts the three rows of `prom_reads` `n` times on `conn` (a proxy session): reads a
+/// proxy with `replica_reads` may run on a replica.
+async fn count_reads(conn: &mut mysql_async::Conn, n: usize) {
+    for _ in 0..n {
+        let rows: Option<i64> = conn
+            .query_first("SELECT COUNT(*) FROM prom_reads")
+            .await
+            .unwrap();
+        assert_eq!(rows, Some(3));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1207,6 +1255,19 @@ async fn prometheus_sees_replication_and_galera_trouble() {
         cluster.expect("a Galera cluster"),
     );
     let work = tempfile::tempdir().unwrap();
+    // The proxy's account, made on the primary (it replicates), and a table to read.
+    set.primary()
+        .admin(&format!(
+            "CREATE USER '{PROXY_BACKEND_USER}'@'%' IDENTIFIED BY '{PROXY_BACKEND_PASSWORD}';
+             GRANT ALL ON goneaway.* TO '{PROXY_BACKEND_USER}'@'%';
+             GRANT ALL ON goneaway_proxy.* TO '{PROXY_BACKEND_USER}'@'%';
+             GRANT SLAVE MONITOR ON *.* TO '{PROXY_BACKEND_USER}'@'%';
+             CREATE TABLE goneaway.prom_reads (id INT PRIMARY KEY);
+             INSERT INTO goneaway.prom_reads VALUES (1), (2), (3)"
+        ))
+        .await
+        .unwrap();
+    set.wait_caught_up().await.unwrap();
     // One watcher per server, each URL through the environment (never a command line).
     let watched: [(&'static str, &Server); 3] = [
         ("watch-replica", set.replica()),
@@ -1233,7 +1294,56 @@ async fn prometheus_sees_replication_and_galera_trouble() {
         ));
         addrs.push(addr);
     }
-    let mut prom = Prometheus::start(&[("goneaway-watch", addrs.clone())]);
+    // A proxy in front of the replication pair, sharing server connections and reading on
+    // the replica; the backend URL and the client's password through the environment.
+    let (primary_addr, replica_addr) = (
+        set.primary().addr().to_string(),
+        set.replica().addr().to_string(),
+    );
+    let proxy_port = crate::util::free_port();
+    let proxy_listen = format!("127.0.0.1:{proxy_port}");
+    let proxy_metrics = format!("127.0.0.1:{}", crate::util::free_port());
+    let backend = format!(
+        "mysql://{PROXY_BACKEND_USER}:{PROXY_BACKEND_PASSWORD}@{primary_addr}/{}?prefer_socket=false",
+        goneaway_harness::DATABASE
+    );
+    let mut proxy = goneaway(
+        work.path(),
+        "proxy",
+        &[
+            "--log",
+            "info",
+            "proxy",
+            "--listen",
+            &proxy_listen,
+            "--server",
+            &primary_addr,
+            "--server",
+            &replica_addr,
+            "--cluster",
+            "replication",
+            "--monitor-interval",
+            "0.25",
+            "--multiplex",
+            "--replica-reads",
+            "--no-server-accounts",
+            "--user",
+            "app",
+            "--password-env",
+            "GONEAWAY_TEST_PROXY_PW",
+            "--metrics",
+            &proxy_metrics,
+        ],
+        &[
+            ("MYSQL_URL", &backend),
+            ("GONEAWAY_TEST_PROXY_PW", CLIENT_PASSWORD),
+        ],
+    );
+    let proxy_log = work.path().join("proxy.log");
+    let mut prom = Prometheus::start(&[
+        ("goneaway-watch", addrs.clone()),
+        ("goneaway-proxy", vec![proxy_metrics.clone()]),
+    ]);
     let (replica, node0, node1) = (
         label_of(set.replica()),
         label_of(cluster.node(0)),
@@ -1284,9 +1394,45 @@ async fn prometheus_sees_replication_and_galera_trouble() {
             format!("goneaway_galera_local_state{{server=\"{node1}\"}}"),
             4.0,
         ),
+        (
+            "the primary the proxy's writer",
+            format!("goneaway_proxy_server_role{{server=\"{primary_addr}\",role=\"writer\"}}"),
+            1.0,
+        ),
+        (
+            "the replica a replica to the proxy",
+            format!("goneaway_proxy_server_role{{server=\"{replica_addr}\",role=\"replica\"}}"),
+            1.0,
+        ),
+        (
+            "the replica up for the proxy",
+            format!("goneaway_proxy_server_up{{server=\"{replica_addr}\"}}"),
+            1.0,
+        ),
+        (
+            "no lag as the proxy sees it",
+            format!("goneaway_proxy_replica_lag_seconds{{server=\"{replica_addr}\"}}"),
+            0.0,
+        ),
     ] {
         prom.wait_for(what, &expr, limit, |v| v == want).await;
     }
+    proxy.assert_running(&proxy_log);
+    // Reads through the proxy from two sessions that never wrote: on the replica.
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        readers.push(proxy_login(proxy_port, &mut proxy, &proxy_log).await);
+    }
+    for reader in &mut readers {
+        count_reads(reader, REPLICA_READS).await;
+    }
+    prom.wait_for(
+        "reads on the replica",
+        "goneaway_proxy_replica_reads_total",
+        limit,
+        |v| v >= (2 * REPLICA_READS) as f64,
+    )
+    .await;
     for node in [&node0, &node1] {
         for (name, want) in [
             ("goneaway_galera_cluster_address_nodes", 2.0),
@@ -1322,27 +1468,48 @@ async fn prometheus_sees_replication_and_galera_trouble() {
         let series = series.as_array().unwrap();
         assert!(!series.is_empty(), "no series of {name}");
         for s in series {
-            assert_eq!(s["job"], "goneaway-watch", "{s}");
             let server = s["server"].as_str().unwrap_or_default();
-            let expected: &[&str] = if name.starts_with("goneaway_replica_") {
-                &[&replica]
-            } else {
-                &[&node0, &node1]
-            };
+            // The proxy names members host:port; the watcher, by URL.
+            let (job, expected): (&str, &[&str]) =
+                if name.starts_with("goneaway_proxy_replica_lag_") {
+                    ("goneaway-proxy", &[&replica_addr])
+                } else if name.starts_with("goneaway_proxy_") {
+                    ("goneaway-proxy", &[&primary_addr, &replica_addr])
+                } else if name.starts_with("goneaway_replica_") {
+                    ("goneaway-watch", &[&replica])
+                } else {
+                    ("goneaway-watch", &[&node0, &node1])
+                };
+            assert_eq!(s["job"], job, "{s}");
             assert!(expected.contains(&server), "{name}: {s}");
+            if job == "goneaway-proxy" {
+                assert_eq!(s["instance"], proxy_metrics.as_str(), "{s}");
+            }
+            if name == "goneaway_proxy_server_role" {
+                let role = s["role"].as_str().unwrap_or_default();
+                assert!(goneaway_proxy::monitor::ROLES.contains(&role), "{s}");
+            }
         }
     }
-    // The dashboard's cluster panels (and read_only) with data; the proxy is not here.
+    // The dashboard's cluster panels (and read_only) with data, and every proxy panel: the
+    // proxy here fronts a cluster, so its cluster families have series too.
     let server_var = grafana_regex(&[&replica, &node0, &node1]);
-    let ran = run_dashboard(&mut prom, &exprs, &server_var, "(none)", |e| {
-        cluster_family(e).is_some() || e.contains("goneaway_read_only")
+    let proxy_var = grafana_regex(&[&proxy_metrics]);
+    let ran = run_dashboard(&mut prom, &exprs, &server_var, &proxy_var, |e| {
+        cluster_family(e).is_some()
+            || e.contains("goneaway_read_only")
+            || e.contains("goneaway_proxy_")
     });
-    assert!(ran >= 10, "{ran} cluster queries in the dashboard");
+    assert!(
+        ran >= 30,
+        "{ran} cluster and proxy queries in the dashboard"
+    );
     // A healthy cluster raises nothing: a read-only replica is no "read-only, not a
     // replica". (Two evaluations after the data, at one a second.)
     tokio::time::sleep(Duration::from_secs(2)).await;
     let quiet = active_alerts(&mut prom);
     assert!(quiet.is_empty(), "alerts on a healthy cluster: {quiet:?}");
+    let before_trouble = prom.value("goneaway_proxy_replica_reads_total");
 
     // Trouble: the replica's SQL thread breaks on a duplicate key; a Galera node is
     // SIGKILLed, and the other, alone of two, loses its quorum.
@@ -1364,22 +1531,67 @@ async fn prometheus_sees_replication_and_galera_trouble() {
             format!("goneaway_up{{server=\"{node1}\"}}"),
             0.0,
         ),
+        // Seconds_Behind_Master is NULL with the SQL thread stopped: the series goes.
+        (
+            "the replica's lag unknown to the proxy",
+            format!("absent(goneaway_proxy_replica_lag_seconds{{server=\"{replica_addr}\"}})"),
+            1.0,
+        ),
     ] {
         prom.wait_for(what, &expr, limit, |v| v == want).await;
     }
+    // The same reads again, three times as many: none may run on the replica now, and
+    // most replica-eligible reads of the last minutes were declined.
+    for reader in &mut readers {
+        count_reads(reader, 3 * REPLICA_READS).await;
+    }
+    prom.wait_for(
+        "reads declined",
+        "goneaway_proxy_replica_reads_declined_total",
+        limit,
+        |v| v >= (6 * REPLICA_READS) as f64,
+    )
+    .await;
+    assert_eq!(
+        prom.value("goneaway_proxy_replica_reads_total"),
+        before_trouble,
+        "a read ran on the replica whose SQL thread is broken"
+    );
+    for reader in readers {
+        reader.disconnect().await.unwrap();
+    }
+    // No writer at all: the primary made read-only (a switchover's first step) with no
+    // replica promoted.
+    set.primary()
+        .admin("SET GLOBAL read_only = ON")
+        .await
+        .unwrap();
+    prom.wait_for(
+        "no writer for the proxy",
+        "sum(goneaway_proxy_server_role{role=\"writer\"})",
+        limit,
+        |v| v == 0.0,
+    )
+    .await;
     let expected = [
-        ("GoneawayReplicaStopped", &replica),
-        ("GoneawayGaleraNotPrimary", &node0),
-        ("GoneawayGaleraNotReady", &node0),
-        ("GoneawayGaleraClusterShrunk", &node0),
-        ("GoneawayServerDown", &node1),
+        ("GoneawayReplicaStopped", "server", &replica),
+        ("GoneawayGaleraNotPrimary", "server", &node0),
+        ("GoneawayGaleraNotReady", "server", &node0),
+        ("GoneawayGaleraClusterShrunk", "server", &node0),
+        ("GoneawayServerDown", "server", &node1),
+        ("GoneawayProxyNoWriter", "instance", &proxy_metrics),
+        (
+            "GoneawayProxyReplicaReadsDeclined",
+            "instance",
+            &proxy_metrics,
+        ),
     ];
     let started = Instant::now();
     let alerts = loop {
         let alerts = active_alerts(&mut prom);
         let missing: Vec<_> = expected
             .iter()
-            .filter(|(name, server)| active_for(&alerts, name, server) == 0)
+            .filter(|(name, label, value)| active_for(&alerts, name, label, value) == 0)
             .collect();
         if missing.is_empty() {
             break alerts;
@@ -1394,7 +1606,7 @@ async fn prometheus_sees_replication_and_galera_trouble() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(
-        active_for(&alerts, "GoneawayReadOnlyNotReplica", &replica),
+        active_for(&alerts, "GoneawayReadOnlyNotReplica", "server", &replica),
         0,
         "{alerts:?}"
     );
@@ -1409,6 +1621,15 @@ async fn prometheus_sees_replication_and_galera_trouble() {
             !text.contains(goneaway_harness::APP_PASSWORD),
             "a password in {}",
             log.display()
+        );
+    }
+    proxy.assert_running(&proxy_log);
+    let text = std::fs::read_to_string(&proxy_log).unwrap();
+    for secret in [CLIENT_PASSWORD, PROXY_BACKEND_PASSWORD] {
+        assert!(
+            !text.contains(secret),
+            "a password in {}",
+            proxy_log.display()
         );
     }
     eprintln!("prometheus cluster test took {:?}", began.elapsed());

@@ -13,7 +13,7 @@
 //!   example proxy configuration started for real and used by the `mariadb` client.
 //! - `ping`: `goneaway ping` exit codes, JSON, `--wait` across a start.
 //! - `prometheus`: a real Prometheus scraping watch and proxy through real faults, and a
-//!   replica and a Galera cluster in trouble; the shipped alert rules (promtool unit tests
+//!   replica and a Galera cluster in trouble, with a proxy reading on that replica; the shipped alert rules (promtool unit tests
 //!   too) and every dashboard query checked on what it stored.
 //! - `proxy`: `goneaway proxy` in front of a real server: an idle session, /metrics, SIGTERM.
 //! - `proxy_abuse`: `goneaway proxy` under floods that never log in, oversized login
