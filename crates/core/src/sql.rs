@@ -85,6 +85,7 @@ pub fn calls_only_builtins(sql: &str) -> bool {
                     && !qualified
                     && BUILTIN_CALLS
                         .iter()
+                        .chain(CONNECTION_HISTORY_CALLS)
                         .any(|b| b.eq_ignore_ascii_case(name.text));
                 if !builtin {
                     return false;
@@ -271,6 +272,22 @@ impl<'a> Iterator for Lexer<'a> {
         }
     }
 }
+
+/// Built-in functions that read the connection's own history or wait on it: read-only, but
+/// not the same on every connection (`LAST_INSERT_ID()`, `FOUND_ROWS()`, named locks held,
+/// GTID waits). They count as built-ins for [`calls_only_builtins`]; a caller that moves
+/// reads between connections (the proxy's reads on replicas) keeps them where they began.
+pub const CONNECTION_HISTORY_CALLS: &[&str] = &[
+    "last_insert_id",
+    "found_rows",
+    "row_count",
+    "connection_id",
+    "is_used_lock",
+    "is_free_lock",
+    "master_gtid_wait",
+    "master_pos_wait",
+    "binlog_gtid_pos",
+];
 
 /// Built-in functions, and keywords a parenthesis may follow, none of which writes (the
 /// lock and sequence functions are refused by [`is_read_only`] on their own). Names not
@@ -568,16 +585,7 @@ const BUILTIN_CALLS: &[&str] = &[
     "json_array_append",
     "json_array_insert",
     "json_overlaps",
-    // The connection's own history: read-only, if not the same on every connection.
-    "last_insert_id",
-    "found_rows",
-    "row_count",
-    "connection_id",
-    "is_used_lock",
-    "is_free_lock",
-    "master_gtid_wait",
-    "master_pos_wait",
-    "binlog_gtid_pos",
+    // (And CONNECTION_HISTORY_CALLS.)
     "sleep",
     "benchmark",
     // Other.

@@ -256,26 +256,18 @@ impl Session {
 /// (the replica would diverge). A read's warnings stay on the replica: `SHOW WARNINGS`
 /// after it runs on the writer, and shows none.
 pub fn reads_the_same_anywhere(sql: &str) -> bool {
-    const CONNECTION_BOUND: [&str; 12] = [
-        "last_insert_id",
-        // FOUND_ROWS() and SQL_CALC_FOUND_ROWS.
-        "found_rows",
-        "row_count",
-        "connection_id",
-        "is_used_lock",
-        "is_free_lock",
-        "master_gtid_wait",
-        "master_pos_wait",
-        "information_schema",
-        "performance_schema",
-        "sys.",
-        "@@",
-    ];
+    // Besides the functions of the connection's history (FOUND_ROWS() covers
+    // SQL_CALC_FOUND_ROWS too): what is the server's own.
+    const SERVER_LOCAL: [&str; 4] = ["information_schema", "performance_schema", "sys.", "@@"];
     if !state::first_word_as_written(sql).eq_ignore_ascii_case("select") || !is_read_only(sql) {
         return false;
     }
     let lower = sql.to_ascii_lowercase();
-    !CONNECTION_BOUND.iter().any(|w| lower.contains(w)) && !state::mentions_user_variable(&lower)
+    !goneaway_core::sql::CONNECTION_HISTORY_CALLS
+        .iter()
+        .chain(&SERVER_LOCAL)
+        .any(|w| lower.contains(w))
+        && !state::mentions_user_variable(&lower)
 }
 
 #[cfg(test)]
