@@ -1106,6 +1106,20 @@ async fn reads_go_to_a_fresh_replica_and_a_session_reads_its_own_writes() {
         assert_eq!(where_ran(&mut reader).await, "replica");
         assert_eq!(where_ran_prepared(&mut reader).await, "replica");
         assert_eq!(where_ran_prepared(&mut reader).await, "replica");
+        // A read with warnings: SHOW WARNINGS after it shows the replica's, as directly
+        // (it runs on the connection the read ran on); the statement after that goes where
+        // it would have.
+        let (name, v): (String, i64) = reader
+            .query_first("SELECT name, CAST('7x' AS SIGNED) FROM here")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((name.as_str(), v), ("replica", 7));
+        let warnings: Vec<(String, u32, String)> =
+            reader.query("SHOW WARNINGS").await.unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].1, 1292, "{warnings:?}");
+        assert_eq!(where_ran(&mut reader).await, "replica");
         // A table the replica does not have (yet): the replica's error is not the answer,
         // the writer's is.
         set.member(0)

@@ -524,6 +524,35 @@ pub fn unreported_assignments(sql: &str) -> Vec<String> {
     names
 }
 
+/// Whether the statement only reads the last statement's diagnostics: `SHOW WARNINGS`,
+/// `SHOW ERRORS` (with `LIMIT`, or as `SHOW COUNT(*) …`), or a `SELECT` of nothing but
+/// `@@warning_count` and `@@error_count`. It must run on the connection the statement ran
+/// on.
+pub fn reads_diagnostics(sql: &str) -> bool {
+    use goneaway_core::sql::{tokens, TokenKind};
+    let mut words = tokens(sql).filter(|t| t.kind == TokenKind::Word);
+    let Some(first) = words.next() else {
+        return false;
+    };
+    if first.text.eq_ignore_ascii_case("show") {
+        return words.next().is_some_and(|w| {
+            ["warnings", "errors", "count"]
+                .iter()
+                .any(|d| w.text.eq_ignore_ascii_case(d))
+        });
+    }
+    first.text.eq_ignore_ascii_case("select")
+        && tokens(sql).any(|t| {
+            t.text.eq_ignore_ascii_case("warning_count")
+                || t.text.eq_ignore_ascii_case("error_count")
+        })
+        && words.all(|w| {
+            ["warning_count", "error_count", "session", "local", "as"]
+                .iter()
+                .any(|d| w.text.eq_ignore_ascii_case(d))
+        })
+}
+
 /// The text after the first keyword (see [`first_word_as_written`]).
 fn after_first_word(sql: &str) -> &str {
     let first = first_word_as_written(sql);
@@ -605,6 +634,29 @@ pub fn first_word_as_written(sql: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diagnostics_statements_are_told_from_reads() {
+        for sql in [
+            "SHOW WARNINGS",
+            "show warnings limit 1",
+            "SHOW ERRORS",
+            "SHOW COUNT(*) WARNINGS",
+            "SELECT @@warning_count",
+            "select @@session.warning_count, @@error_count",
+        ] {
+            assert!(reads_diagnostics(sql), "{sql}");
+        }
+        for sql in [
+            "SHOW VARIABLES",
+            "SELECT 1",
+            "SELECT @@warning_count, name FROM t",
+            "SELECT warning_count FROM t",
+            "",
+        ] {
+            assert!(!reads_diagnostics(sql), "{sql}");
+        }
+    }
 
     #[test]
     fn pinning_follows_state_changes() {

@@ -299,6 +299,10 @@ pub struct Session {
     /// A read is being relayed from a replica: an error in place of its reply sends it to
     /// the writer instead (see `Session::read_on_replica`).
     reading_on_replica: bool,
+    /// The replica connection the last read ran on, kept for the next statement when that
+    /// read left warnings: a `SHOW WARNINGS` then runs where they are (see
+    /// `Session::read_on_replica`); any other statement gives it back first.
+    replica_held: Option<(PoolKey, BackendTarget, Backend)>,
     /// Session variables set in a form the server does not report, not read back yet:
     /// their statement left warnings the read would have cleared (see
     /// `Session::read_back_unreported`).
@@ -414,6 +418,7 @@ impl Session {
             last_gtid: None,
             replica_turn: 0,
             reading_on_replica: false,
+            replica_held: None,
             unreported: Vec::new(),
             grants: 0,
             shared,
@@ -461,6 +466,7 @@ impl Session {
         // An idle client holds no server connection.
         session.release_backend();
         session.serve(&mut shutdown).await;
+        session.give_back_replica(None);
         session.release_backend();
         if let Some(b) = session.backend.take() {
             b.quit().await;
@@ -1050,6 +1056,9 @@ impl Session {
     /// Handles one command; `false` ends the session.
     async fn command(&mut self, first: Packet) -> bool {
         let started = Instant::now();
+        if self.replica_held.is_some() {
+            self.give_back_replica(Some(&first));
+        }
         if self.shared.generation.load(Ordering::Acquire) != self.gen.number {
             self.follow_reload();
         }
@@ -1190,6 +1199,15 @@ impl Session {
         }
         if self.backend_moved {
             self.follow_backend_move(cmd).await;
+        }
+        // The replica connection a read with warnings ran on: a diagnostics statement runs
+        // there; anything else finds it given back.
+        if let Some(alive) = self
+            .follow_replica_read(cmd, &packets, sql.as_deref())
+            .await
+        {
+            self.shared.stats.command_latency(started.elapsed());
+            return alive;
         }
         // A read that may run on a replica runs there when one is fresh enough; otherwise
         // (or when that fails before the client got anything) on the writer, below.

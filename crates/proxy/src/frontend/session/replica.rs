@@ -111,6 +111,57 @@ impl Session {
                 return None;
             }
         }
+        self.run_on_replica(key, target, b, cmd, packets, sql).await
+    }
+
+    /// Before a command, with a replica connection kept after a read that left warnings
+    /// (see [`Session::run_on_replica`]): a diagnostics statement (`SHOW WARNINGS`, `SHOW
+    /// ERRORS`, their `COUNT(*)`, `@@warning_count`, `@@error_count`) runs on it, as it
+    /// would on a direct client's one connection; anything else gives it back to the pool
+    /// and goes where it would have. `None`: the command was not run.
+    pub(super) async fn follow_replica_read(
+        &mut self,
+        cmd: u8,
+        packets: &[Packet],
+        sql: Option<&str>,
+    ) -> Option<bool> {
+        let (key, target, b) = self.replica_held.take()?;
+        if cmd == com::QUERY && sql.is_some_and(state::reads_diagnostics) {
+            return self.run_on_replica(key, target, b, cmd, packets, sql).await;
+        }
+        self.put_replica_connection(key, b);
+        None
+    }
+
+    /// Gives back the replica connection kept for a diagnostics statement, unless
+    /// `first`, the next command's first packet, is one (called before anything else of
+    /// a command runs, and when the session ends).
+    pub(super) fn give_back_replica(&mut self, first: Option<&Packet>) {
+        let diagnostics = first.is_some_and(|p| {
+            p.first() == Some(com::QUERY)
+                && std::str::from_utf8(&p.payload[1..]).is_ok_and(state::reads_diagnostics)
+        });
+        if diagnostics {
+            return;
+        }
+        if let Some((key, _, b)) = self.replica_held.take() {
+            self.put_replica_connection(key, b);
+        }
+    }
+
+    /// Runs `packets` on `b`, a connection to the replica `target` (of pool key `key`), in
+    /// the session's state, through the session's own relay path. The connection goes back
+    /// to the pool after it, or, when the read left warnings, stays for the next statement
+    /// ([`Session::follow_replica_read`]). As [`Session::read_on_replica`] returns.
+    async fn run_on_replica(
+        &mut self,
+        key: PoolKey,
+        target: BackendTarget,
+        b: Backend,
+        cmd: u8,
+        packets: &[Packet],
+        sql: Option<&str>,
+    ) -> Option<bool> {
         // The read runs through the session's own relay path, on the borrowed connection:
         // a prepared statement is found in, or prepared again on, the replica's connection.
         self.digest = None;
@@ -132,12 +183,19 @@ impl Session {
         let result = self.forward(cmd, &to_send, sql).await;
         self.reading_on_replica = false;
         let b = self.backend.take();
-        // A follow-up (SHOW WARNINGS) is not held for: it goes where reads go.
-        self.hold_next = false;
+        // What the next statement may read from this connection only: with warnings, a
+        // SHOW WARNINGS finds them here; anything else goes where it would have (the
+        // writer's follow-ups, a generated id or FOUND_ROWS(), never come from a read that
+        // may run on a replica).
+        let keep = std::mem::take(&mut self.hold_next);
         match result {
             Ok(()) => {
                 if let Some(b) = b {
-                    self.put_replica_connection(key, b);
+                    if keep {
+                        self.replica_held = Some((key, target, b));
+                    } else {
+                        self.put_replica_connection(key, b);
+                    }
                 }
                 self.shared
                     .stats
@@ -253,8 +311,8 @@ impl Session {
 /// `ROW_COUNT()`, `CONNECTION_ID()`, named locks, GTID waits). [`is_read_only`] also
 /// keeps out every call of a stored function: one may write, and on a replica it would run
 /// with its definer's rights, which `read_only` does not stop for an account with `SUPER`
-/// (the replica would diverge). A read's warnings stay on the replica: `SHOW WARNINGS`
-/// after it runs on the writer, and shows none.
+/// (the replica would diverge). A read's warnings are on the replica: a `SHOW WARNINGS`
+/// right after it runs there (see [`Session::follow_replica_read`]).
 pub fn reads_the_same_anywhere(sql: &str) -> bool {
     // Besides the functions of the connection's history (FOUND_ROWS() covers
     // SQL_CALC_FOUND_ROWS too): what is the server's own.
