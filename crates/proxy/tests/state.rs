@@ -79,6 +79,16 @@ async fn pinned_sessions_get_a_clear_error_then_continue() {
     let e = conn.query_drop("SELECT @x").await.unwrap_err();
     assert!(e.to_string().contains("user variables"), "{e}");
     assert_eq!(one(&mut conn, "SELECT 'usable'").await.unwrap(), "usable");
+    // Assigned inside a statement, which the server does not flag as a state change
+    // (MariaDB's main.insert_update: SELECT @stamp1 := f2 FROM t1): the same.
+    for assign in ["SELECT @z := 42", "SELECT 43 INTO @z"] {
+        conn.query_drop(assign).await.unwrap();
+        let id = backend_id(&mut conn).await;
+        server.kill_connection(id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let e = conn.query_drop("SELECT @z").await.unwrap_err();
+        assert!(e.to_string().contains("user variables"), "{assign}: {e}");
+    }
 
     // A pinned session idle past wait_timeout keeps its backend (pings).
     conn.query_drop("SET @y = 7").await.unwrap();

@@ -223,6 +223,18 @@ impl SessionState {
                 self.pinned.insert(NAMED_LOCKS);
             }
         }
+        // A user variable assigned inside a statement (`SELECT @x := …`, `… INTO @x`)
+        // lives in the connection as one `SET @x` makes does, but the server flags no
+        // state change for it: found by its text (a byte search first: most statements
+        // name no variable).
+        if let Some(s) = sql {
+            if !self.pinned.contains(USER_VARIABLES)
+                && s.as_bytes().contains(&b'@')
+                && assigns_user_variable(s)
+            {
+                self.pinned.insert(USER_VARIABLES);
+            }
+        }
         // LOCK TABLES, which the server flags as a state change only with a WAIT clause,
         // a global read lock (FLUSH TABLES … WITH READ LOCK, FLUSH TABLES … FOR EXPORT)
         // and backup locks live in the connection too, unflagged, until UNLOCK TABLES
@@ -583,6 +595,30 @@ pub fn report_statement(names: &[String]) -> String {
     format!("SET {}", sets.join(", "))
 }
 
+/// Whether a statement assigns a user variable in a form the server does not flag as a
+/// state change: `@x := …` anywhere, or `INTO @x` (`SELECT … INTO @x`, `FETCH … INTO`).
+pub(crate) fn assigns_user_variable(sql: &str) -> bool {
+    use goneaway_core::sql::{tokens, TokenKind};
+    let t: Vec<_> = tokens(sql).collect();
+    let is = |i: usize, text: &str| {
+        t.get(i)
+            .is_some_and(|x| x.kind == TokenKind::Punct && x.text == text)
+    };
+    // A user variable starts at `@` not preceded by another `@` (`@@x` is a system one).
+    let variable_at = |i: usize| is(i, "@") && !(i > 0 && is(i - 1, "@")) && !is(i + 1, "@");
+    (0..t.len()).any(|i| {
+        if !variable_at(i) {
+            return false;
+        }
+        // `@x := …`: the name, then `:` and `=`.
+        let assigned = is(i + 2, ":") && is(i + 3, "=");
+        // `INTO @x` (and `INTO @x, @y`: the first is enough).
+        let into =
+            i > 0 && t[i - 1].kind == TokenKind::Word && t[i - 1].text.eq_ignore_ascii_case("into");
+        assigned || into
+    })
+}
+
 /// Whether the text names a user variable (`@x`, not `@@x`).
 pub(crate) fn mentions_user_variable(sql: &str) -> bool {
     let b = sql.as_bytes();
@@ -634,6 +670,31 @@ pub fn first_word_as_written(sql: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_variables_assigned_inside_statements_are_found() {
+        for sql in [
+            "SELECT @stamp1:=f2 FROM t1",
+            "select @a := 1, @b := 2",
+            "SELECT f2 INTO @x FROM t1",
+            "SELECT a, b INTO @x, @y FROM t",
+            "UPDATE t SET c = @n := @n + 1",
+            "SELECT @`quoted name` := 3",
+        ] {
+            assert!(assigns_user_variable(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT @x",
+            "SELECT @@sql_mode",
+            "SELECT @@session.x := 1",
+            "SELECT a FROM t WHERE b = ':='",
+            "SELECT '@x := 1'",
+            "INSERT INTO t VALUES (@x)",
+            "SELECT 1",
+        ] {
+            assert!(!assigns_user_variable(sql), "{sql}");
+        }
+    }
 
     #[test]
     fn diagnostics_statements_are_told_from_reads() {
