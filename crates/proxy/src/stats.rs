@@ -126,13 +126,14 @@ struct Labelled {
 
 /// Why a session keeps a server connection between its statements (the
 /// `goneaway_proxy_pins_total` label).
-pub const PIN_REASONS: [&str; 12] = [
+pub const PIN_REASONS: [&str; 13] = [
     "user_variables",
     "temporary_tables",
     "named_locks",
     "table_locks",
     "backup_locks",
     "sql_prepare",
+    "role",
     "unknown_state",
     "cursor",
     "long_data",

@@ -180,3 +180,29 @@ async fn prepared_statements_that_leave_state_in_the_connection_pin_it_like_quer
         assert_eq!(one(&mut conn, "SELECT 'usable'").await.unwrap(), "usable");
     }
 }
+
+#[tokio::test]
+async fn a_role_set_with_set_role_is_never_lost_silently() {
+    // SET ROLE lives in the server connection: after a KILL the client is told, as for a
+    // user variable (before, the session went on without the role, silently).
+    let server = server().await;
+    server
+        .admin(
+            "CREATE ROLE auditor_role; GRANT SELECT ON mysql.* TO auditor_role; \
+             GRANT auditor_role TO 'goneaway'@'%'",
+        )
+        .await
+        .unwrap();
+    let proxy = proxy(&server).await;
+    let mut conn = connect(&proxy).await;
+    conn.query_drop("SET ROLE auditor_role").await.unwrap();
+    let role = "SELECT IFNULL(CURRENT_ROLE(), 'none')";
+    assert_eq!(one(&mut conn, role).await.unwrap(), "auditor_role");
+    let id = backend_id(&mut conn).await;
+    server.kill_connection(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = one(&mut conn, role).await.unwrap_err();
+    assert!(e.to_string().contains("SET ROLE"), "{e}");
+    // The session goes on, with the account's default role, as a new connection has it.
+    assert_eq!(one(&mut conn, role).await.unwrap(), "none");
+}

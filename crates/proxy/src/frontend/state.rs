@@ -243,6 +243,16 @@ impl SessionState {
         if first.eq_ignore_ascii_case("lock") {
             self.pinned.insert(LOCK_TABLES);
         }
+        // SET ROLE (and SET ROLE NONE): the role is the connection's, and the server flags
+        // only a state change, which a SET does not pin (below). Lost silently, the session
+        // would go on with the default role's privileges, more or fewer.
+        if first.eq_ignore_ascii_case("set")
+            && sql.is_some_and(|s| {
+                first_word_as_written(after_first_word(s)).eq_ignore_ascii_case("role")
+            })
+        {
+            self.pinned.insert(ROLE);
+        }
         if let Some(s) = sql {
             let flush = first.eq_ignore_ascii_case("flush");
             let backup = first.eq_ignore_ascii_case("backup");
@@ -384,6 +394,7 @@ const NAMED_LOCKS: &str = "named locks (GET_LOCK)";
 const LOCK_TABLES: &str = "table locks (LOCK TABLES)";
 const BACKUP_LOCKS: &str = "backup locks (BACKUP STAGE, BACKUP LOCK)";
 const SQL_PREPARED: &str = "SQL-level prepared statements (PREPARE)";
+const ROLE: &str = "the role SET ROLE set";
 const UNKNOWN_STATE: &str = "session state the proxy cannot restore";
 /// Variables set in a form the server does not report, whose values are not read back
 /// yet, or could not be (see [`unreported_assignments`]).
@@ -398,6 +409,7 @@ pub fn pin_reason(pinned: &str) -> &'static str {
         LOCK_TABLES => "table_locks",
         BACKUP_LOCKS => "backup_locks",
         SQL_PREPARED => "sql_prepare",
+        ROLE => "role",
         UNREPORTED_VARIABLES => "unreported_variables",
         _ => "unknown_state",
     }
@@ -411,6 +423,7 @@ pub fn pin_advice(reason: &str) -> &'static str {
         "named_locks" => "GET_LOCK holds a lock in one server connection; the connection stays with the session for the rest of its life",
         "table_locks" => "LOCK TABLES and FLUSH TABLES … WITH READ LOCK hold locks in one server connection until UNLOCK TABLES",
         "backup_locks" => "BACKUP STAGE and BACKUP LOCK hold locks in one server connection until BACKUP STAGE END or BACKUP UNLOCK",
+        "role" => "SET ROLE gives one server connection a role's privileges (or, SET ROLE NONE, takes the default role's away); make the role the account's default (SET DEFAULT ROLE), which every connection gets at login",
         "sql_prepare" => "SQL-level PREPARE lives in one server connection; use the driver's server-side prepared statements (the binary protocol), which the proxy moves between connections",
         "unreported_variables" => "it set a session variable as SET @@name (or a collation with SET NAMES), which the server does not report, and the proxy could not read the value back; write SET SESSION name = …",
         "cursor" => "a prepared statement opened a cursor (fetch size / useCursorFetch); the connection is kept until the statement is closed, reset or read to its end",
