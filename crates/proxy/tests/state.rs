@@ -206,3 +206,76 @@ async fn a_role_set_with_set_role_is_never_lost_silently() {
     // The session goes on, with the account's default role, as a new connection has it.
     assert_eq!(one(&mut conn, role).await.unwrap(), "none");
 }
+
+#[tokio::test]
+async fn set_transaction_reaches_the_transaction_it_is_for() {
+    // SET TRANSACTION (no SESSION) sets the next transaction's isolation level and access
+    // mode, in the server connection (Go's go-sql-driver sends it before START TRANSACTION
+    // for BeginTx with an isolation level). A connection lost in between, or with sharing
+    // another connection for the START TRANSACTION, must not run it at the default level.
+    let server = server().await;
+    let isolation = "SELECT trx_isolation_level FROM information_schema.INNODB_TRX \
+                     WHERE trx_mysql_thread_id = CONNECTION_ID()";
+    for multiplex in [false, true] {
+        let proxy = proxy_with(&server, server.addr(), |c| {
+            c.multiplex = multiplex;
+            c.pool_idle_limit = Duration::from_millis(300);
+        })
+        .await;
+        let mut conn = connect(&proxy).await;
+        conn.query_drop("CREATE TABLE IF NOT EXISTS iso (id INT PRIMARY KEY) ENGINE=InnoDB")
+            .await
+            .unwrap();
+        // (Before: a statement in between would be the next transaction itself.)
+        let id = backend_id(&mut conn).await;
+        conn.query_drop("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            .await
+            .unwrap();
+        if multiplex {
+            // The connection idles past the pool's limit: closed, if it went back.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        } else {
+            server.kill_connection(id).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        conn.query_drop("START TRANSACTION").await.unwrap();
+        conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
+        // INNODB_TRX is a cache InnoDB refreshes at most every 100 ms.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let level: Option<String> = conn.query_first(isolation).await.unwrap();
+        assert_eq!(
+            level.as_deref(),
+            Some("SERIALIZABLE"),
+            "multiplex = {multiplex}"
+        );
+        conn.query_drop("COMMIT").await.unwrap();
+        // A transaction replayed on a fresh connection runs under them again.
+        if !multiplex {
+            let id = backend_id(&mut conn).await;
+            conn.query_drop("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                .await
+                .unwrap();
+            conn.query_drop("START TRANSACTION").await.unwrap();
+            conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
+            server.kill_connection(id).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let level: Option<String> = conn.query_first(isolation).await.unwrap();
+            assert_eq!(level.as_deref(), Some("SERIALIZABLE"), "replayed");
+            conn.query_drop("COMMIT").await.unwrap();
+        }
+        // Only that one transaction.
+        conn.query_drop("START TRANSACTION").await.unwrap();
+        conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
+        // INNODB_TRX is a cache InnoDB refreshes at most every 100 ms.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let level: Option<String> = conn.query_first(isolation).await.unwrap();
+        assert_eq!(
+            level.as_deref(),
+            Some("REPEATABLE READ"),
+            "multiplex = {multiplex}"
+        );
+        conn.query_drop("COMMIT").await.unwrap();
+    }
+}

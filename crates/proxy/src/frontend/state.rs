@@ -74,6 +74,14 @@ pub struct SessionState {
     pub next_statement: u32,
     /// With autocommit off: a statement ran since the last COMMIT or ROLLBACK.
     pub autocommit_off_work: bool,
+    /// A `SET TRANSACTION …` (no `SESSION`, no `GLOBAL`) for the next transaction, not run
+    /// yet: it lives in the connection and the server reports nothing of it. A fresh
+    /// connection gets it again (see [`SessionState::restore_statements`]); the next
+    /// statement other than a `SET` consumes it.
+    pub next_transaction: Option<String>,
+    /// The `SET TRANSACTION …` the open transaction began under: a replay of the
+    /// transaction on a fresh connection begins under it too.
+    pub transaction_characteristics: Option<String>,
 }
 
 impl SessionState {
@@ -181,6 +189,20 @@ impl SessionState {
         // lock timeouts of a `WAIT n` / `NOWAIT` clause. Recorded, they would be set on
         // every connection the session moves to.
         let first = sql.map(first_word_as_written).unwrap_or_default();
+        if let Some(s) = sql {
+            if first.eq_ignore_ascii_case("set") {
+                if first_word_as_written(after_first_word(s)).eq_ignore_ascii_case("transaction") {
+                    self.next_transaction = Some(s.trim().to_owned());
+                }
+            } else if let Some(next) = self.next_transaction.take() {
+                if self.in_transaction {
+                    self.transaction_characteristics = Some(next);
+                }
+            }
+        }
+        if !self.in_transaction {
+            self.transaction_characteristics = None;
+        }
         let set_statement = sql.is_some_and(is_set_statement);
         let waits = |s: &str| {
             s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
@@ -317,6 +339,8 @@ impl SessionState {
         self.variables
             .iter()
             .map(|(name, value)| set_statement(name, value))
+            .chain(self.next_transaction.clone())
+            .chain(self.transaction_characteristics.clone())
             .collect()
     }
 }

@@ -586,6 +586,15 @@ impl Session {
         let pins = self.state.pinned.len();
         self.state
             .apply(&tracker.changes, tracker.status, writes, text);
+        if tracker.err.is_some() && self.state.next_transaction.as_deref() == text.map(str::trim) {
+            // A SET TRANSACTION the server refused sets nothing.
+            self.state.next_transaction = None;
+        }
+        // The next transaction's characteristics live in this connection: the statement
+        // that starts it runs here (a fresh connection would get them again).
+        if self.gen.config.multiplex && self.state.next_transaction.is_some() {
+            self.hold_next = true;
+        }
         self.read_back_unreported(
             text,
             tracker.err.is_none(),
