@@ -10,10 +10,7 @@
 //! `SHA1(password) XOR SHA1(nonce + SHA1(SHA1(password)))`, so the proxy recovers
 //! `SHA1(password)` from a correct answer, checks it against the stored hash, and keeps it
 //! for the session's later logins to the server, each with the server's own nonce. A
-//! client that cannot prove the password gets 1045: never an open relay. The server hears
-//! of each wrong password for one of its accounts (a login with a proof that cannot be
-//! right), so its `max_password_errors` blocks an account guessed at through the proxy as
-//! it would directly, and a blocked account gets the server's 4150. Accounts of the
+//! client that cannot prove the password gets 1045: never an open relay. Accounts of the
 //! deprecated `mysql_old_password` are checked and logged in with the stored hash, which
 //! is all that plugin ever needs (the login asks the client for that plugin). Accounts with
 //! any other plugin (`unix_socket`, `ed25519`, `caching_sha2_password`) cannot be checked
@@ -29,7 +26,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use goneaway_core::codes::ER_ACCESS_DENIED_ERROR;
 use sha1::{Digest, Sha1};
 
 use crate::backend::conn::{self, Backend, ConnectOptions};
@@ -40,8 +36,6 @@ use crate::stats::Stats;
 pub const RELOAD_INTERVAL: Duration = Duration::from_millis(100);
 
 const NATIVE: &str = "mysql_native_password";
-/// `ER_USER_IS_BLOCKED`: "User is blocked because of too many credential errors".
-const ER_USER_IS_BLOCKED: u16 = 4150;
 /// The pre-4.1 plugin; the server accepts it only with `secure_auth = OFF`.
 pub const OLD: &str = "mysql_old_password";
 
@@ -266,56 +260,11 @@ impl Accounts {
                 Err(w) => why = w,
             }
         }
-        // A wrong password for one of the server's accounts: the server is told, by a
-        // login with a proof that cannot be right, so that its `max_password_errors`
-        // counts it as it counts a direct client's; and a blocked account gets the
-        // server's 4150, as directly, whatever the password. (The gate's delays bound how
-        // often this runs.)
-        if why.is_empty() && server.plugin_of(user, peer).is_some() {
-            if let Some(blocked) = server.failed_login(user).await {
-                return Err(blocked);
-            }
-        }
         Err(denied(&why))
     }
 }
 
 impl ServerAccounts {
-    /// Logs in to the server as `user` with a proof that cannot be right (see
-    /// [`Accounts::check`]). `Some` when the server refuses with anything but a plain
-    /// 1045 (4150, the account blocked after too many wrong passwords): the client gets
-    /// the server's words.
-    async fn failed_login(&self, user: &str) -> Option<Denied> {
-        let target = BackendTarget {
-            user: user.to_owned(),
-            password: String::new(),
-            // SHA1 of a password is never all zeros.
-            credential: Some(Credential::Native([0; 20])),
-            ..self.monitor.clone()
-        };
-        let opts = ConnectOptions::internal(self.connect_timeout);
-        match Backend::connect(&target, &opts, self.stats.clone()).await {
-            Err(crate::error::ProxyError::Server(e)) if e.code != ER_ACCESS_DENIED_ERROR => {
-                Some(Denied {
-                    code: e.code,
-                    sqlstate: if e.code == ER_USER_IS_BLOCKED {
-                        "HY000"
-                    } else {
-                        "28000"
-                    },
-                    message: e.message,
-                    why: String::new(),
-                })
-            }
-            Err(_) => None,
-            Ok(b) => {
-                // Not possible for an account with a password; harmless otherwise.
-                b.quit().await;
-                None
-            }
-        }
-    }
-
     fn never_read(&self) -> bool {
         self.users.read().unwrap().read.is_none()
     }
