@@ -6,8 +6,14 @@ use mysql_async::prelude::*;
 
 use crate::common::*;
 
-#[tokio::test]
-async fn read_only_select_is_replayed_and_insert_is_not() {
+/// A server, a relay in front of it, the proxy in front of that, a client, and a table `t`
+/// with an auto-increment id.
+async fn behind_a_relay_with_a_table() -> (
+    goneaway_harness::Server,
+    goneaway_relay::Relay,
+    goneaway_proxy::Proxy,
+    mysql_async::Conn,
+) {
     let server = server().await;
     let relay = relay(&server).await;
     let proxy = proxy_to(&server, relay.local_addr()).await;
@@ -15,6 +21,12 @@ async fn read_only_select_is_replayed_and_insert_is_not() {
     conn.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
         .await
         .unwrap();
+    (server, relay, proxy, conn)
+}
+
+#[tokio::test]
+async fn read_only_select_is_replayed_and_insert_is_not() {
+    let (_server, relay, proxy, mut conn) = behind_a_relay_with_a_table().await;
 
     // A reset while a read runs: replayed, the client sees only the result.
     let reset = async {
@@ -48,13 +60,7 @@ async fn read_only_select_is_replayed_and_insert_is_not() {
 async fn a_select_that_calls_a_stored_function_is_not_replayed() {
     // A stored function may write: `SELECT bump()` is a write to the proxy, and one
     // lost in flight is an error, as an INSERT's is. Replayed, the row would be there twice.
-    let server = server().await;
-    let relay = relay(&server).await;
-    let proxy = proxy_to(&server, relay.local_addr()).await;
-    let mut conn = connect(&proxy).await;
-    conn.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-        .await
-        .unwrap();
+    let (_server, relay, _proxy, mut conn) = behind_a_relay_with_a_table().await;
     conn.query_drop(
         "CREATE FUNCTION bump() RETURNS INT MODIFIES SQL DATA \
          BEGIN INSERT INTO t (v) VALUES (1); RETURN SLEEP(1); END",

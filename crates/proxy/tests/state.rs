@@ -214,8 +214,6 @@ async fn set_transaction_reaches_the_transaction_it_is_for() {
     // for BeginTx with an isolation level). A connection lost in between, or with sharing
     // another connection for the START TRANSACTION, must not run it at the default level.
     let server = server().await;
-    let isolation = "SELECT trx_isolation_level FROM information_schema.INNODB_TRX \
-                     WHERE trx_mysql_thread_id = CONNECTION_ID()";
     for multiplex in [false, true] {
         let proxy = proxy_with(&server, server.addr(), |c| {
             c.multiplex = multiplex;
@@ -238,17 +236,11 @@ async fn set_transaction_reaches_the_transaction_it_is_for() {
             server.kill_connection(id).await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        conn.query_drop("START TRANSACTION").await.unwrap();
-        conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
-        // INNODB_TRX is a cache InnoDB refreshes at most every 100 ms.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let level: Option<String> = conn.query_first(isolation).await.unwrap();
         assert_eq!(
-            level.as_deref(),
-            Some("SERIALIZABLE"),
+            transaction_isolation(&mut conn).await,
+            "SERIALIZABLE",
             "multiplex = {multiplex}"
         );
-        conn.query_drop("COMMIT").await.unwrap();
         // A transaction replayed on a fresh connection runs under them again.
         if !multiplex {
             let id = backend_id(&mut conn).await;
@@ -259,23 +251,37 @@ async fn set_transaction_reaches_the_transaction_it_is_for() {
             conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
             server.kill_connection(id).await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
-            conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            let level: Option<String> = conn.query_first(isolation).await.unwrap();
-            assert_eq!(level.as_deref(), Some("SERIALIZABLE"), "replayed");
+            assert_eq!(isolation_now(&mut conn).await, "SERIALIZABLE", "replayed");
             conn.query_drop("COMMIT").await.unwrap();
         }
         // Only that one transaction.
-        conn.query_drop("START TRANSACTION").await.unwrap();
-        conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
-        // INNODB_TRX is a cache InnoDB refreshes at most every 100 ms.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let level: Option<String> = conn.query_first(isolation).await.unwrap();
         assert_eq!(
-            level.as_deref(),
-            Some("REPEATABLE READ"),
+            transaction_isolation(&mut conn).await,
+            "REPEATABLE READ",
             "multiplex = {multiplex}"
         );
-        conn.query_drop("COMMIT").await.unwrap();
     }
+}
+
+/// The isolation level of a transaction started now (one read in it, then COMMIT).
+async fn transaction_isolation(conn: &mut mysql_async::Conn) -> String {
+    conn.query_drop("START TRANSACTION").await.unwrap();
+    let level = isolation_now(conn).await;
+    conn.query_drop("COMMIT").await.unwrap();
+    level
+}
+
+/// The isolation level of the open transaction, after a read in it.
+async fn isolation_now(conn: &mut mysql_async::Conn) -> String {
+    conn.query_drop("SELECT COUNT(*) FROM iso").await.unwrap();
+    // INNODB_TRX is a cache InnoDB refreshes at most every 100 ms.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let level: Option<String> = conn
+        .query_first(
+            "SELECT trx_isolation_level FROM information_schema.INNODB_TRX \
+             WHERE trx_mysql_thread_id = CONNECTION_ID()",
+        )
+        .await
+        .unwrap();
+    level.unwrap_or_default()
 }
