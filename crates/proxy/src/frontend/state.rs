@@ -184,26 +184,36 @@ impl SessionState {
         }
         let mut explained = false;
         let mut state_changed = false;
-        // Values a statement sets for itself alone, which the server reports as changes all
-        // the same (and their end with some later reply): `SET STATEMENT … FOR`, and the
-        // lock timeouts of a `WAIT n` / `NOWAIT` clause. Recorded, they would be set on
-        // every connection the session moves to.
         let first = sql.map(first_word_as_written).unwrap_or_default();
+        // The word after SET, which tells `SET STATEMENT`, `SET TRANSACTION` and
+        // `SET ROLE` apart; empty for any other statement.
+        let after_set = match sql {
+            Some(s) if first.eq_ignore_ascii_case("set") => {
+                first_word_as_written(after_first_word(s))
+            }
+            _ => "",
+        };
+        // SET TRANSACTION is for the next transaction: the statement after it (other than
+        // another SET) starts that one, and consumes it.
         if let Some(s) = sql {
-            if first.eq_ignore_ascii_case("set") {
-                if first_word_as_written(after_first_word(s)).eq_ignore_ascii_case("transaction") {
-                    self.next_transaction = Some(s.trim().to_owned());
-                }
-            } else if let Some(next) = self.next_transaction.take() {
-                if self.in_transaction {
-                    self.transaction_characteristics = Some(next);
+            if after_set.eq_ignore_ascii_case("transaction") {
+                self.next_transaction = Some(s.trim().to_owned());
+            } else if !first.eq_ignore_ascii_case("set") {
+                if let Some(next) = self.next_transaction.take() {
+                    if self.in_transaction {
+                        self.transaction_characteristics = Some(next);
+                    }
                 }
             }
         }
         if !self.in_transaction {
             self.transaction_characteristics = None;
         }
-        let set_statement = sql.is_some_and(is_set_statement);
+        // Values a statement sets for itself alone, which the server reports as changes all
+        // the same (and their end with some later reply): `SET STATEMENT … FOR`, and the
+        // lock timeouts of a `WAIT n` / `NOWAIT` clause. Recorded, they would be set on
+        // every connection the session moves to.
+        let set_statement = after_set.eq_ignore_ascii_case("statement");
         let waits = |s: &str| {
             s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
                 .any(|w| w.eq_ignore_ascii_case("wait") || w.eq_ignore_ascii_case("nowait"))
@@ -268,11 +278,7 @@ impl SessionState {
         // SET ROLE (and SET ROLE NONE): the role is the connection's, and the server flags
         // only a state change, which a SET does not pin (below). Lost silently, the session
         // would go on with the default role's privileges, more or fewer.
-        if first.eq_ignore_ascii_case("set")
-            && sql.is_some_and(|s| {
-                first_word_as_written(after_first_word(s)).eq_ignore_ascii_case("role")
-            })
-        {
+        if after_set.eq_ignore_ascii_case("role") {
             self.pinned.insert(ROLE);
         }
         if let Some(s) = sql {

@@ -299,6 +299,11 @@ pub struct Session {
     /// A read is being relayed from a replica: an error in place of its reply sends it to
     /// the writer instead (see `Session::read_on_replica`).
     reading_on_replica: bool,
+    /// Whether the query the last `prepare_packets` prepared is read-only
+    /// (`goneaway_core::sql::is_read_only`, which lexes the text): judged once there, for
+    /// its replay, and read again after its reply (`writes`) and by the transaction log,
+    /// since `forward` always relays what `prepare_packets` prepared last.
+    query_read_only: bool,
     /// The replica connection the last read ran on, kept for the next statement when that
     /// read left warnings: a `SHOW WARNINGS` then runs where they are (see
     /// `Session::read_on_replica`); any other statement gives it back first.
@@ -418,6 +423,7 @@ impl Session {
             last_gtid: None,
             replica_turn: 0,
             reading_on_replica: false,
+            query_read_only: false,
             replica_held: None,
             unreported: Vec::new(),
             grants: 0,

@@ -283,7 +283,7 @@ impl Session {
             self.tx_wrote = false;
         } else if !self.tx_wrote {
             let read_only = match cmd {
-                com::QUERY => sql.is_some_and(is_read_only),
+                com::QUERY => self.query_read_only,
                 com::STMT_EXECUTE => packets
                     .first()
                     .and_then(|p| statement_id(&p.payload))

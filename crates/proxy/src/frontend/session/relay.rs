@@ -141,12 +141,15 @@ impl Session {
         self.executing = None;
         match cmd {
             // Outside a transaction a read, or the BEGIN that opens one, runs again safely.
-            com::QUERY => Ok((
-                Cow::Borrowed(packets),
-                outside_tx
-                    && sql
-                        .is_some_and(|s| is_read_only(s) || txlog::statement_opens_transaction(s)),
-            )),
+            com::QUERY => {
+                self.query_read_only = sql.is_some_and(is_read_only);
+                Ok((
+                    Cow::Borrowed(packets),
+                    outside_tx
+                        && (self.query_read_only
+                            || sql.is_some_and(txlog::statement_opens_transaction)),
+                ))
+            }
             com::STMT_PREPARE
             | com::PING
             | com::INIT_DB
@@ -579,7 +582,7 @@ impl Session {
             }
         }
         let writes = match cmd {
-            com::QUERY => !sql.is_some_and(is_read_only),
+            com::QUERY => !self.query_read_only,
             com::STMT_EXECUTE => true,
             _ => false,
         };
